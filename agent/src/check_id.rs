@@ -1,0 +1,222 @@
+//! `netbar-agent check-id`: the front desk's checks, from the command line.
+//!
+//! Each number is validated as a document of the jurisdiction, and a valid
+//! one is run through the policy at the given instant in the venue's zone.
+//! One JSON object per number goes to standard output, in input order.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::ValueEnum;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use netbar_protocol::identity::{self, Document, DocumentType};
+use netbar_protocol::policy::{self, Circumstances, Decision, Policy};
+use serde::Serialize;
+
+/// Whose rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Jurisdiction {
+    /// Mainland China: 18-character resident identity cards, no minors.
+    Cn,
+    /// Korea: resident registration numbers, youth hours 09:00–22:00.
+    Kr,
+}
+
+impl Jurisdiction {
+    fn document_type(self) -> DocumentType {
+        match self {
+            Jurisdiction::Cn => DocumentType::CnId,
+            Jurisdiction::Kr => DocumentType::KrRrn,
+        }
+    }
+
+    fn preset(self) -> &'static str {
+        match self {
+            Jurisdiction::Cn => "cn",
+            Jurisdiction::Kr => "kr",
+        }
+    }
+
+    fn default_zone(self) -> &'static str {
+        match self {
+            Jurisdiction::Cn => "Asia/Shanghai",
+            Jurisdiction::Kr => "Asia/Seoul",
+        }
+    }
+}
+
+/// Arguments of `check-id`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Document numbers; `-` reads one number a line from standard input
+    /// (blank lines are skipped).
+    #[arg(required = true, value_name = "NUMBER")]
+    numbers: Vec<String>,
+    /// Whose documents and rules.
+    #[arg(long, value_enum, default_value = "cn")]
+    jurisdiction: Jurisdiction,
+    /// The venue's time zone (IANA name); defaults to Asia/Shanghai for cn
+    /// and Asia/Seoul for kr.
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<String>,
+    /// The instant to decide at, RFC 3339; defaults to now.
+    #[arg(long, value_name = "RFC3339")]
+    at: Option<String>,
+    /// A policy file in TOML instead of the jurisdiction's preset.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// A guardian accompanies the person.
+    #[arg(long)]
+    guardian: bool,
+}
+
+/// One output line.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    input: &'a str,
+    valid: bool,
+    error: Option<&'static str>,
+    detail: Option<String>,
+    kind: Option<&'static str>,
+    number: Option<&'a str>,
+    birth_date: Option<String>,
+    sex: Option<identity::Sex>,
+    converted_from_legacy: Option<bool>,
+    check_digit_matches: Option<bool>,
+    age: Option<i32>,
+    minor: Option<bool>,
+    allowed: bool,
+    reasons: Vec<&'static str>,
+    until: Option<Timestamp>,
+}
+
+/// Everything a check needs, resolved once.
+struct Checker {
+    document_type: DocumentType,
+    policy: Policy,
+    zone: TimeZone,
+    at: Timestamp,
+    today: jiff::civil::Date,
+    circumstances: Circumstances,
+}
+
+impl Checker {
+    fn new(args: &Args) -> anyhow::Result<Checker> {
+        let zone_name = args.tz.as_deref().unwrap_or(args.jurisdiction.default_zone());
+        let zone = TimeZone::get(zone_name).map_err(|error| anyhow!("--tz {zone_name:?} is not a known time zone: {error}"))?;
+        let at = match &args.at {
+            Some(text) => text
+                .parse::<Timestamp>()
+                .map_err(|error| anyhow!("--at {text:?} is not an RFC 3339 instant (like 2026-11-22T20:00:00+08:00): {error}"))?,
+            None => Timestamp::now(),
+        };
+        let policy = match &args.policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+                Policy::from_toml(&text).with_context(|| format!("policy file {}", path.display()))?
+            }
+            None => Policy::preset(args.jurisdiction.preset())?,
+        };
+        Ok(Checker {
+            document_type: args.jurisdiction.document_type(),
+            policy,
+            today: at.to_zoned(zone.clone()).date(),
+            zone,
+            at,
+            circumstances: Circumstances { guardian: args.guardian },
+        })
+    }
+
+    fn check(&self, input: &str, out: &mut impl Write) -> io::Result<()> {
+        let line = match identity::validate(self.document_type, input, self.today) {
+            Ok(document) => {
+                let decision = policy::evaluate(&self.policy, document.birth_date, self.at, &self.zone, self.circumstances);
+                return write_line(out, &valid_line(input, &document, &decision));
+            }
+            Err(error) => Line {
+                input,
+                valid: false,
+                error: Some(error.code()),
+                detail: Some(error.to_string()),
+                kind: None,
+                number: None,
+                birth_date: None,
+                sex: None,
+                converted_from_legacy: None,
+                check_digit_matches: None,
+                age: None,
+                minor: None,
+                allowed: false,
+                reasons: vec!["invalid_document"],
+                until: None,
+            },
+        };
+        write_line(out, &line)
+    }
+}
+
+fn valid_line<'a>(input: &'a str, document: &'a Document, decision: &Decision) -> Line<'a> {
+    Line {
+        input,
+        valid: true,
+        error: None,
+        detail: None,
+        kind: Some(document.kind.as_str()),
+        number: Some(&document.number),
+        birth_date: Some(document.birth_date.to_string()),
+        sex: Some(document.sex),
+        converted_from_legacy: Some(document.converted_from_legacy),
+        check_digit_matches: document.check_digit_matches,
+        age: Some(decision.age),
+        minor: Some(decision.minor),
+        allowed: decision.allowed,
+        reasons: decision.reasons.iter().map(|reason| reason.code()).collect(),
+        until: decision.until,
+    }
+}
+
+fn write_line(out: &mut impl Write, line: &Line<'_>) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
+}
+
+/// Runs `check-id`.
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let checker = Checker::new(&args)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let result = check_all(&checker, &args.numbers, &mut out).and_then(|()| out.flush());
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // The reader went away (`| head`): nothing left to say to anyone.
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(error).context("cannot write to standard output"),
+    }
+}
+
+fn check_all(checker: &Checker, numbers: &[String], out: &mut impl Write) -> io::Result<()> {
+    for number in numbers {
+        if number == "-" {
+            let stdin = io::stdin();
+            let mut input = stdin.lock();
+            let mut buffer = Vec::with_capacity(64);
+            loop {
+                buffer.clear();
+                if input.read_until(b'\n', &mut buffer)? == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buffer);
+                let text = text.trim();
+                if !text.is_empty() {
+                    checker.check(text, out)?;
+                }
+            }
+        } else {
+            checker.check(number, out)?;
+        }
+    }
+    Ok(())
+}

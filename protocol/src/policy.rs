@@ -1,0 +1,625 @@
+//! Who may use a station, and when: the access policy as data, and its
+//! evaluation as a pure function.
+//!
+//! A policy is a small TOML document (see `protocol/policies/` for the
+//! presets). [`evaluate`] takes the policy, a person's birth date, an
+//! instant, the venue's time zone and the circumstances, and returns a
+//! [`Decision`]: allowed or not, why, and until when the decision holds, so
+//! the agent can end a session when a curfew begins without polling.
+//!
+//! Age is never stored. It is computed for each decision from the birth date
+//! and the local date in the venue's zone: a person comes of age at local
+//! midnight of their birthday there, whatever UTC says.
+
+use std::fmt;
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan, Zoned};
+use serde::{Deserialize, Serialize};
+
+/// The access policy of a venue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// A name for logs and the console ("cn", "kr", "cn-shanghai").
+    pub name: String,
+    /// From this age on, a person is an adult, 1 to 30.
+    pub adult_age: u8,
+    /// How age is counted.
+    #[serde(default)]
+    pub age_counting: AgeCounting,
+    /// When a person born on 29 February has a birthday in other years.
+    #[serde(default)]
+    pub leap_day: LeapDay,
+    /// What minors may do.
+    pub minors: Minors,
+    /// The venue's opening hours, if the rules fix them.
+    #[serde(default)]
+    pub business_hours: Option<BusinessHours>,
+    /// How long registration records are kept, in days.
+    pub retention_days: u32,
+    /// How much of a person a record sent to the regulator discloses.
+    #[serde(default)]
+    pub upload: Upload,
+}
+
+/// How age is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgeCounting {
+    /// Whole years since birth; one more at each birthday.
+    #[default]
+    FullYears,
+    /// This year minus the birth year; one more each 1 January.
+    CalendarYear,
+}
+
+/// When a person born on 29 February has a birthday in a common year.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeapDay {
+    /// On 1 March (the reading of most civil codes).
+    #[default]
+    #[serde(rename = "march_1")]
+    March1,
+    /// On 28 February.
+    #[serde(rename = "february_28")]
+    February28,
+}
+
+/// What minors may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "access", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Minors {
+    /// Never admitted.
+    Forbidden,
+    /// Admitted only within the windows, in the venue's local time.
+    Windows {
+        /// Daily windows; at least one.
+        windows: Vec<Window>,
+        /// Whether a recorded guardian lifts the windows.
+        #[serde(default)]
+        guardian_exempt: bool,
+    },
+}
+
+/// The venue's opening hours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    /// Opening time.
+    pub start: ClockTime,
+    /// Closing time; `24:00` for midnight, earlier than `start` for hours
+    /// past midnight.
+    pub end: ClockTime,
+    /// Whether the hours are enforced (nobody admitted outside them).
+    #[serde(default)]
+    pub enforced: bool,
+}
+
+/// A daily window of local time, `[start, end)`; it runs past midnight when
+/// `end` is earlier than `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// First minute inside.
+    pub start: ClockTime,
+    /// First minute outside; `24:00` for midnight.
+    pub end: ClockTime,
+}
+
+/// A time of day, `HH:MM`, from `00:00` to `24:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClockTime {
+    minutes: u16,
+}
+
+impl ClockTime {
+    /// Minutes since midnight, 0 to 1440.
+    pub fn minutes(self) -> u16 {
+        self.minutes
+    }
+
+    /// Builds from hours and minutes; `24:00` allowed.
+    pub fn new(hours: u16, minutes: u16) -> Option<ClockTime> {
+        let total = hours.checked_mul(60)?.checked_add(minutes)?;
+        (minutes < 60 && total <= 24 * 60).then_some(ClockTime { minutes: total })
+    }
+}
+
+impl fmt::Display for ClockTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.minutes / 60, self.minutes % 60)
+    }
+}
+
+impl std::str::FromStr for ClockTime {
+    type Err = String;
+    fn from_str(text: &str) -> Result<ClockTime, String> {
+        let invalid = || format!("{text:?} is not a time of day HH:MM between 00:00 and 24:00");
+        let (hours, minutes) = text.split_once(':').ok_or_else(invalid)?;
+        if hours.len() != 2 || minutes.len() != 2 {
+            return Err(invalid());
+        }
+        let hours: u16 = hours.parse().map_err(|_| invalid())?;
+        let minutes: u16 = minutes.parse().map_err(|_| invalid())?;
+        ClockTime::new(hours, minutes).ok_or_else(invalid)
+    }
+}
+
+impl Serialize for ClockTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClockTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for ClockTime {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClockTime".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+            "description": "A local time of day, HH:MM, 24:00 for midnight at the end of the day."
+        })
+    }
+}
+
+/// How much of a person a record sent to the regulator discloses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Upload {
+    /// Nothing about the person.
+    None,
+    /// A keyed hash of the number and the birth year.
+    #[default]
+    Pseudonymised,
+    /// The document as registered.
+    Full,
+}
+
+/// Why a policy was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The TOML is malformed or a field is missing, unknown or mistyped.
+    #[error("policy field `{path}`: {message}")]
+    Field {
+        /// Path of the field.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is outside what the field allows.
+    #[error("policy field `{field}` {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No preset has this name.
+    #[error("no policy preset is named {0:?}; the presets are cn and kr")]
+    UnknownPreset(String),
+}
+
+impl Window {
+    fn crosses_midnight(self) -> bool {
+        self.end < self.start
+    }
+
+    fn contains(self, minute: u16) -> bool {
+        if self.crosses_midnight() {
+            minute >= self.start.minutes || minute < self.end.minutes
+        } else {
+            minute >= self.start.minutes && minute < self.end.minutes
+        }
+    }
+}
+
+impl Policy {
+    /// A built-in policy by name: `cn` or `kr`.
+    pub fn preset(name: &str) -> Result<Policy, PolicyError> {
+        let text = match name {
+            "cn" => include_str!("../policies/cn.toml"),
+            "kr" => include_str!("../policies/kr.toml"),
+            other => return Err(PolicyError::UnknownPreset(other.to_owned())),
+        };
+        Policy::from_toml(text)
+    }
+
+    /// Reads and checks a policy written in TOML.
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_path_to_error::deserialize(
+            toml::Deserializer::parse(text)
+                .map_err(|error| PolicyError::Field { path: "(document)".to_owned(), message: error.to_string().trim().to_owned() })?,
+        )
+        .map_err(|error| PolicyError::Field { path: error.path().to_string(), message: error.into_inner().message().to_owned() })?;
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// Checks the ranges TOML types cannot express.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let invalid = |field, reason: String| Err(PolicyError::Invalid { field, reason });
+        if self.name.trim().is_empty() {
+            return invalid("name", "is empty".to_owned());
+        }
+        if !(1..=30).contains(&self.adult_age) {
+            return invalid("adult_age", format!("is {}, must be between 1 and 30", self.adult_age));
+        }
+        if self.retention_days == 0 {
+            return invalid("retention_days", "is 0; records must be kept at least one day".to_owned());
+        }
+        if let Minors::Windows { windows, .. } = &self.minors {
+            if windows.is_empty() {
+                return invalid("minors.windows", "is empty; use access = \"forbidden\" to admit no minors".to_owned());
+            }
+            if let Some(window) = windows.iter().find(|w| w.start == w.end) {
+                return invalid("minors.windows", format!("holds an empty window {}–{}", window.start, window.end));
+            }
+        }
+        if let Some(hours) = &self.business_hours
+            && hours.start == hours.end
+        {
+            return invalid("business_hours", format!("is an empty window {}–{}", hours.start, hours.end));
+        }
+        Ok(())
+    }
+}
+
+/// Facts about the visit that the rules take into account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Circumstances {
+    /// A guardian is recorded as accompanying the person.
+    pub guardian: bool,
+}
+
+/// Why access is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A minor, and the policy admits no minors.
+    UnderAge,
+    /// A minor outside the hours minors are admitted, without a guardian.
+    YouthHours,
+    /// Outside the venue's enforced business hours.
+    Closed,
+}
+
+impl Reason {
+    /// The reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::UnderAge => "under_age",
+            Reason::YouthHours => "youth_hours",
+            Reason::Closed => "closed",
+        }
+    }
+}
+
+/// The outcome of [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the person may use a station now.
+    pub allowed: bool,
+    /// Why not; empty when allowed.
+    pub reasons: Vec<Reason>,
+    /// The first instant at which the decision may change (a window opens or
+    /// closes, the person comes of age); `None` when nothing ahead changes it.
+    pub until: Option<Timestamp>,
+    /// Age in whole years since birth, at the instant, in the venue's zone.
+    pub age: i32,
+    /// Whether the person counts as a minor under the policy.
+    pub minor: bool,
+}
+
+/// Whole years between `birth` and `today`, with 29 February birthdays
+/// falling per `leap_day` in common years.
+pub fn full_years(birth: Date, today: Date, leap_day: LeapDay) -> i32 {
+    let years = i32::from(today.year()) - i32::from(birth.year());
+    if birthday_in(birth, today.year(), leap_day).is_some_and(|birthday| today < birthday) { years - 1 } else { years }
+}
+
+/// The birthday of a person born on `birth` in `year`.
+fn birthday_in(birth: Date, year: i16, leap_day: LeapDay) -> Option<Date> {
+    Date::new(year, birth.month(), birth.day()).ok().or_else(|| match leap_day {
+        LeapDay::March1 => Date::new(year, 3, 1).ok(),
+        LeapDay::February28 => Date::new(year, 2, 28).ok(),
+    })
+}
+
+/// The first local date on which a person is an adult under `policy`.
+fn adult_from(policy: &Policy, birth: Date) -> Option<Date> {
+    let year = birth.year().checked_add(i16::from(policy.adult_age))?;
+    match policy.age_counting {
+        AgeCounting::FullYears => birthday_in(birth, year, policy.leap_day),
+        AgeCounting::CalendarYear => Date::new(year, 1, 1).ok(),
+    }
+}
+
+/// Decides whether a person born on `birth` may use a station at `at`, in a
+/// venue in zone `tz`.
+pub fn evaluate(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circumstances: Circumstances) -> Decision {
+    let now = at.to_zoned(tz.clone());
+    let today = now.date();
+    let minute = u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0);
+    let age = full_years(birth, today, policy.leap_day);
+    let adult_from = adult_from(policy, birth);
+    let minor = adult_from.is_some_and(|date| today < date);
+
+    let mut reasons = Vec::new();
+    let mut boundaries: Vec<Timestamp> = Vec::new();
+    if minor {
+        boundaries.extend(adult_from.and_then(|date| start_of(date, tz)));
+        match &policy.minors {
+            Minors::Forbidden => reasons.push(Reason::UnderAge),
+            Minors::Windows { windows, guardian_exempt } => {
+                if !(circumstances.guardian && *guardian_exempt) {
+                    if !windows.iter().any(|w| w.contains(minute)) {
+                        reasons.push(Reason::YouthHours);
+                    }
+                    for window in windows {
+                        boundaries.extend(next_boundary(&now, window.start, window.end));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(hours) = policy.business_hours.as_ref().filter(|hours| hours.enforced) {
+        let window = Window { start: hours.start, end: hours.end };
+        if !window.contains(minute) {
+            reasons.push(Reason::Closed);
+        }
+        boundaries.extend(next_boundary(&now, hours.start, hours.end));
+    }
+    Decision { allowed: reasons.is_empty(), reasons, until: boundaries.into_iter().filter(|&b| b > at).min(), age, minor }
+}
+
+/// The first instant of `date` in `tz` (midnight, or the first instant after
+/// a gap when the zone skips midnight).
+fn start_of(date: Date, tz: &TimeZone) -> Option<Timestamp> {
+    date.to_zoned(tz.clone()).ok().map(|zoned| zoned.timestamp())
+}
+
+/// The instant a local clock time is reached on `date`; `24:00` is the start
+/// of the next day.
+fn instant(date: Date, time: ClockTime, tz: &TimeZone) -> Option<Timestamp> {
+    if time.minutes == 24 * 60 {
+        return start_of(date.tomorrow().ok()?, tz);
+    }
+    let clock = Time::new(i8::try_from(time.minutes / 60).ok()?, i8::try_from(time.minutes % 60).ok()?, 0, 0).ok()?;
+    date.to_datetime(clock).to_zoned(tz.clone()).ok().map(|zoned| zoned.timestamp())
+}
+
+/// The first instant after `now` at which local time reaches `start` or `end`.
+fn next_boundary(now: &Zoned, start: ClockTime, end: ClockTime) -> Option<Timestamp> {
+    let today = now.date();
+    let tomorrow = today.checked_add(1.day()).ok()?;
+    [today, tomorrow]
+        .into_iter()
+        .flat_map(|date| [instant(date, start, now.time_zone()), instant(date, end, now.time_zone())])
+        .flatten()
+        .filter(|&instant| instant > now.timestamp())
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::civil::date;
+
+    use super::*;
+
+    fn shanghai() -> TimeZone {
+        TimeZone::get("Asia/Shanghai").unwrap()
+    }
+
+    fn seoul() -> TimeZone {
+        TimeZone::get("Asia/Seoul").unwrap()
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn cn() -> Policy {
+        Policy::preset("cn").unwrap()
+    }
+
+    fn kr() -> Policy {
+        Policy::preset("kr").unwrap()
+    }
+
+    const ALONE: Circumstances = Circumstances { guardian: false };
+
+    #[test]
+    fn presets_load() {
+        let cn = cn();
+        assert_eq!((cn.adult_age, cn.retention_days), (18, 60));
+        assert_eq!(cn.minors, Minors::Forbidden);
+        assert!(cn.retention_days >= 60);
+        let kr = kr();
+        assert_eq!((kr.adult_age, kr.age_counting), (19, AgeCounting::CalendarYear));
+        assert!(matches!(kr.minors, Minors::Windows { guardian_exempt: true, .. }));
+        assert!(Policy::preset("us").is_err());
+    }
+
+    #[test]
+    fn birthday_turns_at_local_midnight_not_utc() {
+        // Born 2008-11-23: 18 at 2008+18 = 2026-11-23 00:00 in Shanghai, which
+        // is 2026-11-22T16:00Z.
+        let birth = date(2008, 11, 23);
+        let before = evaluate(&cn(), birth, at("2026-11-22T15:59:59Z"), &shanghai(), ALONE);
+        assert!(!before.allowed);
+        assert_eq!(before.reasons, vec![Reason::UnderAge]);
+        assert_eq!(before.age, 17);
+        assert_eq!(before.until, Some(at("2026-11-22T16:00:00Z")));
+        let after = evaluate(&cn(), birth, at("2026-11-22T16:00:00Z"), &shanghai(), ALONE);
+        assert!(after.allowed, "{after:?}");
+        assert_eq!(after.age, 18);
+        assert_eq!(after.until, None);
+        // In UTC it is still the 22nd: a venue in UTC would still refuse.
+        let utc = evaluate(&cn(), birth, at("2026-11-22T16:00:00Z"), &TimeZone::UTC, ALONE);
+        assert!(!utc.allowed);
+        assert_eq!(utc.until, Some(at("2026-11-23T00:00:00Z")));
+    }
+
+    #[test]
+    fn leap_day_birthdays_follow_the_rule() {
+        let birth = date(2008, 2, 29);
+        // 2026 is a common year.
+        let march = cn();
+        let mut february = cn();
+        february.leap_day = LeapDay::February28;
+        let feb28 = at("2026-02-28T04:00:00Z"); // noon in Shanghai
+        assert!(!evaluate(&march, birth, feb28, &shanghai(), ALONE).allowed);
+        assert_eq!(evaluate(&march, birth, feb28, &shanghai(), ALONE).until, Some(at("2026-02-28T16:00:00Z")));
+        assert!(evaluate(&february, birth, feb28, &shanghai(), ALONE).allowed);
+        assert!(evaluate(&march, birth, at("2026-02-28T16:00:00Z"), &shanghai(), ALONE).allowed);
+        // In a leap year the birthday is the 29th under either rule.
+        assert_eq!(full_years(date(2000, 2, 29), date(2024, 2, 28), LeapDay::February28), 23);
+        assert_eq!(full_years(date(2000, 2, 29), date(2024, 2, 29), LeapDay::March1), 24);
+        assert_eq!(full_years(date(2000, 2, 29), date(2023, 2, 28), LeapDay::February28), 23);
+        assert_eq!(full_years(date(2000, 2, 29), date(2023, 2, 28), LeapDay::March1), 22);
+    }
+
+    #[test]
+    fn curfew_window_both_ends() {
+        let policy = kr();
+        let youth = date(2012, 6, 1);
+        // 09:00 KST = 00:00Z; 22:00 KST = 13:00Z.
+        let before_open = evaluate(&policy, youth, at("2026-11-21T23:59:59Z"), &seoul(), ALONE);
+        assert_eq!(before_open.reasons, vec![Reason::YouthHours]);
+        assert_eq!(before_open.until, Some(at("2026-11-22T00:00:00Z")));
+        let at_open = evaluate(&policy, youth, at("2026-11-22T00:00:00Z"), &seoul(), ALONE);
+        assert!(at_open.allowed);
+        assert_eq!(at_open.until, Some(at("2026-11-22T13:00:00Z")));
+        let last_second = evaluate(&policy, youth, at("2026-11-22T12:59:59Z"), &seoul(), ALONE);
+        assert!(last_second.allowed);
+        assert_eq!(last_second.until, Some(at("2026-11-22T13:00:00Z")));
+        let at_close = evaluate(&policy, youth, at("2026-11-22T13:00:00Z"), &seoul(), ALONE);
+        assert_eq!(at_close.reasons, vec![Reason::YouthHours]);
+        assert_eq!(at_close.until, Some(at("2026-11-23T00:00:00Z")));
+        // A guardian lifts the window.
+        let guarded = evaluate(&policy, youth, at("2026-11-22T13:00:00Z"), &seoul(), Circumstances { guardian: true });
+        assert!(guarded.allowed);
+        assert!(guarded.minor);
+        // An adult is never bound by it.
+        let adult = evaluate(&policy, date(1990, 1, 1), at("2026-11-22T13:00:00Z"), &seoul(), ALONE);
+        assert!(adult.allowed && !adult.minor);
+        assert_eq!(adult.until, None);
+    }
+
+    #[test]
+    fn korean_calendar_year_counting() {
+        let policy = kr();
+        // Born 2007-12-31: 18 in full years all through 2026, but 2026 − 2007
+        // = 19, so not a youth from 2026-01-01 in Seoul.
+        let birth = date(2007, 12, 31);
+        let evening = at("2026-11-22T14:00:00Z"); // 23:00 KST
+        let decision = evaluate(&policy, birth, evening, &seoul(), ALONE);
+        assert!(decision.allowed && !decision.minor, "{decision:?}");
+        assert_eq!(decision.age, 18);
+        // On 2025-12-31 at 23:00 KST they were a youth, until the new year.
+        let decision = evaluate(&policy, birth, at("2025-12-31T14:00:00Z"), &seoul(), ALONE);
+        assert_eq!(decision.reasons, vec![Reason::YouthHours]);
+        assert_eq!(decision.until, Some(at("2025-12-31T15:00:00Z")));
+        // Counted in full years instead, they stay a youth until their birthday.
+        let mut full = kr();
+        full.age_counting = AgeCounting::FullYears;
+        let decision = evaluate(&full, birth, evening, &seoul(), ALONE);
+        assert_eq!(decision.reasons, vec![Reason::YouthHours]);
+        assert_eq!(decision.until, Some(at("2026-11-23T00:00:00Z")));
+    }
+
+    #[test]
+    fn business_hours_to_midnight_and_overnight() {
+        let mut policy = cn();
+        policy.business_hours.as_mut().unwrap().enforced = true;
+        let adult = date(1990, 1, 1);
+        // 07:59 Shanghai = 23:59Z the day before.
+        let early = evaluate(&policy, adult, at("2026-11-21T23:59:00Z"), &shanghai(), ALONE);
+        assert_eq!(early.reasons, vec![Reason::Closed]);
+        assert_eq!(early.until, Some(at("2026-11-22T00:00:00Z")));
+        // 23:30 Shanghai: open until 24:00 = 16:00Z.
+        let late = evaluate(&policy, adult, at("2026-11-22T15:30:00Z"), &shanghai(), ALONE);
+        assert!(late.allowed);
+        assert_eq!(late.until, Some(at("2026-11-22T16:00:00Z")));
+        // A minor is refused for age and, at 03:00, for the hours too.
+        let night = evaluate(&policy, date(2010, 1, 1), at("2026-11-21T19:00:00Z"), &shanghai(), ALONE);
+        assert_eq!(night.reasons, vec![Reason::UnderAge, Reason::Closed]);
+        // Hours past midnight: 20:00–02:00.
+        policy.business_hours = Some(BusinessHours { start: "20:00".parse().unwrap(), end: "02:00".parse().unwrap(), enforced: true });
+        let one_am = evaluate(&policy, adult, at("2026-11-21T17:00:00Z"), &shanghai(), ALONE);
+        assert!(one_am.allowed);
+        assert_eq!(one_am.until, Some(at("2026-11-21T18:00:00Z")));
+        let noon = evaluate(&policy, adult, at("2026-11-22T04:00:00Z"), &shanghai(), ALONE);
+        assert_eq!(noon.reasons, vec![Reason::Closed]);
+        assert_eq!(noon.until, Some(at("2026-11-22T12:00:00Z")));
+    }
+
+    #[test]
+    fn custom_policy_in_toml() {
+        let policy = Policy::from_toml(
+            r#"
+            name = "custom"
+            adult_age = 16
+            retention_days = 90
+            [minors]
+            access = "windows"
+            windows = [{ start = "08:00", end = "12:00" }, { start = "14:00", end = "18:00" }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(policy.age_counting, AgeCounting::FullYears);
+        assert_eq!(policy.leap_day, LeapDay::March1);
+        assert_eq!(policy.upload, Upload::Pseudonymised);
+        let youth = date(2012, 1, 1);
+        // 12:30 Shanghai, between the windows: refused until 14:00.
+        let lunch = evaluate(&policy, youth, at("2026-11-22T04:30:00Z"), &shanghai(), ALONE);
+        assert_eq!(lunch.reasons, vec![Reason::YouthHours]);
+        assert_eq!(lunch.until, Some(at("2026-11-22T06:00:00Z")));
+    }
+
+    #[test]
+    fn malformed_policies_say_where() {
+        let cases = [
+            ("name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"sometimes\"", "minors"),
+            ("name = \"x\"\nadult_age = 18\nretention_days = 60\ncolour = 1\n[minors]\naccess = \"forbidden\"", "colour"),
+            ("name = \"x\"\nadult_age = 18\n[minors]\naccess = \"forbidden\"", "retention_days"),
+            ("name = \"x\"\nadult_age = 40\nretention_days = 60\n[minors]\naccess = \"forbidden\"", "adult_age"),
+            ("name = \"x\"\nadult_age = 18\nretention_days = 0\n[minors]\naccess = \"forbidden\"", "retention_days"),
+            (
+                "name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"windows\"\nwindows = [{ start = \"25:00\", end = \"22:00\" }]",
+                "25:00",
+            ),
+            ("name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"windows\"\nwindows = []", "minors.windows"),
+            (
+                "name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"windows\"\nwindows = [{ start = \"09:00\", end = \"09:00\" }]",
+                "empty window",
+            ),
+            ("name = = 1", "(document)"),
+        ];
+        for (text, expected) in cases {
+            let error = Policy::from_toml(text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn clock_times() {
+        assert_eq!("24:00".parse::<ClockTime>().unwrap().minutes(), 1440);
+        assert_eq!("09:05".parse::<ClockTime>().unwrap().to_string(), "09:05");
+        for bad in ["24:01", "9:00", "09:60", "0900", "ab:cd", ""] {
+            assert!(bad.parse::<ClockTime>().is_err(), "{bad}");
+        }
+    }
+}
