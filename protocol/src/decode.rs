@@ -240,3 +240,186 @@ impl Serialize for Body<'_> {
         self.0.serialize_body(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::examples;
+
+    fn golden_path(kind: Kind) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(format!("{}.json", kind.as_str()))
+    }
+
+    #[test]
+    fn golden_examples_round_trip() {
+        let bless = std::env::var_os("NETBAR_BLESS").is_some();
+        for &kind in Kind::ALL {
+            let example = examples::envelope(kind);
+            let encoded: Value = serde_json::from_str(&encode(&example)).unwrap();
+            let path = golden_path(kind);
+            if bless {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, serde_json::to_string_pretty(&encoded).unwrap() + "\n").unwrap();
+            }
+            let golden = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            let decoded = decode(&golden).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            assert_eq!(decoded, example, "{} decodes to something else than the example", path.display());
+            let golden: Value = serde_json::from_slice(&golden).unwrap();
+            assert_eq!(encoded, golden, "{} is stale; regenerate with NETBAR_BLESS=1", path.display());
+            assert_eq!(decode(encode(&decoded).as_bytes()).unwrap(), decoded);
+        }
+    }
+
+    /// The telemetry example as JSON, for tests to break.
+    fn telemetry() -> Value {
+        serde_json::from_str(&encode(&examples::envelope(Kind::Telemetry))).unwrap()
+    }
+
+    type Breaker = fn(&mut Value);
+    type Expectation = Box<dyn Fn(&DecodeError) -> bool>;
+
+    fn decode_value(value: &Value) -> Result<Envelope, DecodeError> {
+        decode(value.to_string().as_bytes())
+    }
+
+    fn field(path: &str, message: &str) -> impl Fn(&DecodeError) -> bool {
+        let (path, message) = (path.to_owned(), message.to_owned());
+        move |error| matches!(error, DecodeError::Field { path: p, message: m } if *p == path && m.contains(&message))
+    }
+
+    #[test]
+    fn each_failure_is_typed_and_located() {
+        let too_large = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(decode(&too_large), Err(DecodeError::TooLarge { size: MAX_MESSAGE_BYTES + 1 }));
+        assert_eq!(decode(b"{\"a\":\"\xff\"}"), Err(DecodeError::NotText { offset: 6 }));
+        match decode(b"{\n  \"schema\": 1,\n  \"id\": }") {
+            Err(DecodeError::Syntax { line: 3, column: 9, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decode(b"{\"schema\": 1"), Err(DecodeError::Syntax { .. })));
+        assert!(matches!(decode(b""), Err(DecodeError::Syntax { .. })));
+
+        let mut value = telemetry();
+        value.as_object_mut().unwrap().remove("schema");
+        assert_eq!(decode_value(&value), Err(DecodeError::MissingVersion));
+        value["schema"] = json!(2);
+        value["unheard_of"] = json!(true);
+        assert_eq!(decode_value(&value), Err(DecodeError::UnsupportedVersion { found: "2".into() }));
+        value["schema"] = json!("1");
+        assert_eq!(decode_value(&value), Err(DecodeError::UnsupportedVersion { found: "\"1\"".into() }));
+
+        let cases: Vec<(Breaker, Expectation)> = vec![
+            (|v| v["kind"] = json!("teleportation"), Box::new(|e| *e == DecodeError::UnknownKind { found: "teleportation".into() })),
+            (|v| v["unheard_of"] = json!(1), Box::new(field("unheard_of", "unknown field `unheard_of`"))),
+            (
+                |v| {
+                    v.as_object_mut().unwrap().remove("seq");
+                },
+                Box::new(field("(message)", "missing field `seq`")),
+            ),
+            (|v| v["seq"] = json!(-1), Box::new(field("seq", "invalid value"))),
+            (|v| v["id"] = json!("not-a-uuid"), Box::new(field("id", "is not a UUID"))),
+            (|v| v["id"] = json!("67e55044-10b1-426f-9247-bb680e5fe0c8"), Box::new(field("id", "version 4 UUID"))),
+            (|v| v["ts"] = json!("yesterday"), Box::new(field("ts", ""))),
+            (|v| v["venue"] = json!("sh/0042"), Box::new(field("venue", "venue id holds '/'"))),
+            (|v| v["sender"]["id"] = json!(""), Box::new(field("sender.id", "is empty"))),
+            (|v| v["sender"]["role"] = json!("regulator"), Box::new(field("sender.role", "unknown variant `regulator`"))),
+            (
+                |v| {
+                    v["body"].as_object_mut().unwrap().remove("cpu_percent");
+                },
+                Box::new(field("body", "missing field `cpu_percent`")),
+            ),
+            (|v| v["body"]["cpu_percent"] = json!("high"), Box::new(field("body.cpu_percent", "invalid type"))),
+            (|v| v["body"]["fan_rpm"] = json!(1200), Box::new(field("body.fan_rpm", "unknown field `fan_rpm`"))),
+            (|v| v["body"]["disks"][0]["free_bytes"] = json!(-5), Box::new(field("body.disks[0].free_bytes", "invalid value"))),
+            (|v| v["body"]["lock_state"] = json!("ajar"), Box::new(field("body.lock_state", "unknown variant `ajar`"))),
+            (
+                |v| v["body"]["cpu_percent"] = json!(100.5),
+                Box::new(|e| matches!(e, DecodeError::Range(v) if v.field == "cpu_percent" && v.reason.contains("between 0 and 100"))),
+            ),
+            (
+                |v| v["body"]["disks"][0]["free_bytes"] = json!(600_000_000_000u64),
+                Box::new(|e| matches!(e, DecodeError::Range(v) if v.field == "disks[0].free_bytes")),
+            ),
+            (
+                |v| v["body"]["temperatures"][1]["celsius"] = json!(400),
+                Box::new(|e| matches!(e, DecodeError::Range(v) if v.field == "temperatures[1].celsius")),
+            ),
+            (
+                |v| v["body"]["memory_used_bytes"] = json!(u64::MAX),
+                Box::new(|e| matches!(e, DecodeError::Range(v) if v.field == "memory_used_bytes")),
+            ),
+        ];
+        for (index, (break_it, expect)) in cases.into_iter().enumerate() {
+            let mut value = telemetry();
+            break_it(&mut value);
+            let result = decode_value(&value);
+            match result {
+                Err(error) if expect(&error) => assert!(!error.to_string().is_empty()),
+                other => panic!("case {index}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn range_errors_name_the_body_field() {
+        let mut value = telemetry();
+        value["body"]["cpu_percent"] = json!(101);
+        let error = decode_value(&value).unwrap_err();
+        assert_eq!(error.code(), "range");
+        assert_eq!(error.to_string(), "field `body.cpu_percent` is 101, must be between 0 and 100");
+    }
+
+    #[test]
+    fn bodies_check_their_ranges() {
+        let breakers: Vec<(Kind, Breaker, &str)> = vec![
+            (Kind::StationStatus, |v| v["body"]["capabilities"][0] = json!("lock screen"), "capabilities[0]"),
+            (Kind::Activity, |v| v["body"]["evidence"] = json!([]), "evidence"),
+            (Kind::SensorReading, |v| v["body"]["battery_percent"] = json!(101), "battery_percent"),
+            (Kind::SensorReading, |v| v["body"]["reading"] = json!({"unit": "persons", "value": 3}), "reading.unit"),
+            (Kind::Command, |v| v["body"]["action"]["session_id"] = json!("a b"), "action.session_id"),
+            (Kind::CommandAck, |v| v["body"]["command_id"] = json!(""), "command_id"),
+            (Kind::DeliveryAck, |v| v["body"]["entries"] = json!([]), "entries"),
+            (Kind::Summary, |v| v["body"]["to"] = v["body"]["from"].clone(), "to"),
+            (Kind::Summary, |v| v["body"]["stations_online"] = json!(121), "stations_online"),
+            (Kind::Summary, |v| v["body"]["log_head"]["hash"] = json!("ABC"), "log_head.hash"),
+            (Kind::Incident, |v| v["body"]["transition"]["detail"] = json!("x".repeat(2000)), "transition.detail"),
+            (Kind::Record, |v| v["body"]["index"] = json!(0), "index"),
+            (Kind::Heartbeat, |v| v["body"]["log_head"]["hash"] = json!(""), "log_head.hash"),
+        ];
+        for (kind, break_it, field) in breakers {
+            let mut value: Value = serde_json::from_str(&encode(&examples::envelope(kind))).unwrap();
+            break_it(&mut value);
+            match decode_value(&value) {
+                Err(DecodeError::Range(violation)) => assert_eq!(violation.field, field, "{kind}"),
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_input_is_refused_without_overflow() {
+        let deep = format!("{{\"schema\":1,\"body\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(decode(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn never_panics_on_mutated_examples() {
+        for envelope in examples::all() {
+            let bytes = encode(&envelope).into_bytes();
+            for cut in 0..bytes.len() {
+                let _ = decode(&bytes[..cut]);
+            }
+            for index in 0..bytes.len() {
+                for replacement in [b'"', b'{', b'}', b'0', b'-', b'\\', 0xff, b' '] {
+                    let mut mutated = bytes.clone();
+                    mutated[index] = replacement;
+                    let _ = decode(&mutated);
+                }
+            }
+        }
+    }
+}

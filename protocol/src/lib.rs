@@ -13,6 +13,7 @@
 
 pub mod decode;
 pub mod envelope;
+pub mod examples;
 pub mod identity;
 pub mod ids;
 pub mod messages;

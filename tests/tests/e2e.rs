@@ -1,1 +1,6 @@
+//! The end-to-end tests: one test binary, one module per capability.
 
+mod e2e {
+    mod check_id;
+    mod workspace;
+}
