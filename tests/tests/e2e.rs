@@ -2,5 +2,6 @@
 
 mod e2e {
     mod check_id;
+    mod schemas;
     mod workspace;
 }
