@@ -136,7 +136,8 @@ pub struct Envelope {
     pub sender: Sender,
     /// Per-sender sequence number, starting at 1 and increasing by one per
     /// message of that sender that needs delivery, so a receiver sees gaps and
-    /// duplicates.
+    /// duplicates; 0 for messages outside the sequence (retained status, last
+    /// will), which are never acknowledged.
     pub seq: u64,
     /// The typed body; its kind is written next to it on the wire.
     pub message: Message,

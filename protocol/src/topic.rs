@@ -79,6 +79,11 @@ macro_rules! channels {
             pub fn kinds(self) -> &'static [Kind] {
                 match self { $($name::$variant => &[$(Kind::$kind),*],)* }
             }
+
+            /// The channel that carries `kind`, if one of these does.
+            pub fn for_kind(kind: Kind) -> Option<$name> {
+                $name::ALL.iter().copied().find(|channel| channel.kinds().contains(&kind))
+            }
         }
     };
 }
@@ -326,6 +331,11 @@ mod tests {
         homes.push(Kind::SensorReading);
         homes.push(Kind::AgentStatus);
         homes.sort();
+        for &kind in Kind::ALL {
+            let station = StationChannel::for_kind(kind).map(|channel| channel.kinds().contains(&kind));
+            let regulator = RegulatorChannel::for_kind(kind).map(|channel| channel.kinds().contains(&kind));
+            assert!(station.is_some() != regulator.is_some() || matches!(kind, Kind::SensorReading | Kind::AgentStatus), "{kind}");
+        }
         let mut all = Kind::ALL.to_vec();
         all.sort();
         assert_eq!(homes, all);

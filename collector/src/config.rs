@@ -1,0 +1,397 @@
+//! The collector's configuration: one TOML file, every key documented in
+//! [`DEFAULT_CONFIG`], unknown keys refused.
+//!
+//! The file is looked for, in order, at the path given with `--config`, in
+//! `$NETBAR_COLLECTOR_CONFIG`, at the system path (`/etc/netbar/collector.toml`
+//! on Linux, `%ProgramData%\netbar\collector.toml` on Windows) and in the
+//! user's configuration directory (`directories`). A file that does not parse
+//! is refused at start with its path, the key and the reason.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netbar_protocol::messages::SensorKind;
+use netbar_protocol::{SensorId, StationId, VenueId};
+use serde::Deserialize;
+
+/// The commented configuration `print-config` prints: every key at its
+/// default, the two that have none (`venue`, `id`) at placeholders.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) station: Station,
+    #[serde(default)]
+    pub(crate) broker: Broker,
+    #[serde(default)]
+    pub(crate) telemetry: Telemetry,
+    #[serde(default)]
+    pub(crate) spool: Spool,
+    #[serde(default)]
+    pub(crate) local: Local,
+    #[serde(default)]
+    pub(crate) actions: Actions,
+    #[serde(default)]
+    pub(crate) sensors: Vec<Sensor>,
+}
+
+/// Who this station is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Station {
+    pub(crate) venue: VenueId,
+    pub(crate) id: StationId,
+}
+
+/// Where the agent's broker is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Broker {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    #[serde(with = "seconds")]
+    pub(crate) keep_alive: Duration,
+    #[serde(with = "seconds")]
+    pub(crate) max_backoff: Duration,
+    pub(crate) tls: Option<Tls>,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            keep_alive: Duration::from_secs(15),
+            max_backoff: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// TLS towards the broker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tls {
+    pub(crate) ca_file: PathBuf,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// What to report and how often.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Telemetry {
+    #[serde(with = "seconds")]
+    pub(crate) interval: Duration,
+    /// Process names whose presence counts as an application running.
+    pub(crate) apps: Vec<String>,
+    /// Input idle time after which the station counts as unused.
+    #[serde(with = "seconds")]
+    pub(crate) activity_idle: Duration,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry { interval: Duration::from_secs(5), apps: Vec::new(), activity_idle: Duration::from_secs(60) }
+    }
+}
+
+/// The on-disk spool of messages waiting for the agent's receipt.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Spool {
+    /// Directory; empty for the platform's data directory.
+    pub(crate) dir: Option<PathBuf>,
+    /// Most messages held; above it telemetry is dropped, oldest first.
+    pub(crate) max_messages: usize,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool { dir: None, max_messages: 10_000 }
+    }
+}
+
+/// The local interface for the station's lock screen.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Local {
+    /// Loopback address to listen on.
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Local { listen: SocketAddr::from(([127, 0, 0, 1], 47_017)) }
+    }
+}
+
+/// The programs that carry out commands; each is argv, `{text}` and
+/// `{level}` are replaced in `notify`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Actions {
+    pub(crate) lock: Vec<String>,
+    pub(crate) unlock: Vec<String>,
+    pub(crate) notify: Vec<String>,
+    /// Prints the lock state: output containing "yes" or "locked" means
+    /// locked (case-insensitive), "no" or "unlocked" unlocked.
+    pub(crate) lock_state: Vec<String>,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        let argv = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect();
+        if cfg!(windows) {
+            // The lock screen program is netbar's own on Windows: these call it.
+            Actions {
+                lock: argv(&["netbar-lockscreen.exe", "lock"]),
+                unlock: argv(&["netbar-lockscreen.exe", "unlock"]),
+                notify: argv(&["msg.exe", "*", "{text}"]),
+                lock_state: argv(&["netbar-lockscreen.exe", "state"]),
+            }
+        } else {
+            Actions {
+                lock: argv(&["loginctl", "lock-sessions"]),
+                unlock: argv(&["loginctl", "unlock-sessions"]),
+                notify: argv(&["notify-send", "--urgency=critical", "netbar", "{text}"]),
+                lock_state: argv(&[
+                    "sh",
+                    "-c",
+                    "loginctl show-session $(loginctl list-sessions --no-legend | awk 'NR==1{print $1}') -p LockedHint --value",
+                ]),
+            }
+        }
+    }
+}
+
+/// A safety sensor wired to or bridged by this station.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Sensor {
+    pub(crate) id: SensorId,
+    pub(crate) kind: SensorKind,
+    pub(crate) source: Source,
+    /// Silence after which the sensor is reported silent.
+    #[serde(with = "seconds", default = "default_silent_after")]
+    pub(crate) silent_after: Duration,
+}
+
+fn default_silent_after() -> Duration {
+    Duration::from_secs(120)
+}
+
+/// Where a sensor's readings come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Source {
+    /// A zigbee2mqtt device's JSON topic on the given broker.
+    Zigbee2mqtt { host: String, port: u16, topic: String },
+    /// A file or sysfs attribute holding a number, read every `interval`.
+    File {
+        path: PathBuf,
+        #[serde(default = "one")]
+        scale: f64,
+        #[serde(with = "seconds", default = "default_poll")]
+        interval: Duration,
+    },
+    /// A command whose output is a number or a zigbee2mqtt-style JSON object.
+    Command {
+        argv: Vec<String>,
+        #[serde(with = "seconds", default = "default_poll")]
+        interval: Duration,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Durations are written in whole seconds.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !(0.01..=86_400.0).contains(&value) {
+            return Err(serde::de::Error::custom(format!("{value} seconds is out of range (0.01 to 86400)")));
+        }
+        Ok(Duration::from_secs_f64(value))
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    pub(crate) path: PathBuf,
+    pub(crate) key: String,
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.path.display(), self.reason)
+        } else {
+            write!(f, "{}: key `{}`: {}", self.path.display(), self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses `text`, read from `path`, and checks what types cannot.
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let error = |key: String, reason: String| ConfigError { path: path.to_owned(), key, reason };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| error(String::new(), e.to_string().trim().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            error(if key == "." { String::new() } else { key }, e.into_inner().message().to_owned())
+        })?;
+        config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        for (key, argv) in [
+            ("actions.lock", &self.actions.lock),
+            ("actions.unlock", &self.actions.unlock),
+            ("actions.notify", &self.actions.notify),
+            ("actions.lock_state", &self.actions.lock_state),
+        ] {
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return Err((key, "is empty; give the program and its arguments".into()));
+            }
+        }
+        if !self.local.listen.ip().is_loopback() {
+            return Err((
+                "local.listen",
+                format!("{} is not a loopback address; the login interface must not face the network", self.local.listen),
+            ));
+        }
+        if self.spool.max_messages < 16 {
+            return Err(("spool.max_messages", format!("is {}, at least 16 needed", self.spool.max_messages)));
+        }
+        if self.broker.host.is_empty() {
+            return Err(("broker.host", "is empty".into()));
+        }
+        let mut ids: Vec<&SensorId> = self.sensors.iter().map(|sensor| &sensor.id).collect();
+        ids.sort();
+        if let Some(pair) = ids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(("sensors", format!("sensor {} is configured twice", pair[0])));
+        }
+        Ok(())
+    }
+
+    /// Reads and parses the file at `path`.
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// The lock screen's address when no configuration can be read.
+    pub(crate) fn default_listen() -> SocketAddr {
+        Local::default().listen
+    }
+
+    /// Where the spool lives.
+    pub(crate) fn spool_dir(&self) -> PathBuf {
+        self.spool.dir.clone().unwrap_or_else(|| {
+            directories::ProjectDirs::from("", "netbar", "netbar-collector")
+                .map(|dirs| dirs.data_local_dir().join("spool"))
+                .unwrap_or_else(|| std::env::temp_dir().join("netbar-collector-spool"))
+        })
+    }
+}
+
+/// The configuration file to use: the explicit one, else the first that
+/// exists of the environment's, the system's and the user's.
+pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("NETBAR_COLLECTOR_CONFIG") {
+        candidates.push(PathBuf::from(path));
+    }
+    candidates.push(system_path());
+    if let Some(dirs) = directories::ProjectDirs::from("", "netbar", "netbar-collector") {
+        candidates.push(dirs.config_dir().join("collector.toml"));
+    }
+    candidates.iter().find(|path| path.is_file()).cloned().ok_or_else(|| {
+        let tried: Vec<String> = candidates.iter().map(|path| path.display().to_string()).collect();
+        format!("no configuration file found (tried {}); write one with `netbar-collector print-config`", tried.join(", "))
+    })
+}
+
+/// The system-wide configuration path.
+pub(crate) fn system_path() -> PathBuf {
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
+        base.join("netbar").join("collector.toml")
+    } else {
+        PathBuf::from("/etc/netbar/collector.toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("collector.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn printed_defaults_parse_to_the_defaults() {
+        let config = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(config.broker, Broker::default());
+        assert_eq!(config.telemetry, Telemetry::default());
+        assert_eq!(config.spool, Spool::default());
+        assert_eq!(config.local, Local::default());
+        assert_eq!(config.actions, Actions::default());
+        assert!(config.sensors.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_file_key_and_reason() {
+        let minimal = "[station]\nvenue = \"v1\"\nid = \"st-1\"\n";
+        assert!(parse(minimal).is_ok());
+        let cases = [
+            (format!("{minimal}[broker]\nhots = \"x\"\n"), "collector.toml: key `broker.hots`: unknown field `hots`"),
+            ("[station]\nvenue = \"v1\"\n".to_owned(), "collector.toml: key `station`: missing field `id`"),
+            ("[station]\nvenue = \"v 1\"\nid = \"st-1\"\n".to_owned(), "key `station.venue`: venue id holds ' '"),
+            (format!("{minimal}[telemetry]\ninterval = 0\n"), "key `telemetry.interval`: 0 seconds is out of range"),
+            (format!("{minimal}[local]\nlisten = \"0.0.0.0:4000\"\n"), "key `local.listen`: 0.0.0.0:4000 is not a loopback address"),
+            (format!("{minimal}[actions]\nlock = []\n"), "key `actions.lock`: is empty"),
+            (
+                format!("{minimal}[[sensors]]\nid = \"s1\"\nkind = \"smoke\"\nsource = {{ type = \"pigeon\" }}\n"),
+                "key `sensors[0].source.type`: unknown variant `pigeon`",
+            ),
+            ("[station\n".to_owned(), "collector.toml: TOML parse error"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+}

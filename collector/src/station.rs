@@ -1,0 +1,497 @@
+//! The collector's main loop: one task that owns the station's state and
+//! reacts to the link, the clock, the lock screen and finished commands.
+//!
+//! Messages that must arrive (events, command acknowledgements, alarms) get
+//! a sequence number and go to the [`Spool`] first; they are published from
+//! there, oldest first, with at most [`WINDOW`] awaiting the agent's receipt,
+//! and resent after a reconnect or when receipts stop coming. Telemetry is
+//! published live when connected (sequence 0, never acknowledged) and spooled
+//! as droppable only while the agent is away.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use netbar_protocol::messages::*;
+use netbar_protocol::{Envelope, Message, MessageId, Sender, SenderRole, StationChannel, Topic, decode, encode};
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::actions;
+use crate::config::Config;
+use crate::link::{self, LinkEvent};
+use crate::probe::Probe;
+use crate::spool::{Class, Spool};
+
+/// Most spooled messages published and awaiting the agent's receipt.
+const WINDOW: usize = 64;
+/// Without a receipt for this long, the window is sent again.
+const RESEND_AFTER: Duration = Duration::from_secs(15);
+/// How long the lock screen waits for the agent's answer to a login.
+pub(crate) const LOGIN_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How many recent command ids are remembered to answer repeats without
+/// running them twice.
+const RECENT_COMMANDS: usize = 64;
+
+/// The agent's answer to a login, for the lock screen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub(crate) enum LoginAnswer {
+    /// The station is unlocked for a session.
+    Unlocked { session_id: String },
+    /// Refused, with the reasons and what to show.
+    Refused { reasons: Vec<String>, message: String },
+    /// The request is on its way; no answer yet.
+    Queued { request_id: String },
+}
+
+/// A login from the lock screen, with the channel for its answer.
+#[derive(Debug)]
+pub(crate) struct LoginCall {
+    pub(crate) ticket: String,
+    pub(crate) answer: oneshot::Sender<LoginAnswer>,
+}
+
+/// What the command worker reports back.
+#[derive(Debug)]
+struct Done {
+    command: Command,
+    result: Outcome,
+    lock_state: LockState,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    id: String,
+    until: Option<Timestamp>,
+}
+
+/// The running station.
+pub(crate) struct Station {
+    config: Config,
+    sender: Sender,
+    spool: Spool,
+    client: AsyncClient,
+    probe: Probe,
+    connected: bool,
+    /// Highest spooled sequence number published on this connection.
+    sent_up_to: u64,
+    last_progress: Instant,
+    session: Option<Session>,
+    lock_state: LockState,
+    recent: VecDeque<(String, Message)>,
+    logins: HashMap<String, oneshot::Sender<LoginAnswer>>,
+    activity_reported: bool,
+    commands: mpsc::Sender<Command>,
+    login_timeouts: mpsc::Sender<String>,
+}
+
+impl std::fmt::Debug for Station {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Station").field("sender", &self.sender).field("connected", &self.connected).finish_non_exhaustive()
+    }
+}
+
+fn new_id() -> MessageId {
+    MessageId::from_parts(Timestamp::now(), rand::random())
+}
+
+fn token(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+impl Station {
+    fn topic(&self, channel: StationChannel) -> String {
+        Topic::Station { venue: self.config.station.venue.clone(), station: self.config.station.id.clone(), channel }.to_string()
+    }
+
+    fn envelope(&self, seq: u64, message: impl Into<Message>) -> Envelope {
+        Envelope::new(new_id(), Timestamp::now(), self.config.station.venue.clone(), self.sender.clone(), seq, message)
+    }
+
+    fn topic_for(&self, message: &Message) -> String {
+        match message {
+            Message::SensorReading(reading) => {
+                Topic::Sensor { venue: self.config.station.venue.clone(), sensor: reading.sensor.clone() }.to_string()
+            }
+            other => self.topic(StationChannel::for_kind(other.kind()).unwrap_or(StationChannel::Event)),
+        }
+    }
+
+    /// Spools a message that must arrive, then publishes what the window allows.
+    fn send_reliably(&mut self, message: impl Into<Message>, class: Class) {
+        let message = message.into();
+        let topic = self.topic_for(&message);
+        let stored = self.spool.next_seq().and_then(|seq| {
+            let envelope = self.envelope(seq, message.clone());
+            self.spool.push(seq, envelope.id, class, &topic, &encode(&envelope))
+        });
+        match stored {
+            Ok(dropped) if !dropped.is_empty() => tracing::warn!(?dropped, "spool full: dropped the oldest telemetry"),
+            Ok(_) => {}
+            // The disk is full or gone: say so, and still try to deliver it now.
+            Err(error) => {
+                tracing::error!(%error, kind = %message.kind(), "cannot spool a message; publishing it without a copy on disk");
+                let envelope = self.envelope(0, message);
+                let _ = self.client.try_publish(topic, QoS::AtLeastOnce, false, encode(&envelope));
+            }
+        }
+        self.pump();
+    }
+
+    /// Publishes spooled messages after the ones already sent, up to the window.
+    fn pump(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let outstanding = self.spool.count_up_to(self.sent_up_to);
+        if outstanding >= WINDOW {
+            return;
+        }
+        for spooled in self.spool.pending(self.sent_up_to + 1, WINDOW - outstanding) {
+            if self.client.try_publish(spooled.topic, QoS::AtLeastOnce, false, spooled.payload).is_err() {
+                // The client's queue is full: the rest goes on the next pump.
+                break;
+            }
+            self.sent_up_to = spooled.seq;
+        }
+    }
+
+    fn publish_live(&self, message: impl Into<Message>, retain: bool) {
+        let message = message.into();
+        let topic = self.topic_for(&message);
+        let payload = encode(&self.envelope(0, message));
+        let qos = if retain { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+        if let Err(error) = self.client.try_publish(topic, qos, retain, payload) {
+            tracing::debug!(%error, "live message not published");
+        }
+    }
+
+    fn status(&self, online: bool) -> StationStatus {
+        let mut capabilities = vec!["lock".to_owned(), "notify".to_owned()];
+        if !self.config.sensors.is_empty() {
+            capabilities.push("sensor_bridge".to_owned());
+        }
+        StationStatus { online, version: env!("CARGO_PKG_VERSION").to_owned(), capabilities }
+    }
+
+    fn on_connected(&mut self) {
+        tracing::info!("connected to the broker");
+        self.connected = true;
+        for channel in [StationChannel::Command, StationChannel::Delivery] {
+            let _ = self.client.try_subscribe(self.topic(channel), QoS::AtLeastOnce);
+        }
+        self.publish_live(self.status(true), true);
+        // Everything not yet acknowledged goes again: the broker may have
+        // lost it with the old session, and the agent drops duplicates.
+        self.sent_up_to = 0;
+        self.last_progress = Instant::now();
+        self.pump();
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        let envelope = match check_incoming(topic, payload, &self.topic(StationChannel::Command), &self.topic(StationChannel::Delivery)) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                tracing::warn!(topic = %topic.chars().take(200).collect::<String>(), bytes = payload.len(), "message refused: {reason}");
+                return;
+            }
+        };
+        match envelope.message {
+            Message::DeliveryAck(ack) => self.on_delivery(ack),
+            Message::Command(command) => self.on_command(command),
+            other => tracing::warn!(kind = %other.kind(), "message refused: not expected by a station"),
+        }
+    }
+
+    fn on_delivery(&mut self, ack: DeliveryAck) {
+        for entry in ack.entries {
+            if let Delivery::Rejected { reason } = &entry.delivery {
+                tracing::error!(seq = entry.seq, id = %entry.id, %reason, "the agent rejected a message for good");
+            }
+            match self.spool.acknowledge(entry.seq, entry.id) {
+                Ok(true) => self.last_progress = Instant::now(),
+                Ok(false) => tracing::debug!(seq = entry.seq, "receipt for a message not held"),
+                Err(error) => tracing::error!(%error, seq = entry.seq, "cannot remove an acknowledged message from the spool"),
+            }
+        }
+        self.pump();
+    }
+
+    fn on_command(&mut self, command: Command) {
+        if let Some((_, ack)) = self.recent.iter().find(|(id, _)| *id == command.command_id) {
+            // A repeat (the agent resends until it hears back): answer again, do not run again.
+            let ack = ack.clone();
+            self.send_reliably(ack, Class::Event);
+            return;
+        }
+        if let Action::RefuseLogin { request_id, reasons, message } = &command.action {
+            if let Some(answer) = self.logins.remove(request_id) {
+                let _ = answer.send(LoginAnswer::Refused { reasons: reasons.clone(), message: message.clone() });
+            }
+            self.acknowledge(command, Outcome::Done, self.lock_state);
+            return;
+        }
+        if self.commands.try_send(command).is_err() {
+            tracing::warn!("command queue full; the agent will resend");
+        }
+    }
+
+    fn acknowledge(&mut self, command: Command, result: Outcome, lock_state: LockState) {
+        let ack: Message = CommandAck { command_id: command.command_id.clone(), result, lock_state }.into();
+        self.recent.push_back((command.command_id, ack.clone()));
+        if self.recent.len() > RECENT_COMMANDS {
+            self.recent.pop_front();
+        }
+        self.send_reliably(ack, Class::Event);
+    }
+
+    fn on_done(&mut self, done: Done) {
+        self.lock_state = done.lock_state;
+        let succeeded = done.result == Outcome::Done;
+        match &done.command.action {
+            Action::Unlock { session_id, request_id, until } if succeeded => {
+                if let Some(previous) = self.session.take() {
+                    self.send_reliably(SessionEvent::Ended { session_id: previous.id, reason: EndReason::Staff }, Class::Event);
+                }
+                self.session = Some(Session { id: session_id.clone(), until: *until });
+                self.activity_reported = false;
+                self.send_reliably(SessionEvent::Started { session_id: session_id.clone() }, Class::Event);
+                if let Some(answer) = request_id.as_ref().and_then(|id| self.logins.remove(id)) {
+                    let _ = answer.send(LoginAnswer::Unlocked { session_id: session_id.clone() });
+                }
+            }
+            Action::Lock { reason } if succeeded => {
+                if let Some(session) = self.session.take() {
+                    let reason = match reason.as_str() {
+                        "time_up" => EndReason::TimeUp,
+                        "curfew" | "policy" | "under_age" | "youth_hours" | "closed" => EndReason::Policy,
+                        _ => EndReason::Staff,
+                    };
+                    self.send_reliably(SessionEvent::Ended { session_id: session.id, reason }, Class::Event);
+                }
+            }
+            _ => {}
+        }
+        self.acknowledge(done.command, done.result, done.lock_state);
+    }
+
+    fn on_login(&mut self, call: LoginCall) {
+        let request_id = token("r");
+        let ticket: String = call.ticket.chars().take(256).collect();
+        self.send_reliably(LoginRequest { request_id: request_id.clone(), ticket }, Class::Event);
+        self.logins.insert(request_id.clone(), call.answer);
+        let (logins_timeout, id) = (self.login_timeouts.clone(), request_id);
+        tokio::spawn(async move {
+            tokio::time::sleep(LOGIN_ANSWER_WAIT).await;
+            let _ = logins_timeout.send(id).await;
+        });
+    }
+
+    fn on_tick(&mut self) {
+        let (telemetry, usage) = self.probe.sample(self.lock_state, self.session.as_ref().map(|s| s.id.clone()));
+        if self.connected {
+            self.publish_live(telemetry, false);
+        } else {
+            self.send_reliably(telemetry, Class::Telemetry);
+        }
+        if self.session.is_none() {
+            let mut evidence = Vec::new();
+            if usage.input_idle.is_some_and(|idle| idle < self.config.telemetry.activity_idle) {
+                evidence.push(Evidence::Input);
+            }
+            if usage.apps_running > 0 {
+                evidence.push(Evidence::Applications);
+            }
+            if usage.interactive_users > 0 && self.lock_state == LockState::Unlocked {
+                evidence.push(Evidence::InteractiveLogin);
+            }
+            if evidence.is_empty() {
+                self.activity_reported = false;
+            } else if !self.activity_reported {
+                self.activity_reported = true;
+                self.send_reliably(Activity { evidence, since: Timestamp::now() }, Class::Event);
+            }
+        }
+        if self.connected && self.spool.len() > 0 && self.last_progress.elapsed() > RESEND_AFTER {
+            tracing::info!(held = self.spool.len(), "no receipt for {} s; sending the window again", RESEND_AFTER.as_secs());
+            self.sent_up_to = 0;
+            self.last_progress = Instant::now();
+            self.pump();
+        }
+    }
+
+    fn session_deadline(&self) -> Option<Instant> {
+        let until = self.session.as_ref()?.until?;
+        let left = until.duration_since(Timestamp::now());
+        Some(Instant::now() + Duration::try_from(left).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// Decodes an incoming message and checks that it came where and from whom
+/// it should.
+fn check_incoming(topic: &str, payload: &[u8], command_topic: &str, delivery_topic: &str) -> Result<Envelope, String> {
+    if topic != command_topic && topic != delivery_topic {
+        return Err("not a topic of this station".into());
+    }
+    let parsed = Topic::parse(topic).map_err(|error| error.to_string())?;
+    let envelope = decode(payload).map_err(|error| error.to_string())?;
+    if envelope.sender.role != SenderRole::Agent {
+        return Err(format!("sent by a {:?}, only the agent may send here", envelope.sender.role));
+    }
+    if &envelope.venue != parsed.venue() {
+        return Err(format!("for venue {}, not {}", envelope.venue, parsed.venue()));
+    }
+    if !parsed.carries().contains(&envelope.kind()) {
+        return Err(format!("a {} message does not belong on this topic", envelope.kind()));
+    }
+    Ok(envelope)
+}
+
+/// Runs commands one after the other, so a slow lock program never holds
+/// up telemetry or receipts.
+async fn command_worker(config: Config, mut commands: mpsc::Receiver<Command>, done: mpsc::Sender<Done>) {
+    while let Some(command) = commands.recv().await {
+        let actions = &config.actions;
+        let result = match &command.action {
+            Action::Lock { .. } => actions::run(&actions.lock, "", "").await,
+            Action::Unlock { .. } => actions::run(&actions.unlock, "", "").await,
+            Action::Notify { level, text } => actions::run(&actions.notify, text, actions::level_name(*level)).await,
+            Action::RefuseLogin { .. } => Ok(String::new()),
+        };
+        let result = match result {
+            Ok(_) => Outcome::Done,
+            Err(error) => {
+                tracing::warn!(command = %command.command_id, %error, "command failed");
+                Outcome::Failed { error: error.chars().take(MAX_TEXT - 4).collect() }
+            }
+        };
+        // Report the state the station is really in, whatever was asked.
+        let lock_state = actions::lock_state(actions).await;
+        if done.send(Done { command, result, lock_state }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the station until `shutdown` resolves.
+pub(crate) async fn run(
+    config: Config,
+    logins: mpsc::Receiver<LoginCall>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let sender = Sender::station(&config.station.id);
+    let spool = Spool::open(&config.spool_dir(), config.spool.max_messages)
+        .map_err(|error| anyhow::anyhow!("cannot open the spool {}: {error}", config.spool_dir().display()))?;
+    let status_topic =
+        Topic::Station { venue: config.station.venue.clone(), station: config.station.id.clone(), channel: StationChannel::Status }
+            .to_string();
+    let offline = StationStatus { online: false, version: env!("CARGO_PKG_VERSION").to_owned(), capabilities: vec![] };
+    let will = encode(&Envelope::new(new_id(), Timestamp::now(), config.station.venue.clone(), sender.clone(), 0, offline));
+    let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
+    let options = link::options(&config.broker, &client_id, Some((status_topic, will.into_bytes())))?;
+    let (client, mut link_events) = link::start(options, config.broker.max_backoff);
+    let (commands, command_queue) = mpsc::channel(16);
+    let (done_sender, mut done) = mpsc::channel(16);
+    tokio::spawn(command_worker(config.clone(), command_queue, done_sender));
+    let (login_timeouts, mut timed_out) = mpsc::channel(64);
+    tracing::info!(venue = %config.station.venue, station = %config.station.id, spooled = spool.len(), "collector starting");
+
+    let mut station = Station {
+        probe: Probe::new(&config.telemetry.apps),
+        lock_state: actions::lock_state(&config.actions).await,
+        sender,
+        spool,
+        client,
+        connected: false,
+        sent_up_to: 0,
+        last_progress: Instant::now(),
+        session: None,
+        recent: VecDeque::new(),
+        logins: HashMap::new(),
+        activity_reported: false,
+        commands,
+        login_timeouts,
+        config,
+    };
+    let mut logins = logins;
+    let mut tick = tokio::time::interval(station.config.telemetry.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = station.session_deadline();
+        tokio::select! {
+            event = link_events.recv() => match event {
+                Some(LinkEvent::Connected) => station.on_connected(),
+                Some(LinkEvent::Disconnected(reason)) => {
+                    if station.connected {
+                        tracing::warn!(%reason, "connection to the broker lost; reconnecting");
+                    } else {
+                        tracing::debug!(%reason, "broker unreachable");
+                    }
+                    station.connected = false;
+                }
+                Some(LinkEvent::Message { topic, payload }) => station.on_message(&topic, &payload),
+                None => anyhow::bail!("the MQTT event loop stopped"),
+            },
+            _ = tick.tick() => station.on_tick(),
+            Some(call) = logins.recv() => station.on_login(call),
+            Some(finished) = done.recv() => station.on_done(finished),
+            Some(request_id) = timed_out.recv() => {
+                if let Some(answer) = station.logins.remove(&request_id) {
+                    let _ = answer.send(LoginAnswer::Queued { request_id });
+                }
+            }
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                // Paid time or an allowed window is over: lock on our own,
+                // even if the agent is unreachable.
+                if let Some(session) = station.session.as_mut() {
+                    session.until = None;
+                }
+                let command = Command { command_id: token("c-local"), action: Action::Lock { reason: "time_up".into() } };
+                let _ = station.commands.try_send(command);
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("stopping: marking the station offline");
+    station.publish_live(station.status(false), true);
+    let _ = station.client.try_disconnect();
+    // Give the event loop a moment to flush the offline status and the disconnect.
+    let flush = async {
+        while let Some(event) = link_events.recv().await {
+            if matches!(event, LinkEvent::Disconnected(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use netbar_protocol::{Kind, examples};
+
+    use super::*;
+
+    #[test]
+    fn incoming_messages_are_checked() {
+        let command_topic = "netbar/v1/sh-0042/station/st-017/command";
+        let delivery_topic = "netbar/v1/sh-0042/station/st-017/delivery";
+        let command = encode(&examples::envelope(Kind::Command));
+        assert!(check_incoming(command_topic, command.as_bytes(), command_topic, delivery_topic).is_ok());
+        let cases = [
+            ("netbar/v1/sh-0042/station/st-018/command", command.clone(), "not a topic of this station"),
+            (delivery_topic, command.clone(), "a command message does not belong on this topic"),
+            (command_topic, encode(&examples::envelope(Kind::Telemetry)), "sent by a Station"),
+            (command_topic, "{".repeat(70_000), "at most 65536 allowed"),
+            (command_topic, "nonsense".to_owned(), "not well-formed JSON"),
+        ];
+        for (topic, payload, expected) in cases {
+            let error = check_incoming(topic, payload.as_bytes(), command_topic, delivery_topic).unwrap_err();
+            assert!(error.contains(expected), "{topic}: {error}");
+        }
+    }
+}
