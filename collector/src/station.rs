@@ -281,6 +281,12 @@ impl Station {
         let request_id = token("r");
         let ticket: String = call.ticket.chars().take(256).collect();
         self.send_reliably(LoginRequest { request_id: request_id.clone(), ticket }, Class::Event);
+        if !self.connected {
+            // Nobody to answer now: tell the lock screen at once that the
+            // request waits in the spool.
+            let _ = call.answer.send(LoginAnswer::Queued { request_id });
+            return;
+        }
         self.logins.insert(request_id.clone(), call.answer);
         let (logins_timeout, id) = (self.login_timeouts.clone(), request_id);
         tokio::spawn(async move {

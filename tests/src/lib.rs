@@ -37,3 +37,232 @@ fn build_binaries() -> Result<PathBuf, String> {
     }
     Ok(profile_dir.to_path_buf())
 }
+
+/// A scratch directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named after `name` and this process.
+    pub fn new(name: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("netbar-e2e-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temporary directory");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, or panics
+/// with `what` after `deadline`.
+pub fn wait_for(what: &str, deadline: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while !condition() {
+        assert!(std::time::Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped, its standard error kept in a file.
+#[derive(Debug)]
+pub struct Process {
+    child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl Process {
+    /// Starts `program` with `args`, standard error to `stderr`.
+    pub fn start(program: &Path, args: &[&str], stderr: PathBuf) -> Process {
+        let log = std::fs::File::create(&stderr).expect("stderr file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", program.display()));
+        Process { child, stderr }
+    }
+
+    /// What it wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A mosquitto broker of our own, on an ephemeral port, with our own config.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    process: Option<Process>,
+    dir: TempDir,
+}
+
+/// Where mosquitto is installed.
+pub fn mosquitto_binary() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .expect("mosquitto is installed (.ci/run installs it)")
+}
+
+impl Mosquitto {
+    /// Starts a broker on a free port and waits until it accepts connections.
+    pub fn start() -> Mosquitto {
+        let mut broker = Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto") };
+        broker.restart();
+        broker
+    }
+
+    /// Stops the broker (SIGKILL): an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size 1048576\n", self.port),
+        )
+        .expect("mosquitto config");
+        let process =
+            Process::start(&mosquitto_binary(), &["-c", config.to_str().expect("UTF-8 path")], self.dir.path().join("mosquitto.log"));
+        let port = self.port;
+        wait_for("mosquitto to listen", std::time::Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        self.process = Some(process);
+    }
+}
+
+/// A test's own MQTT client: everything it receives lands in a channel.
+pub struct Client {
+    client: rumqttc::Client,
+    messages: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Client")
+    }
+}
+
+impl Client {
+    /// Connects to 127.0.0.1:`port` and subscribes to `filters`; returns once
+    /// the subscriptions are acknowledged.
+    pub fn connect(port: u16, filters: &[&str]) -> Client {
+        let mut options = rumqttc::MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
+        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        options.set_keep_alive(std::time::Duration::from_secs(30));
+        let (client, mut connection) = rumqttc::Client::new(options, 256);
+        for filter in filters {
+            client.subscribe(*filter, rumqttc::QoS::AtLeastOnce).expect("subscribe");
+        }
+        let (sender, messages) = std::sync::mpsc::channel();
+        let (subscribed, ready) = std::sync::mpsc::channel();
+        let expected = filters.len();
+        std::thread::spawn(move || {
+            let mut acks = 0;
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        acks += 1;
+                        if acks == expected {
+                            let _ = subscribed.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                        if sender.send((publish.topic.clone(), publish.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        if expected > 0 {
+            ready.recv_timeout(std::time::Duration::from_secs(10)).expect("subscriptions acknowledged");
+        }
+        Client { client, messages }
+    }
+
+    /// Publishes `payload` on `topic` at QoS 1.
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into()).expect("publish");
+    }
+
+    /// The next message for which `pick` returns something, within `deadline`;
+    /// other messages are skipped.
+    pub fn expect<T>(&self, what: &str, deadline: std::time::Duration, mut pick: impl FnMut(&str, &[u8]) -> Option<T>) -> T {
+        let end = std::time::Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.messages.recv_timeout(left) {
+                Ok((topic, payload)) => {
+                    if let Some(found) = pick(&topic, &payload) {
+                        return found;
+                    }
+                }
+                Err(_) => panic!("timed out after {deadline:?} waiting for {what}"),
+            }
+        }
+    }
+
+    /// The next decodable message on `topic` of `kind`, within `deadline`.
+    pub fn expect_message(&self, topic: &str, kind: netbar_protocol::Kind, deadline: std::time::Duration) -> netbar_protocol::Envelope {
+        self.expect(&format!("a {kind} on {topic}"), deadline, |t, payload| {
+            if t != topic {
+                return None;
+            }
+            netbar_protocol::decode(payload).ok().filter(|envelope| envelope.kind() == kind)
+        })
+    }
+}

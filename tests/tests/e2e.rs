@@ -1,7 +1,11 @@
 //! The end-to-end tests: one test binary, one module per capability.
 
+// Helpers of test modules are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 mod e2e {
     mod check_id;
+    mod collector;
     mod schemas;
     mod workspace;
 }

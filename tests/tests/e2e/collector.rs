@@ -1,0 +1,322 @@
+//! `netbar-collector` against a real mosquitto on an ephemeral port, with
+//! the test playing the agent.
+
+use std::path::Path;
+use std::process::Command as Run;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use netbar_protocol::messages::*;
+use netbar_protocol::{Envelope, Kind, Message, MessageId, Sender, decode, encode};
+use netbar_tests::{Client, Mosquitto, Process, TempDir, binary, free_port, wait_for};
+use serde_json::Value;
+
+const VENUE: &str = "v-test";
+const STATION: &str = "st-1";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn topic(channel: &str) -> String {
+    format!("netbar/v1/{VENUE}/station/{STATION}/{channel}")
+}
+
+/// A collector with its own config, spool and lock-state file.
+struct Collector {
+    process: Process,
+    dir: TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Collector {
+    fn start(broker_port: u16, extra: &str, lock_works: bool) -> Collector {
+        let dir = TempDir::new("collector");
+        let state = dir.path().join("locked");
+        std::fs::write(&state, "yes\n").unwrap();
+        let state = state.display().to_string();
+        let lock = if lock_works { format!("echo yes > {state}") } else { "echo 'lock screen crashed' >&2; exit 1".to_owned() };
+        let config = dir.path().join("collector.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[station]
+venue = "{VENUE}"
+id = "{STATION}"
+[broker]
+port = {broker_port}
+keep_alive = 5
+max_backoff = 1
+[telemetry]
+interval = 0.2
+[spool]
+dir = "{spool}"
+[local]
+listen = "127.0.0.1:{local}"
+[actions]
+lock = ["sh", "-c", "{lock}"]
+unlock = ["sh", "-c", "echo no > {state}"]
+notify = ["sh", "-c", "echo \"$0: $1\" >> {notices}", "{{level}}", "{{text}}"]
+lock_state = ["cat", "{state}"]
+{extra}
+"#,
+                spool = dir.path().join("spool").display(),
+                local = free_port(),
+                notices = dir.path().join("notices").display(),
+            ),
+        )
+        .unwrap();
+        let process =
+            Process::start(&binary("netbar-collector"), &["--config", config.to_str().unwrap(), "run"], dir.path().join("stderr"));
+        Collector { process, dir, config }
+    }
+
+    /// Events waiting in the spool (telemetry recorded during an outage is
+    /// spooled too, as droppable, and not counted here).
+    fn spooled_events(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("spool"))
+            .map(|entries| entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with("-e.msg")).count())
+            .unwrap_or(0)
+    }
+
+    fn login(&self, ticket: &str) -> Value {
+        let output =
+            Run::new(binary("netbar-collector")).args(["--config", self.config.to_str().unwrap(), "login", ticket]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn agent_message(seq: u64, message: impl Into<Message>) -> String {
+    let id = MessageId::from_parts(Timestamp::now(), rand_bytes(seq));
+    encode(&Envelope::new(id, Timestamp::now(), VENUE.parse().unwrap(), Sender::agent("agent"), seq, message))
+}
+
+fn rand_bytes(seed: u64) -> [u8; 10] {
+    let nanos = u64::from(Timestamp::now().subsec_nanosecond().unsigned_abs());
+    let mut bytes = [0u8; 10];
+    bytes[..8].copy_from_slice(&(seed ^ nanos.rotate_left(17)).to_le_bytes());
+    bytes
+}
+
+fn schema_validator(kind: Kind) -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../protocol/schemas/{kind}.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn acknowledge(client: &Client, envelopes: &[Envelope]) {
+    let entries = envelopes.iter().map(|e| DeliveryEntry { id: e.id, seq: e.seq, delivery: Delivery::Stored }).collect();
+    client.publish(&topic("delivery"), agent_message(0, DeliveryAck { entries }));
+}
+
+#[test]
+fn reports_valid_status_and_telemetry_and_its_last_will_after_kill_9() {
+    let broker = Mosquitto::start();
+    let watcher = Client::connect(broker.port, &[&format!("netbar/v1/{VENUE}/#")]);
+    let mut collector = Collector::start(broker.port, "", true);
+
+    let status = watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    let Message::StationStatus(body) = &status.message else { unreachable!() };
+    assert!(body.online);
+    assert_eq!(body.version, env!("CARGO_PKG_VERSION"));
+    assert!(body.capabilities.contains(&"lock".to_owned()));
+    assert_eq!(status.sender.id, STATION);
+
+    let telemetry_schema = schema_validator(Kind::Telemetry);
+    for _ in 0..3 {
+        let payload = watcher.expect("telemetry", WAIT, |t, p| (t == topic("telemetry")).then(|| p.to_vec()));
+        let envelope = decode(&payload).expect("telemetry decodes");
+        let value: Value = serde_json::from_slice(&payload).unwrap();
+        let errors: Vec<String> = telemetry_schema.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "telemetry violates its schema: {errors:?}");
+        let Message::Telemetry(telemetry) = envelope.message else { unreachable!() };
+        assert!(telemetry.memory_total_bytes > 0);
+        assert_eq!(telemetry.lock_state, LockState::Locked, "read from the lock_state program");
+        assert_eq!(envelope.seq, 0, "live telemetry is outside the sequence");
+    }
+    // A late subscriber sees the retained online status.
+    let late = Client::connect(broker.port, &[&topic("status")]);
+    let retained = late.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    assert!(matches!(retained.message, Message::StationStatus(StationStatus { online: true, .. })));
+
+    collector.process.kill();
+    let will = watcher.expect("the last will", WAIT, |t, p| {
+        (t == topic("status"))
+            .then(|| decode(p).ok())
+            .flatten()
+            .filter(|e| matches!(e.message, Message::StationStatus(StationStatus { online: false, .. })))
+    });
+    assert_eq!(will.sender.id, STATION);
+    let late = Client::connect(broker.port, &[&topic("status")]);
+    let retained = late.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    assert!(matches!(retained.message, Message::StationStatus(StationStatus { online: false, .. })), "the will is retained");
+}
+
+#[test]
+fn an_outage_loses_no_login_and_delivers_them_in_order() {
+    let mut broker = Mosquitto::start();
+    let watcher = Client::connect(broker.port, &[&topic("status")]);
+    let collector = Collector::start(broker.port, "", true);
+    watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    drop(watcher);
+
+    broker.stop();
+    wait_for("the collector to notice the outage", WAIT, || collector.process.stderr().contains("connection to the broker lost"));
+    let tickets = ["T-1", "T-2", "T-3"];
+    for ticket in tickets {
+        let answer = collector.login(ticket);
+        assert_eq!(answer["status"], "queued", "{answer}");
+    }
+    assert_eq!(collector.spooled_events(), 3, "three logins wait on disk");
+
+    broker.restart();
+    let agent = Client::connect(broker.port, &[&topic("event")]);
+    let mut received = Vec::new();
+    while received.len() < tickets.len() {
+        let envelope = agent.expect_message(&topic("event"), Kind::LoginRequest, WAIT);
+        if !received.iter().any(|e: &Envelope| e.id == envelope.id) {
+            received.push(envelope);
+        }
+    }
+    let got: Vec<&str> = received
+        .iter()
+        .map(|e| match &e.message {
+            Message::LoginRequest(login) => login.ticket.as_str(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(got, tickets, "in the order they were made");
+    assert!(received.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1), "consecutive sequence numbers");
+    assert_eq!(collector.spooled_events(), 3, "a PUBACK is not a receipt: still spooled");
+
+    acknowledge(&agent, &received);
+    wait_for("the spool to empty after the agent's receipt", WAIT, || collector.spooled_events() == 0);
+}
+
+#[test]
+fn commands_run_and_are_acknowledged_with_the_real_state() {
+    let broker = Mosquitto::start();
+    let agent = Client::connect(broker.port, &[&topic("ack"), &topic("event"), &topic("status")]);
+    let collector = Collector::start(broker.port, "", true);
+    agent.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+
+    // A login answered by the agent: the lock screen hears "unlocked".
+    let login = std::thread::spawn({
+        let config = collector.config.clone();
+        move || Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "login", "K7Q"]).output().unwrap()
+    });
+    let request = agent.expect_message(&topic("event"), Kind::LoginRequest, WAIT);
+    let Message::LoginRequest(LoginRequest { request_id, ticket }) = &request.message else { unreachable!() };
+    assert_eq!(ticket, "K7Q");
+    acknowledge(&agent, std::slice::from_ref(&request));
+    let until = Timestamp::now() + jiff::SignedDuration::from_millis(1500);
+    let unlock = Command {
+        command_id: "c-1".into(),
+        action: Action::Unlock { session_id: "s-1".into(), request_id: Some(request_id.clone()), until: Some(until) },
+    };
+    agent.publish(&topic("command"), agent_message(1, unlock.clone()));
+    // The session starts, then the command is acknowledged, in that order.
+    let started = agent.expect_message(&topic("event"), Kind::SessionEvent, WAIT);
+    assert_eq!(started.message, Message::SessionEvent(SessionEvent::Started { session_id: "s-1".into() }));
+    let ack = agent.expect_message(&topic("ack"), Kind::CommandAck, WAIT);
+    assert_eq!(
+        ack.message,
+        Message::CommandAck(CommandAck { command_id: "c-1".into(), result: Outcome::Done, lock_state: LockState::Unlocked })
+    );
+    let answer = login.join().unwrap();
+    let answer: Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(answer["status"], "unlocked");
+    assert_eq!(answer["session_id"], "s-1");
+    assert_eq!(collector.read("locked").trim(), "no");
+
+    // The paid time ends: the station locks on its own and says why.
+    let ended = agent.expect_message(&topic("event"), Kind::SessionEvent, WAIT);
+    assert_eq!(ended.message, Message::SessionEvent(SessionEvent::Ended { session_id: "s-1".into(), reason: EndReason::TimeUp }));
+    assert_eq!(collector.read("locked").trim(), "yes");
+
+    // A notice is shown; a repeated command is acknowledged again, not run twice.
+    let notify =
+        Command { command_id: "c-2".into(), action: Action::Notify { level: NoticeLevel::Warning, text: "curfew at 22:00".into() } };
+    for seq in [2, 3] {
+        agent.publish(&topic("command"), agent_message(seq, notify.clone()));
+        let ack = agent.expect("the notice's acknowledgement", WAIT, |t, p| {
+            (t == topic("ack"))
+                .then(|| decode(p).ok())
+                .flatten()
+                .filter(|e| matches!(&e.message, Message::CommandAck(a) if a.command_id == "c-2"))
+        });
+        assert!(matches!(ack.message, Message::CommandAck(CommandAck { result: Outcome::Done, .. })));
+    }
+    assert_eq!(collector.read("notices"), "warning: curfew at 22:00\n");
+}
+
+#[test]
+fn bad_commands_are_refused_with_a_reason_and_failures_report_the_real_state() {
+    let broker = Mosquitto::start();
+    let agent = Client::connect(broker.port, &[&topic("ack"), &topic("status")]);
+    let mut collector = Collector::start(broker.port, "", false);
+    agent.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+
+    agent.publish(&topic("command"), "not json at all");
+    agent.publish(&topic("command"), vec![b'{'; 200_000]);
+    let forged = Envelope::new(
+        MessageId::from_parts(Timestamp::now(), [7; 10]),
+        Timestamp::now(),
+        VENUE.parse().unwrap(),
+        Sender::station(&STATION.parse().unwrap()),
+        1,
+        Command { command_id: "c-forged".into(), action: Action::Unlock { session_id: "s-x".into(), request_id: None, until: None } },
+    );
+    agent.publish(&topic("command"), encode(&forged));
+    wait_for("three refusals in the log", WAIT, || collector.process.stderr().matches("message refused").count() >= 3);
+    let log = collector.process.stderr();
+    assert!(log.contains("not well-formed JSON"), "{log}");
+    assert!(log.contains("at most 65536 allowed"), "{log}");
+    assert!(log.contains("only the agent may send here"), "{log}");
+    assert!(collector.process.running());
+    assert_eq!(collector.read("locked").trim(), "yes", "the forged unlock did nothing");
+
+    // The station is unlocked, then the lock program fails: the ack says so
+    // and reports the station as it really is, still unlocked.
+    agent.publish(
+        &topic("command"),
+        agent_message(
+            1,
+            Command { command_id: "c-u".into(), action: Action::Unlock { session_id: "s-2".into(), request_id: None, until: None } },
+        ),
+    );
+    agent.expect_message(&topic("ack"), Kind::CommandAck, WAIT);
+    agent.publish(
+        &topic("command"),
+        agent_message(2, Command { command_id: "c-l".into(), action: Action::Lock { reason: "staff".into() } }),
+    );
+    let ack = agent.expect("the failed lock's acknowledgement", WAIT, |t, p| {
+        (t == topic("ack"))
+            .then(|| decode(p).ok())
+            .flatten()
+            .filter(|e| matches!(&e.message, Message::CommandAck(a) if a.command_id == "c-l"))
+    });
+    let Message::CommandAck(CommandAck { result: Outcome::Failed { error }, lock_state, .. }) = ack.message else { panic!("{ack:?}") };
+    assert!(error.contains("lock screen crashed"), "{error}");
+    assert_eq!(lock_state, LockState::Unlocked);
+    collector.process.kill();
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_at_start() {
+    let dir = TempDir::new("bad-config");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(&config, "[station]\nvenue = \"v\"\nid = \"s\"\n[telemetry]\nintervall = 5\n").unwrap();
+    let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "run"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("{}: key `telemetry.intervall`: unknown field `intervall`", config.display())), "{stderr}");
+
+    let printed = Run::new(binary("netbar-collector")).arg("print-config").output().unwrap();
+    std::fs::write(&config, &printed.stdout).unwrap();
+    let check = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "check-config"]).output().unwrap();
+    assert!(check.status.success(), "the printed defaults are a valid config: {}", String::from_utf8_lossy(&check.stderr));
+}
