@@ -16,6 +16,7 @@ mod config;
 mod link;
 mod local;
 mod probe;
+mod sensors;
 mod spool;
 mod station;
 

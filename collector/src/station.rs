@@ -22,6 +22,7 @@ use crate::actions;
 use crate::config::Config;
 use crate::link::{self, LinkEvent};
 use crate::probe::Probe;
+use crate::sensors::{self, Sample};
 use crate::spool::{Class, Spool};
 
 /// Most spooled messages published and awaiting the agent's receipt.
@@ -61,6 +62,14 @@ struct Done {
     lock_state: LockState,
 }
 
+/// What the station knows of one of its sensors.
+#[derive(Debug)]
+struct SensorState {
+    last: Option<Sample>,
+    heard: Instant,
+    heard_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 struct Session {
     id: String,
@@ -85,6 +94,7 @@ pub(crate) struct Station {
     activity_reported: bool,
     commands: mpsc::Sender<Command>,
     login_timeouts: mpsc::Sender<String>,
+    sensors: Vec<SensorState>,
 }
 
 impl std::fmt::Debug for Station {
@@ -302,6 +312,7 @@ impl Station {
         } else {
             self.send_reliably(telemetry, Class::Telemetry);
         }
+        self.check_silence();
         if self.session.is_none() {
             let mut evidence = Vec::new();
             if usage.input_idle.is_some_and(|idle| idle < self.config.telemetry.activity_idle) {
@@ -325,6 +336,50 @@ impl Station {
             self.sent_up_to = 0;
             self.last_progress = Instant::now();
             self.pump();
+        }
+    }
+
+    fn on_sample(&mut self, sample: Sample) {
+        let Some(sensor) = self.config.sensors.get(sample.sensor) else { return };
+        let reading = SensorReading {
+            sensor: sensor.id.clone(),
+            sensor_kind: sensor.kind,
+            reading: sample.reading.clone(),
+            battery_percent: sample.battery_percent,
+            tamper: sample.tamper,
+        };
+        if let Err(violation) = Message::from(reading.clone()).validate() {
+            tracing::warn!(sensor = %sensor.id, %violation, "sensor reading out of range; ignored");
+            return;
+        }
+        let Some(state) = self.sensors.get_mut(sample.sensor) else { return };
+        let significant = sensors::significant(state.last.as_ref(), &sample);
+        state.last = Some(sample);
+        state.heard = Instant::now();
+        state.heard_at = Timestamp::now();
+        if significant {
+            self.send_reliably(reading, Class::Alarm);
+        } else if self.connected {
+            self.publish_live(reading, false);
+        }
+    }
+
+    /// Reports sensors that have been quiet for longer than they may be.
+    fn check_silence(&mut self) {
+        let mut silent = Vec::new();
+        for (index, (state, sensor)) in self.sensors.iter_mut().zip(&self.config.sensors).enumerate() {
+            let already = state.last.as_ref().is_some_and(|last| matches!(last.reading, Reading::Silent { .. }));
+            if !already && state.heard.elapsed() > sensor.silent_after {
+                let sample =
+                    Sample { sensor: index, reading: Reading::Silent { since: state.heard_at }, battery_percent: None, tamper: false };
+                state.last = Some(sample.clone());
+                silent.push((sensor.id.clone(), sensor.kind, sample));
+            }
+        }
+        for (sensor, sensor_kind, sample) in silent {
+            tracing::warn!(%sensor, "sensor silent");
+            let reading = SensorReading { sensor, sensor_kind, reading: sample.reading, battery_percent: None, tamper: false };
+            self.send_reliably(reading, Class::Alarm);
         }
     }
 
@@ -398,6 +453,8 @@ pub(crate) async fn run(
     let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
     let options = link::options(&config.broker, &client_id, Some((status_topic, will.into_bytes())))?;
     let (client, mut link_events) = link::start(options, config.broker.max_backoff);
+    let mut samples = sensors::start(&config.sensors, &client_id);
+    let sensors = config.sensors.iter().map(|_| SensorState { last: None, heard: Instant::now(), heard_at: Timestamp::now() }).collect();
     let (commands, command_queue) = mpsc::channel(16);
     let (done_sender, mut done) = mpsc::channel(16);
     tokio::spawn(command_worker(config.clone(), command_queue, done_sender));
@@ -419,6 +476,7 @@ pub(crate) async fn run(
         activity_reported: false,
         commands,
         login_timeouts,
+        sensors,
         config,
     };
     let mut logins = logins;
@@ -444,6 +502,7 @@ pub(crate) async fn run(
             _ = tick.tick() => station.on_tick(),
             Some(call) = logins.recv() => station.on_login(call),
             Some(finished) = done.recv() => station.on_done(finished),
+            Some(sample) = samples.recv() => station.on_sample(sample),
             Some(request_id) = timed_out.recv() => {
                 if let Some(answer) = station.logins.remove(&request_id) {
                     let _ = answer.send(LoginAnswer::Queued { request_id });

@@ -69,11 +69,12 @@ lock_state = ["cat", "{state}"]
         Collector { process, dir, config }
     }
 
-    /// Events waiting in the spool (telemetry recorded during an outage is
-    /// spooled too, as droppable, and not counted here).
-    fn spooled_events(&self) -> usize {
+    /// Messages of a class waiting in the spool: "e" events, "a" alarms,
+    /// "t" telemetry recorded during an outage.
+    fn spooled(&self, class: &str) -> usize {
+        let suffix = format!("-{class}.msg");
         std::fs::read_dir(self.dir.path().join("spool"))
-            .map(|entries| entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with("-e.msg")).count())
+            .map(|entries| entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(&suffix)).count())
             .unwrap_or(0)
     }
 
@@ -116,7 +117,21 @@ fn acknowledge(client: &Client, envelopes: &[Envelope]) {
 fn reports_valid_status_and_telemetry_and_its_last_will_after_kill_9() {
     let broker = Mosquitto::start();
     let watcher = Client::connect(broker.port, &[&format!("netbar/v1/{VENUE}/#")]);
-    let mut collector = Collector::start(broker.port, "", true);
+    let sensors = format!(
+        r#"
+[[sensors]]
+id = "door-exit-1"
+kind = "door"
+source = {{ type = "zigbee2mqtt", host = "127.0.0.1", port = {}, topic = "zigbee2mqtt/exit_door" }}
+[[sensors]]
+id = "smoke-broken"
+kind = "smoke"
+silent_after = 1
+source = {{ type = "command", argv = ["sh", "-c", "exit 1"], interval = 0.2 }}
+"#,
+        broker.port
+    );
+    let mut collector = Collector::start(broker.port, &sensors, true);
 
     let status = watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
     let Message::StationStatus(body) = &status.message else { unreachable!() };
@@ -137,6 +152,19 @@ fn reports_valid_status_and_telemetry_and_its_last_will_after_kill_9() {
         assert_eq!(telemetry.lock_state, LockState::Locked, "read from the lock_state program");
         assert_eq!(envelope.seq, 0, "live telemetry is outside the sequence");
     }
+    // A zigbee2mqtt door contact reports a locked emergency exit.
+    let door_topic = format!("netbar/v1/{VENUE}/sensor/door-exit-1/reading");
+    let z2m = Client::connect(broker.port, &[]);
+    z2m.publish("zigbee2mqtt/exit_door", r#"{"contact":true,"lock_state":"locked","battery":80,"linkquality":97}"#);
+    let door = watcher.expect_message(&door_topic, Kind::SensorReading, WAIT);
+    let Message::SensorReading(reading) = &door.message else { unreachable!() };
+    assert_eq!(reading.reading, Reading::Door { open: false, locked: true });
+    assert_eq!((reading.sensor_kind, reading.battery_percent), (SensorKind::Door, Some(80)));
+    assert!(door.seq > 0, "an alarm is sequenced, spooled and acknowledged");
+    // A sensor whose source fails is reported silent.
+    let silent = watcher.expect_message(&format!("netbar/v1/{VENUE}/sensor/smoke-broken/reading"), Kind::SensorReading, WAIT);
+    assert!(matches!(&silent.message, Message::SensorReading(SensorReading { reading: Reading::Silent { .. }, .. })), "{silent:?}");
+
     // A late subscriber sees the retained online status.
     let late = Client::connect(broker.port, &[&topic("status")]);
     let retained = late.expect_message(&topic("status"), Kind::StationStatus, WAIT);
@@ -158,42 +186,59 @@ fn reports_valid_status_and_telemetry_and_its_last_will_after_kill_9() {
 #[test]
 fn an_outage_loses_no_login_and_delivers_them_in_order() {
     let mut broker = Mosquitto::start();
-    let watcher = Client::connect(broker.port, &[&topic("status")]);
-    let collector = Collector::start(broker.port, "", true);
-    watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
-    drop(watcher);
+    let smoke_file = TempDir::new("smoke");
+    let smoke = smoke_file.path().join("smoke");
+    std::fs::write(&smoke, "0\n").unwrap();
+    let sensor = format!(
+        "[[sensors]]\nid = \"smoke-1\"\nkind = \"smoke\"\nsource = {{ type = \"file\", path = \"{}\", interval = 0.1 }}\n",
+        smoke.display()
+    );
+    let smoke_topic = format!("netbar/v1/{VENUE}/sensor/smoke-1/reading");
+    let agent = Client::connect(broker.port, &[&topic("status"), &topic("event"), &smoke_topic]);
+    let collector = Collector::start(broker.port, &sensor, true);
+    agent.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    let quiet = agent.expect_message(&smoke_topic, Kind::SensorReading, WAIT);
+    acknowledge(&agent, &[quiet]);
+    wait_for("the first smoke reading to be acknowledged", WAIT, || collector.spooled("a") == 0);
+    drop(agent);
 
     broker.stop();
     wait_for("the collector to notice the outage", WAIT, || collector.process.stderr().contains("connection to the broker lost"));
-    let tickets = ["T-1", "T-2", "T-3"];
-    for ticket in tickets {
+    for ticket in ["T-1", "T-2"] {
         let answer = collector.login(ticket);
         assert_eq!(answer["status"], "queued", "{answer}");
     }
-    assert_eq!(collector.spooled_events(), 3, "three logins wait on disk");
+    std::fs::write(&smoke, "1\n").unwrap();
+    wait_for("the smoke alarm to be spooled", WAIT, || collector.spooled("a") >= 1);
+    let answer = collector.login("T-3");
+    assert_eq!(answer["status"], "queued", "{answer}");
+    assert_eq!(collector.spooled("e"), 3, "three logins wait on disk");
 
     broker.restart();
-    let agent = Client::connect(broker.port, &[&topic("event")]);
-    let mut received = Vec::new();
-    while received.len() < tickets.len() {
-        let envelope = agent.expect_message(&topic("event"), Kind::LoginRequest, WAIT);
-        if !received.iter().any(|e: &Envelope| e.id == envelope.id) {
+    let agent = Client::connect(broker.port, &[&topic("event"), &smoke_topic]);
+    // Collect what arrives until the three logins and the alarm are in.
+    let mut received: Vec<Envelope> = Vec::new();
+    let is_alarm = |e: &Envelope| matches!(&e.message, Message::SensorReading(r) if r.reading == Reading::Alarm { active: true });
+    while received.iter().filter(|e| e.kind() == Kind::LoginRequest).count() < 3 || !received.iter().any(is_alarm) {
+        let envelope = agent.expect("spooled messages after the outage", WAIT, |_, payload| decode(payload).ok().filter(|e| e.seq > 0));
+        if !received.iter().any(|e| e.id == envelope.id) {
             received.push(envelope);
         }
     }
-    let got: Vec<&str> = received
+    received.sort_by_key(|e| e.seq);
+    let order: Vec<String> = received
         .iter()
-        .map(|e| match &e.message {
-            Message::LoginRequest(login) => login.ticket.as_str(),
-            _ => unreachable!(),
+        .filter_map(|e| match &e.message {
+            Message::LoginRequest(login) => Some(login.ticket.clone()),
+            Message::SensorReading(r) if r.reading == (Reading::Alarm { active: true }) => Some("smoke".to_owned()),
+            _ => None,
         })
         .collect();
-    assert_eq!(got, tickets, "in the order they were made");
-    assert!(received.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1), "consecutive sequence numbers");
-    assert_eq!(collector.spooled_events(), 3, "a PUBACK is not a receipt: still spooled");
+    assert_eq!(order, ["T-1", "T-2", "smoke", "T-3"], "in the order they happened");
+    assert_eq!(collector.spooled("e"), 3, "a PUBACK is not a receipt: still spooled");
 
     acknowledge(&agent, &received);
-    wait_for("the spool to empty after the agent's receipt", WAIT, || collector.spooled_events() == 0);
+    wait_for("the spool to empty after the agent's receipt", WAIT, || collector.spooled("e") + collector.spooled("a") == 0);
 }
 
 #[test]
