@@ -45,6 +45,9 @@ pub(crate) struct Config {
 pub(crate) struct Station {
     pub(crate) venue: VenueId,
     pub(crate) id: StationId,
+    /// The file holding this station's key from enrollment (64 hex digits).
+    #[serde(default)]
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 /// Where the agent's broker is.
@@ -306,6 +309,14 @@ impl Config {
             reason: format!("cannot read: {e}"),
         })?;
         Config::parse(path, &text)
+    }
+
+    /// Reads the station key, if one is configured.
+    pub(crate) fn station_key(&self) -> anyhow::Result<Option<netbar_protocol::StationKey>> {
+        let Some(path) = &self.station.key_file else { return Ok(None) };
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the station key {}: {e}", path.display()))?;
+        let key = netbar_protocol::StationKey::from_hex(&text).map_err(|e| anyhow::anyhow!("station key {}: {e}", path.display()))?;
+        Ok(Some(key))
     }
 
     /// The lock screen's address when no configuration can be read.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use netbar_protocol::messages::*;
-use netbar_protocol::{Envelope, Message, MessageId, Sender, SenderRole, StationChannel, Topic, decode, encode};
+use netbar_protocol::{Envelope, Message, MessageId, Sender, SenderRole, StationChannel, StationKey, Topic, decode, encode};
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -95,6 +95,7 @@ pub(crate) struct Station {
     commands: mpsc::Sender<Command>,
     login_timeouts: mpsc::Sender<String>,
     sensors: Vec<SensorState>,
+    key: Option<StationKey>,
 }
 
 impl std::fmt::Debug for Station {
@@ -116,8 +117,9 @@ impl Station {
         Topic::Station { venue: self.config.station.venue.clone(), station: self.config.station.id.clone(), channel }.to_string()
     }
 
-    fn envelope(&self, seq: u64, message: impl Into<Message>) -> Envelope {
-        Envelope::new(new_id(), Timestamp::now(), self.config.station.venue.clone(), self.sender.clone(), seq, message)
+    /// Builds, signs and encodes a message for `topic`.
+    fn seal(&self, topic: &str, seq: u64, message: impl Into<Message>) -> (MessageId, String) {
+        seal(&self.config, self.key.as_ref(), topic, seq, message.into())
     }
 
     fn topic_for(&self, message: &Message) -> String {
@@ -134,8 +136,8 @@ impl Station {
         let message = message.into();
         let topic = self.topic_for(&message);
         let stored = self.spool.next_seq().and_then(|seq| {
-            let envelope = self.envelope(seq, message.clone());
-            self.spool.push(seq, envelope.id, class, &topic, &encode(&envelope))
+            let (id, payload) = self.seal(&topic, seq, message.clone());
+            self.spool.push(seq, id, class, &topic, &payload)
         });
         match stored {
             Ok(dropped) if !dropped.is_empty() => tracing::warn!(?dropped, "spool full: dropped the oldest telemetry"),
@@ -143,8 +145,8 @@ impl Station {
             // The disk is full or gone: say so, and still try to deliver it now.
             Err(error) => {
                 tracing::error!(%error, kind = %message.kind(), "cannot spool a message; publishing it without a copy on disk");
-                let envelope = self.envelope(0, message);
-                let _ = self.client.try_publish(topic, QoS::AtLeastOnce, false, encode(&envelope));
+                let (_, payload) = self.seal(&topic, 0, message);
+                let _ = self.client.try_publish(topic, QoS::AtLeastOnce, false, payload);
             }
         }
         self.pump();
@@ -171,7 +173,7 @@ impl Station {
     fn publish_live(&self, message: impl Into<Message>, retain: bool) {
         let message = message.into();
         let topic = self.topic_for(&message);
-        let payload = encode(&self.envelope(0, message));
+        let (_, payload) = self.seal(&topic, 0, message);
         let qos = if retain { QoS::AtLeastOnce } else { QoS::AtMostOnce };
         if let Err(error) = self.client.try_publish(topic, qos, retain, payload) {
             tracing::debug!(%error, "live message not published");
@@ -201,7 +203,8 @@ impl Station {
     }
 
     fn on_message(&mut self, topic: &str, payload: &[u8]) {
-        let envelope = match check_incoming(topic, payload, &self.topic(StationChannel::Command), &self.topic(StationChannel::Delivery)) {
+        let own = [self.topic(StationChannel::Command), self.topic(StationChannel::Delivery)];
+        let envelope = match check_incoming(topic, payload, &own, self.key.as_ref()) {
             Ok(envelope) => envelope,
             Err(reason) => {
                 tracing::warn!(topic = %topic.chars().take(200).collect::<String>(), bytes = payload.len(), "message refused: {reason}");
@@ -392,12 +395,15 @@ impl Station {
 
 /// Decodes an incoming message and checks that it came where and from whom
 /// it should.
-fn check_incoming(topic: &str, payload: &[u8], command_topic: &str, delivery_topic: &str) -> Result<Envelope, String> {
-    if topic != command_topic && topic != delivery_topic {
+fn check_incoming(topic: &str, payload: &[u8], own_topics: &[String], key: Option<&StationKey>) -> Result<Envelope, String> {
+    if !own_topics.iter().any(|own| own == topic) {
         return Err("not a topic of this station".into());
     }
     let parsed = Topic::parse(topic).map_err(|error| error.to_string())?;
     let envelope = decode(payload).map_err(|error| error.to_string())?;
+    if let Some(key) = key {
+        key.verify(topic, &envelope).map_err(|error| error.to_string())?;
+    }
     if envelope.sender.role != SenderRole::Agent {
         return Err(format!("sent by a {:?}, only the agent may send here", envelope.sender.role));
     }
@@ -408,6 +414,16 @@ fn check_incoming(topic: &str, payload: &[u8], command_topic: &str, delivery_top
         return Err(format!("a {} message does not belong on this topic", envelope.kind()));
     }
     Ok(envelope)
+}
+
+/// Builds, signs (when the station has a key) and encodes a message.
+fn seal(config: &Config, key: Option<&StationKey>, topic: &str, seq: u64, message: Message) -> (MessageId, String) {
+    let sender = Sender::station(&config.station.id);
+    let mut envelope = Envelope::new(new_id(), Timestamp::now(), config.station.venue.clone(), sender, seq, message);
+    if let Some(key) = key {
+        key.sign(topic, &mut envelope);
+    }
+    (envelope.id, encode(&envelope))
 }
 
 /// Runs commands one after the other, so a slow lock program never holds
@@ -445,11 +461,17 @@ pub(crate) async fn run(
     let sender = Sender::station(&config.station.id);
     let spool = Spool::open(&config.spool_dir(), config.spool.max_messages)
         .map_err(|error| anyhow::anyhow!("cannot open the spool {}: {error}", config.spool_dir().display()))?;
-    let status_topic =
+    let status_topic: String =
         Topic::Station { venue: config.station.venue.clone(), station: config.station.id.clone(), channel: StationChannel::Status }
             .to_string();
     let offline = StationStatus { online: false, version: env!("CARGO_PKG_VERSION").to_owned(), capabilities: vec![] };
-    let will = encode(&Envelope::new(new_id(), Timestamp::now(), config.station.venue.clone(), sender.clone(), 0, offline));
+    let key = config.station_key()?;
+    if key.is_none() {
+        tracing::warn!(
+            "no station key configured (station.key_file): messages are not authenticated and any client of the broker can command this station"
+        );
+    }
+    let (_, will) = seal(&config, key.as_ref(), &status_topic, 0, offline.into());
     let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
     let options = link::options(&config.broker, &client_id, Some((status_topic, will.into_bytes())))?;
     let (client, mut link_events) = link::start(options, config.broker.max_backoff);
@@ -477,6 +499,7 @@ pub(crate) async fn run(
         commands,
         login_timeouts,
         sensors,
+        key,
         config,
     };
     let mut logins = logins;
@@ -543,20 +566,28 @@ mod tests {
 
     #[test]
     fn incoming_messages_are_checked() {
-        let command_topic = "netbar/v1/sh-0042/station/st-017/command";
-        let delivery_topic = "netbar/v1/sh-0042/station/st-017/delivery";
+        let command_topic = examples::COMMAND_TOPIC;
+        let own = [command_topic.to_owned(), "netbar/v1/sh-0042/station/st-017/delivery".to_owned()];
+        let key = examples::example_key();
         let command = encode(&examples::envelope(Kind::Command));
-        assert!(check_incoming(command_topic, command.as_bytes(), command_topic, delivery_topic).is_ok());
+        assert!(check_incoming(command_topic, command.as_bytes(), &own, Some(&key)).is_ok());
+        let mut unsigned = examples::envelope(Kind::Command);
+        unsigned.mac = None;
         let cases = [
             ("netbar/v1/sh-0042/station/st-018/command", command.clone(), "not a topic of this station"),
-            (delivery_topic, command.clone(), "a command message does not belong on this topic"),
-            (command_topic, encode(&examples::envelope(Kind::Telemetry)), "sent by a Station"),
+            (own[1].as_str(), command.clone(), "published on another topic"),
+            (command_topic, encode(&unsigned), "not authenticated"),
             (command_topic, "{".repeat(70_000), "at most 65536 allowed"),
             (command_topic, "nonsense".to_owned(), "not well-formed JSON"),
         ];
         for (topic, payload, expected) in cases {
-            let error = check_incoming(topic, payload.as_bytes(), command_topic, delivery_topic).unwrap_err();
+            let error = check_incoming(topic, payload.as_bytes(), &own, Some(&key)).unwrap_err();
             assert!(error.contains(expected), "{topic}: {error}");
         }
+        // Without a key, the other checks still hold.
+        let error = check_incoming(command_topic, encode(&examples::envelope(Kind::Telemetry)).as_bytes(), &own, None).unwrap_err();
+        assert!(error.contains("sent by a Station"), "{error}");
+        let error = check_incoming(&own[1], command.as_bytes(), &own, None).unwrap_err();
+        assert!(error.contains("a command message does not belong on this topic"), "{error}");
     }
 }

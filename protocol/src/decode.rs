@@ -139,6 +139,8 @@ struct WireIn<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow)]
     body: &'a RawValue,
+    #[serde(default)]
+    mac: Option<crate::auth::MacTag>,
 }
 
 fn field_error<E: fmt::Display>(prefix: &str, error: serde_path_to_error::Error<E>) -> DecodeError {
@@ -191,7 +193,16 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let kind = Kind::from_wire(&wire.kind).ok_or_else(|| DecodeError::UnknownKind { found: wire.kind.chars().take(64).collect() })?;
     let message = decode_body(kind, wire.body.get())?;
     message.validate().map_err(DecodeError::Range)?;
-    Ok(Envelope { schema: SCHEMA_VERSION, id: wire.id, ts: wire.ts, venue: wire.venue, sender: wire.sender, seq: wire.seq, message })
+    Ok(Envelope {
+        schema: SCHEMA_VERSION,
+        id: wire.id,
+        ts: wire.ts,
+        venue: wire.venue,
+        sender: wire.sender,
+        seq: wire.seq,
+        message,
+        mac: wire.mac,
+    })
 }
 
 fn decode_body(kind: Kind, body: &str) -> Result<Message, DecodeError> {
@@ -214,6 +225,7 @@ pub fn encode(envelope: &Envelope) -> String {
         seq: envelope.seq,
         kind: envelope.kind(),
         body: Body(&envelope.message),
+        mac: envelope.mac.as_ref(),
     };
     // Cannot fail: every map in a message has string keys, and serde_json
     // writes any float (even a non-finite one, as null) without error.
@@ -231,6 +243,8 @@ struct WireOut<'a> {
     seq: u64,
     kind: Kind,
     body: Body<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<&'a crate::auth::MacTag>,
 }
 
 struct Body<'a>(&'a Message);

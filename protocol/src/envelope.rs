@@ -141,12 +141,14 @@ pub struct Envelope {
     pub seq: u64,
     /// The typed body; its kind is written next to it on the wire.
     pub message: Message,
+    /// The sender's authentication of topic and envelope, see [`crate::auth`].
+    pub mac: Option<crate::auth::MacTag>,
 }
 
 impl Envelope {
     /// An envelope of the current schema version.
     pub fn new(id: MessageId, ts: Timestamp, venue: VenueId, sender: Sender, seq: u64, message: impl Into<Message>) -> Envelope {
-        Envelope { schema: SCHEMA_VERSION, id, ts, venue, sender, seq, message: message.into() }
+        Envelope { schema: SCHEMA_VERSION, id, ts, venue, sender, seq, message: message.into(), mac: None }
     }
 
     /// The kind of the body.

@@ -126,6 +126,14 @@ pub fn body(kind: Kind) -> Message {
     }
 }
 
+/// The topic the signed command example is published on.
+pub const COMMAND_TOPIC: &str = "netbar/v1/sh-0042/station/st-017/command";
+
+/// The station key the command example is signed with: 32 bytes of 0x11.
+pub fn example_key() -> crate::auth::StationKey {
+    crate::auth::StationKey::from_bytes([0x11; 32])
+}
+
 fn example_id(n: u8) -> MessageId {
     MessageId::from_parts(ts("2026-11-22T12:00:00Z"), [n, 0x5e, 0x11, 0x0c, 0x9a, 0x27, 0x44, 0x81, 0x3b, 0x6d])
 }
@@ -139,7 +147,13 @@ pub fn envelope(kind: Kind) -> Envelope {
         _ => Sender::station(&name::<crate::ids::StationKind>("st-017")),
     };
     let venue: VenueId = name("sh-0042");
-    Envelope::new(example_id(1), ts("2026-11-22T12:00:00.250Z"), venue, sender, 42, body(kind))
+    let mut envelope = Envelope::new(example_id(1), ts("2026-11-22T12:00:00.250Z"), venue, sender, 42, body(kind));
+    if kind == Kind::Command {
+        // One golden example is signed, to show implementers in other
+        // languages the exact MAC input (see `crate::auth`).
+        example_key().sign(COMMAND_TOPIC, &mut envelope);
+    }
+    envelope
 }
 
 /// Every example, in the order of [`Kind::ALL`].

@@ -11,6 +11,7 @@
 //! else builds [`Envelope`]s with typed bodies and calls [`encode`] and
 //! [`decode`].
 
+pub mod auth;
 pub mod decode;
 pub mod envelope;
 pub mod examples;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod schema;
 pub mod topic;
 
+pub use auth::{AuthError, MacTag, StationKey};
 pub use decode::{DecodeError, MAX_MESSAGE_BYTES, decode, encode};
 pub use envelope::{Envelope, Kind, Message, MessageId, SCHEMA_VERSION, Sender, SenderRole};
 pub use ids::{Id, IdKind, RegionCode, SensorId, StationId, VenueId};

@@ -25,6 +25,7 @@ fn envelope_schema(kind: Kind, generator: &mut SchemaGenerator) -> Schema {
     let venue = generator.subschema_for::<VenueId>();
     let sender = generator.subschema_for::<Sender>();
     let body = kind.body_schema(generator);
+    let mac = generator.subschema_for::<crate::auth::MacTag>();
     json_schema!({
         "type": "object",
         "additionalProperties": false,
@@ -38,6 +39,7 @@ fn envelope_schema(kind: Kind, generator: &mut SchemaGenerator) -> Schema {
             "seq": { "type": "integer", "minimum": 0, "description": "Per-sender sequence number; 0 for messages outside the sequence (retained status, last will)." },
             "kind": { "const": kind.as_str() },
             "body": body,
+            "mac": mac,
         }
     })
 }

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use netbar_protocol::messages::*;
-use netbar_protocol::{Envelope, Kind, Message, MessageId, Sender, decode, encode};
+use netbar_protocol::{Envelope, Kind, Message, MessageId, Sender, StationKey, decode, encode};
 use netbar_tests::{Client, Mosquitto, Process, TempDir, binary, free_port, wait_for};
 use serde_json::Value;
 
 const VENUE: &str = "v-test";
 const STATION: &str = "st-1";
 const WAIT: Duration = Duration::from_secs(20);
+/// The station's key from enrollment, shared with the agent (the test).
+const KEY: [u8; 32] = [0x5a; 32];
 
 fn topic(channel: &str) -> String {
     format!("netbar/v1/{VENUE}/station/{STATION}/{channel}")
@@ -33,6 +35,8 @@ impl Collector {
         std::fs::write(&state, "yes\n").unwrap();
         let state = state.display().to_string();
         let lock = if lock_works { format!("echo yes > {state}") } else { "echo 'lock screen crashed' >&2; exit 1".to_owned() };
+        let key_file = dir.path().join("station.key");
+        std::fs::write(&key_file, StationKey::from_bytes(KEY).to_hex()).unwrap();
         let config = dir.path().join("collector.toml");
         std::fs::write(
             &config,
@@ -41,6 +45,7 @@ impl Collector {
 [station]
 venue = "{VENUE}"
 id = "{STATION}"
+key_file = "{key_file}"
 [broker]
 port = {broker_port}
 keep_alive = 5
@@ -60,6 +65,7 @@ lock_state = ["cat", "{state}"]
 "#,
                 spool = dir.path().join("spool").display(),
                 local = free_port(),
+                key_file = key_file.display(),
                 notices = dir.path().join("notices").display(),
             ),
         )
@@ -90,9 +96,12 @@ lock_state = ["cat", "{state}"]
     }
 }
 
-fn agent_message(seq: u64, message: impl Into<Message>) -> String {
+/// A message from the agent for `channel`, signed with the station's key.
+fn agent_message(channel: &str, seq: u64, message: impl Into<Message>) -> String {
     let id = MessageId::from_parts(Timestamp::now(), rand_bytes(seq));
-    encode(&Envelope::new(id, Timestamp::now(), VENUE.parse().unwrap(), Sender::agent("agent"), seq, message))
+    let mut envelope = Envelope::new(id, Timestamp::now(), VENUE.parse().unwrap(), Sender::agent("agent"), seq, message);
+    StationKey::from_bytes(KEY).sign(&topic(channel), &mut envelope);
+    encode(&envelope)
 }
 
 fn rand_bytes(seed: u64) -> [u8; 10] {
@@ -110,7 +119,7 @@ fn schema_validator(kind: Kind) -> jsonschema::Validator {
 
 fn acknowledge(client: &Client, envelopes: &[Envelope]) {
     let entries = envelopes.iter().map(|e| DeliveryEntry { id: e.id, seq: e.seq, delivery: Delivery::Stored }).collect();
-    client.publish(&topic("delivery"), agent_message(0, DeliveryAck { entries }));
+    client.publish(&topic("delivery"), agent_message("delivery", 0, DeliveryAck { entries }));
 }
 
 #[test]
@@ -139,6 +148,7 @@ source = {{ type = "command", argv = ["sh", "-c", "exit 1"], interval = 0.2 }}
     assert_eq!(body.version, env!("CARGO_PKG_VERSION"));
     assert!(body.capabilities.contains(&"lock".to_owned()));
     assert_eq!(status.sender.id, STATION);
+    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &status), Ok(()), "signed with the station's key");
 
     let telemetry_schema = schema_validator(Kind::Telemetry);
     for _ in 0..3 {
@@ -178,6 +188,7 @@ source = {{ type = "command", argv = ["sh", "-c", "exit 1"], interval = 0.2 }}
             .filter(|e| matches!(e.message, Message::StationStatus(StationStatus { online: false, .. })))
     });
     assert_eq!(will.sender.id, STATION);
+    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &will), Ok(()), "the will is signed too");
     let late = Client::connect(broker.port, &[&topic("status")]);
     let retained = late.expect_message(&topic("status"), Kind::StationStatus, WAIT);
     assert!(matches!(retained.message, Message::StationStatus(StationStatus { online: false, .. })), "the will is retained");
@@ -262,7 +273,7 @@ fn commands_run_and_are_acknowledged_with_the_real_state() {
         command_id: "c-1".into(),
         action: Action::Unlock { session_id: "s-1".into(), request_id: Some(request_id.clone()), until: Some(until) },
     };
-    agent.publish(&topic("command"), agent_message(1, unlock.clone()));
+    agent.publish(&topic("command"), agent_message("command", 1, unlock.clone()));
     // The session starts, then the command is acknowledged, in that order.
     let started = agent.expect_message(&topic("event"), Kind::SessionEvent, WAIT);
     assert_eq!(started.message, Message::SessionEvent(SessionEvent::Started { session_id: "s-1".into() }));
@@ -286,7 +297,7 @@ fn commands_run_and_are_acknowledged_with_the_real_state() {
     let notify =
         Command { command_id: "c-2".into(), action: Action::Notify { level: NoticeLevel::Warning, text: "curfew at 22:00".into() } };
     for seq in [2, 3] {
-        agent.publish(&topic("command"), agent_message(seq, notify.clone()));
+        agent.publish(&topic("command"), agent_message("command", seq, notify.clone()));
         let ack = agent.expect("the notice's acknowledgement", WAIT, |t, p| {
             (t == topic("ack"))
                 .then(|| decode(p).ok())
@@ -307,20 +318,27 @@ fn bad_commands_are_refused_with_a_reason_and_failures_report_the_real_state() {
 
     agent.publish(&topic("command"), "not json at all");
     agent.publish(&topic("command"), vec![b'{'; 200_000]);
-    let forged = Envelope::new(
+    let unlock =
+        Command { command_id: "c-forged".into(), action: Action::Unlock { session_id: "s-x".into(), request_id: None, until: None } };
+    // Another station claiming to be the agent, without the key: unsigned,
+    // then signed with its own key.
+    let mut forged = Envelope::new(
         MessageId::from_parts(Timestamp::now(), [7; 10]),
         Timestamp::now(),
         VENUE.parse().unwrap(),
-        Sender::station(&STATION.parse().unwrap()),
+        Sender::agent("agent"),
         1,
-        Command { command_id: "c-forged".into(), action: Action::Unlock { session_id: "s-x".into(), request_id: None, until: None } },
+        unlock,
     );
     agent.publish(&topic("command"), encode(&forged));
-    wait_for("three refusals in the log", WAIT, || collector.process.stderr().matches("message refused").count() >= 3);
+    StationKey::from_bytes([0x01; 32]).sign(&topic("command"), &mut forged);
+    agent.publish(&topic("command"), encode(&forged));
+    wait_for("four refusals in the log", WAIT, || collector.process.stderr().matches("message refused").count() >= 4);
     let log = collector.process.stderr();
     assert!(log.contains("not well-formed JSON"), "{log}");
     assert!(log.contains("at most 65536 allowed"), "{log}");
-    assert!(log.contains("only the agent may send here"), "{log}");
+    assert!(log.contains("the message is not authenticated"), "{log}");
+    assert!(log.contains("mac does not match"), "{log}");
     assert!(collector.process.running());
     assert_eq!(collector.read("locked").trim(), "yes", "the forged unlock did nothing");
 
@@ -329,6 +347,7 @@ fn bad_commands_are_refused_with_a_reason_and_failures_report_the_real_state() {
     agent.publish(
         &topic("command"),
         agent_message(
+            "command",
             1,
             Command { command_id: "c-u".into(), action: Action::Unlock { session_id: "s-2".into(), request_id: None, until: None } },
         ),
@@ -336,7 +355,7 @@ fn bad_commands_are_refused_with_a_reason_and_failures_report_the_real_state() {
     agent.expect_message(&topic("ack"), Kind::CommandAck, WAIT);
     agent.publish(
         &topic("command"),
-        agent_message(2, Command { command_id: "c-l".into(), action: Action::Lock { reason: "staff".into() } }),
+        agent_message("command", 2, Command { command_id: "c-l".into(), action: Action::Lock { reason: "staff".into() } }),
     );
     let ack = agent.expect("the failed lock's acknowledgement", WAIT, |t, p| {
         (t == topic("ack"))
