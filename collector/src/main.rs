@@ -5,8 +5,9 @@
 //! the agent and keeps what must arrive in an on-disk spool until the agent
 //! acknowledges it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
@@ -17,6 +18,7 @@ mod link;
 mod local;
 mod probe;
 mod sensors;
+mod service;
 mod spool;
 mod station;
 
@@ -34,7 +36,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the collector (the default).
+    /// Run the collector in the foreground (the default).
     Run,
     /// Print the configuration with every key at its default, commented.
     PrintConfig,
@@ -45,14 +47,36 @@ enum Command {
         /// The ticket the front desk printed.
         ticket: String,
     },
+    /// Install and start the system service (systemd on Linux, the service
+    /// control manager on Windows) running with the given --config.
+    InstallService {
+        /// Where to write the systemd unit.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// Only write the unit; do not call systemctl.
+        #[arg(long)]
+        no_systemctl: bool,
+    },
+    /// Stop and remove the system service.
+    UninstallService {
+        /// Where the systemd unit is.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+        /// Only remove the unit; do not call systemctl.
+        #[arg(long)]
+        no_systemctl: bool,
+    },
+    /// Entry point for the Windows service control manager.
+    #[command(hide = true)]
+    Service,
 }
+
+/// The --config given on the command line, for the service entry point.
+static CONFIG_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NETBAR_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let _ = CONFIG_PATH.set(cli.config.clone());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -62,41 +86,94 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<config::Config> {
-    let path = config::locate(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+fn load(explicit: Option<&Path>) -> anyhow::Result<config::Config> {
+    let path = config::locate(explicit).map_err(anyhow::Error::msg)?;
     Ok(config::Config::load(&path)?)
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Sends logs to standard error, or to daily files in `dir`; the guard
+/// flushes the file writer when dropped.
+fn init_logging(dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NETBAR_LOG").unwrap_or_else(|_| "info".into());
+    let Some(dir) = dir else {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        return Ok(None);
+    };
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("netbar-collector")
+        .filename_suffix("log")
+        .max_log_files(keep_files.max(1))
+        .build(dir)
+        .map_err(|error| anyhow::anyhow!("cannot log to {}: {error}", dir.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
+    Ok(Some(guard))
+}
+
+/// Runs the collector until `shutdown` resolves: the foreground `run` and
+/// the Windows service both come here. A Windows service has no console, so
+/// it logs to files by default.
+pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let config = load(CONFIG_PATH.get().and_then(|path| path.as_deref()))?;
+    let default_dir = (cfg!(windows) && as_service).then(|| config::system_path().with_file_name("logs"));
+    let _guard = init_logging(config.log.dir.as_deref().or(default_dir.as_deref()), config.log.keep_files)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (logins, login_queue) = mpsc::channel(64);
+        let listen = config.local.listen;
+        tokio::spawn(async move {
+            if let Err(error) = local::serve(listen, logins).await {
+                tracing::error!("{error:#}");
+            }
+        });
+        station::run(config, login_queue, shutdown).await
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let target = |unit_dir: &Path, no_systemctl: bool| service::Target { unit_dir: unit_dir.to_owned(), systemctl: !no_systemctl };
     match cli.command {
         Some(Command::PrintConfig) => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
         }
         Some(Command::CheckConfig) => {
-            let config = load(&cli)?;
+            let config = load(cli.config.as_deref())?;
             println!("configuration is valid: station {} of venue {}", config.station.id, config.station.venue);
             Ok(())
         }
         Some(Command::Login { ref ticket }) => {
-            let address = load(&cli).map(|config| config.local.listen).unwrap_or_else(|_| config::Config::default_listen());
+            let address =
+                load(cli.config.as_deref()).map(|config| config.local.listen).unwrap_or_else(|_| config::Config::default_listen());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             println!("{}", runtime.block_on(local::login(address, ticket))?);
             Ok(())
         }
-        Some(Command::Run) | None => {
-            let config = load(&cli)?;
-            runtime.block_on(async move {
-                let (logins, login_queue) = mpsc::channel(64);
-                let listen = config.local.listen;
-                tokio::spawn(async move {
-                    if let Err(error) = local::serve(listen, logins).await {
-                        tracing::error!("{error:#}");
-                    }
-                });
-                station::run(config, login_queue, shutdown_signal()).await
-            })
+        Some(Command::InstallService { ref unit_dir, no_systemctl }) => {
+            // Refuse to install a service that would fail at start.
+            let path = config::locate(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
+            config::Config::load(&path)?;
+            let installed = service::install(&target(unit_dir, no_systemctl), &path)?;
+            println!("installed {}", installed.display());
+            Ok(())
         }
+        Some(Command::UninstallService { ref unit_dir, no_systemctl }) => {
+            let removed = service::uninstall(&target(unit_dir, no_systemctl))?;
+            println!("removed {}", removed.display());
+            Ok(())
+        }
+        Some(Command::Service) => {
+            #[cfg(windows)]
+            {
+                service::run_dispatcher()
+            }
+            #[cfg(not(windows))]
+            {
+                anyhow::bail!("`service` is the Windows service entry point; on Linux, systemd runs `run`")
+            }
+        }
+        Some(Command::Run) | None => run_service(false, shutdown_signal()),
     }
 }
 

@@ -1,0 +1,239 @@
+//! Installing the collector as a system service.
+//!
+//! Linux: a hardened systemd unit. The service runs as root (logind only lets
+//! root lock other users' sessions) but with a private state directory for
+//! the spool, the rest of the file system read-only, no new privileges, a
+//! memory ceiling and a low CPU weight, and restarts on failure. Logs go to standard error, which
+//! systemd sends to the journal.
+//!
+//! Windows: a service registered with the service control manager through
+//! the `windows-service` crate, started automatically, restarted on failure,
+//! logging to a rotating file under `%ProgramData%\netbar\logs`. That code is
+//! behind `cfg(windows)` and kept small, since it cannot be built on the
+//! Linux machines this project is developed on.
+
+use std::path::{Path, PathBuf};
+
+/// The service's name on both systems.
+pub(crate) const SERVICE_NAME: &str = "netbar-collector";
+
+/// The systemd unit for `binary` reading `config`.
+pub(crate) fn systemd_unit(binary: &Path, config: &Path) -> String {
+    format!(
+        "\
+[Unit]
+Description=netbar station collector
+Documentation=https://github.com/netbar/netbar
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=exec
+ExecStart={binary} --config {config} run
+Restart=always
+RestartSec=2
+# The spool lives in /var/lib/netbar-collector (the config's spool.dir).
+StateDirectory=netbar-collector
+StateDirectoryMode=0700
+# Runs as root: locking and unlocking other users' sessions through logind
+# needs it. Everything else is locked down below.
+ProtectSystem=strict
+ProtectHome=read-only
+PrivateTmp=yes
+PrivateDevices=yes
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+CPUWeight=20
+MemoryMax=64M
+StandardError=journal
+Environment=NETBAR_LOG=info
+
+[Install]
+WantedBy=multi-user.target
+",
+        binary = binary.display(),
+        config = config.display()
+    )
+}
+
+/// Where the unit goes, and whether to call systemctl.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) unit_dir: PathBuf,
+    pub(crate) systemctl: bool,
+}
+
+/// Installs the unit and, unless told not to, enables and starts it.
+#[cfg(not(windows))]
+pub(crate) fn install(target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let binary = std::env::current_exe().context("cannot find the collector's own path")?;
+    let config = std::path::absolute(config).with_context(|| format!("cannot resolve {}", config.display()))?;
+    let unit = target.unit_dir.join(format!("{SERVICE_NAME}.service"));
+    std::fs::create_dir_all(&target.unit_dir).with_context(|| format!("cannot create {}", target.unit_dir.display()))?;
+    std::fs::write(&unit, systemd_unit(&binary, &config)).with_context(|| format!("cannot write {}", unit.display()))?;
+    if target.systemctl {
+        systemctl(&["daemon-reload"])?;
+        systemctl(&["enable", "--now", SERVICE_NAME])?;
+    }
+    Ok(unit)
+}
+
+/// Stops, disables and removes the unit.
+#[cfg(not(windows))]
+pub(crate) fn uninstall(target: &Target) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let unit = target.unit_dir.join(format!("{SERVICE_NAME}.service"));
+    if target.systemctl {
+        // Not running or not enabled is fine: the goal is its absence.
+        let _ = systemctl(&["disable", "--now", SERVICE_NAME]);
+    }
+    match std::fs::remove_file(&unit) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("cannot remove {}", unit.display()));
+        }
+        _ => {}
+    }
+    if target.systemctl {
+        systemctl(&["daemon-reload"])?;
+    }
+    Ok(unit)
+}
+
+#[cfg(not(windows))]
+fn systemctl(args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new("systemctl")
+        .args(args)
+        .status()
+        .map_err(|error| anyhow::anyhow!("cannot run systemctl {}: {error}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "systemctl {} failed: {status}", args.join(" "));
+    Ok(())
+}
+
+#[cfg(windows)]
+pub(crate) use windows::{install, run_dispatcher, uninstall};
+
+#[cfg(windows)]
+mod windows {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+
+    use std::time::Duration;
+
+    use windows_service::service::{
+        ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode, ServiceInfo, ServiceStartType,
+        ServiceState, ServiceStatus, ServiceType,
+    };
+    use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+    use windows_service::service_dispatcher;
+    use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+
+    use super::{SERVICE_NAME, Target};
+
+    windows_service::define_windows_service!(ffi_service_main, service_main);
+
+    /// Hands the process to the service control manager (`netbar-collector service`).
+    pub(crate) fn run_dispatcher() -> anyhow::Result<()> {
+        service_dispatcher::start(SERVICE_NAME, ffi_service_main)?;
+        Ok(())
+    }
+
+    fn status(state: ServiceState, accept: ServiceControlAccept) -> ServiceStatus {
+        ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted: accept,
+            exit_code: ServiceExitCode::Win32(0),
+            checkpoint: 0,
+            wait_hint: Duration::from_secs(5),
+            process_id: None,
+        }
+    }
+
+    fn service_main(_arguments: Vec<std::ffi::OsString>) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stop = std::sync::Mutex::new(Some(stop));
+        let handler = move |control| match control {
+            ServiceControl::Stop | ServiceControl::Shutdown => {
+                if let Some(stop) = stop.lock().ok().and_then(|mut stop| stop.take()) {
+                    let _ = stop.send(());
+                }
+                ServiceControlHandlerResult::NoError
+            }
+            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+            _ => ServiceControlHandlerResult::NotImplemented,
+        };
+        let Ok(handle) = service_control_handler::register(SERVICE_NAME, handler) else { return };
+        let _ = handle.set_service_status(status(ServiceState::Running, ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN));
+        if let Err(error) = crate::run_service(true, async move {
+            let _ = stopped.await;
+        }) {
+            tracing::error!("{error:#}");
+        }
+        let _ = handle.set_service_status(status(ServiceState::Stopped, ServiceControlAccept::empty()));
+    }
+
+    pub(crate) fn install(_target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
+        let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
+        let info = ServiceInfo {
+            name: OsString::from(SERVICE_NAME),
+            display_name: OsString::from("netbar station collector"),
+            service_type: ServiceType::OWN_PROCESS,
+            start_type: ServiceStartType::AutoStart,
+            error_control: ServiceErrorControl::Normal,
+            executable_path: std::env::current_exe()?,
+            launch_arguments: vec![OsString::from("--config"), config.as_os_str().to_owned(), OsString::from("service")],
+            dependencies: vec![],
+            account_name: None,
+            account_password: None,
+        };
+        let service = manager.create_service(&info, ServiceAccess::START | ServiceAccess::CHANGE_CONFIG)?;
+        service.set_description("Reports this station to the netbar venue agent")?;
+        service.start::<&str>(&[])?;
+        Ok(PathBuf::from(SERVICE_NAME))
+    }
+
+    pub(crate) fn uninstall(_target: &Target) -> anyhow::Result<PathBuf> {
+        let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
+        let service = manager.open_service(SERVICE_NAME, ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS)?;
+        let _ = service.stop();
+        service.delete()?;
+        Ok(PathBuf::from(SERVICE_NAME))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_is_hardened_and_runs_the_given_binary() {
+        let unit = systemd_unit(Path::new("/usr/bin/netbar-collector"), Path::new("/etc/netbar/collector.toml"));
+        assert!(unit.contains("ExecStart=/usr/bin/netbar-collector --config /etc/netbar/collector.toml run\n"));
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "StateDirectory=netbar-collector"] {
+            assert!(unit.lines().any(|l| l == line), "missing {line}");
+        }
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn install_and_uninstall_without_systemctl() {
+        let dir = std::env::temp_dir().join(format!("netbar-unit-{}", std::process::id()));
+        let target = Target { unit_dir: dir.clone(), systemctl: false };
+        let unit = install(&target, Path::new("collector.toml")).unwrap();
+        let text = std::fs::read_to_string(&unit).unwrap();
+        let absolute = std::path::absolute("collector.toml").unwrap();
+        assert!(text.contains(&format!("--config {} run", absolute.display())), "{text}");
+        uninstall(&target).unwrap();
+        assert!(!unit.exists());
+        uninstall(&target).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
