@@ -232,6 +232,9 @@ pub(crate) enum Source {
         #[serde(with = "seconds", default = "default_poll")]
         interval: Duration,
     },
+    /// Fed by `simulate`; not available in a configuration file.
+    #[serde(skip)]
+    Simulated,
 }
 
 fn one() -> f64 {

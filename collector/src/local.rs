@@ -5,7 +5,8 @@
 //! (`{"status":"unlocked","session_id":…}`, `{"status":"refused",…}`) or,
 //! when the agent does not answer in time, `{"status":"queued",…}`: the
 //! request stays in the spool and is delivered when the agent is back.
-//! `netbar-collector login TICKET` is the same call from a shell.
+//! `{"logout":true}` ends the session. `netbar-collector login TICKET` and
+//! `netbar-collector logout` are the same calls from a shell.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::station::{LOGIN_ANSWER_WAIT, LoginCall};
+use crate::station::{LOGIN_ANSWER_WAIT, LocalCall, LoginCall};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;
@@ -24,11 +25,14 @@ const MAX_LINE: u64 = 4096;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
-    ticket: String,
+    #[serde(default)]
+    ticket: Option<String>,
+    #[serde(default)]
+    logout: bool,
 }
 
 /// Listens on `address` and hands each login to the station.
-pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LoginCall>) -> anyhow::Result<()> {
+pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LocalCall>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} for the lock screen"))?;
     tracing::info!(%address, "listening for the lock screen");
     loop {
@@ -46,38 +50,49 @@ pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LoginCall>) 
     }
 }
 
-async fn answer(stream: TcpStream, logins: mpsc::Sender<LoginCall>) {
+async fn answer(stream: TcpStream, logins: mpsc::Sender<LocalCall>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_LINE));
     let mut line = String::new();
     let reply = match lines.read_line(&mut line).await {
         Err(error) => serde_json::json!({ "status": "error", "error": format!("cannot read the request: {error}") }),
         Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Err(error) => serde_json::json!({ "status": "error", "error": format!("expected {{\"ticket\": \"…\"}}: {error}") }),
-            Ok(request) if request.ticket.trim().is_empty() || request.ticket.len() > 256 => {
-                serde_json::json!({ "status": "error", "error": "the ticket must be 1 to 256 bytes" })
+            Err(error) => {
+                serde_json::json!({ "status": "error", "error": format!("expected {{\"ticket\": \"…\"}} or {{\"logout\": true}}: {error}") })
             }
-            Ok(request) => {
+            Ok(Request { ticket: None, logout: true }) => {
                 let (answer, answered) = oneshot::channel();
-                if logins.send(LoginCall { ticket: request.ticket.trim().to_owned(), answer }).await.is_err() {
-                    serde_json::json!({ "status": "error", "error": "the collector is stopping" })
-                } else {
-                    match tokio::time::timeout(LOGIN_ANSWER_WAIT + Duration::from_secs(1), answered).await {
-                        Ok(Ok(answer)) => serde_json::to_value(answer).unwrap_or_default(),
-                        _ => serde_json::json!({ "status": "error", "error": "no answer from the collector" }),
-                    }
-                }
+                call(&logins, LocalCall::Logout(answer), answered).await
             }
+            Ok(Request { ticket: Some(ticket), logout: false }) if !ticket.trim().is_empty() && ticket.len() <= 256 => {
+                let (answer, answered) = oneshot::channel();
+                call(&logins, LocalCall::Login(LoginCall { ticket: ticket.trim().to_owned(), answer }), answered).await
+            }
+            Ok(_) => serde_json::json!({ "status": "error", "error": "send either a ticket of 1 to 256 bytes or logout" }),
         },
     };
     let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
 }
 
-/// `netbar-collector login`: sends a ticket to the running collector and
-/// prints its answer.
-pub(crate) async fn login(address: SocketAddr, ticket: &str) -> anyhow::Result<String> {
+async fn call(
+    calls: &mpsc::Sender<LocalCall>,
+    call: LocalCall,
+    answered: oneshot::Receiver<crate::station::LoginAnswer>,
+) -> serde_json::Value {
+    if calls.send(call).await.is_err() {
+        return serde_json::json!({ "status": "error", "error": "the collector is stopping" });
+    }
+    match tokio::time::timeout(LOGIN_ANSWER_WAIT + Duration::from_secs(1), answered).await {
+        Ok(Ok(answer)) => serde_json::to_value(answer).unwrap_or_default(),
+        _ => serde_json::json!({ "status": "error", "error": "no answer from the collector" }),
+    }
+}
+
+/// `netbar-collector login` and `logout`: sends a request to the running
+/// collector and returns its answer.
+pub(crate) async fn request(address: SocketAddr, request: serde_json::Value) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(address).await.with_context(|| format!("no collector listening on {address}"))?;
-    stream.write_all(format!("{}\n", serde_json::json!({ "ticket": ticket })).as_bytes()).await?;
+    stream.write_all(format!("{request}\n").as_bytes()).await?;
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply).await?;
     Ok(reply.trim().to_owned())

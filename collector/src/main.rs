@@ -16,9 +16,11 @@ mod actions;
 mod config;
 mod link;
 mod local;
+mod machine;
 mod probe;
 mod sensors;
 mod service;
+mod simulate;
 mod spool;
 mod station;
 
@@ -47,6 +49,8 @@ enum Command {
         /// The ticket the front desk printed.
         ticket: String,
     },
+    /// End the session at this station, as the lock screen's logout button does.
+    Logout,
     /// Install and start the system service (systemd on Linux, the service
     /// control manager on Windows) running with the given --config.
     InstallService {
@@ -66,6 +70,9 @@ enum Command {
         #[arg(long)]
         no_systemctl: bool,
     },
+    /// Run N virtual stations in this process against a broker, behaving
+    /// like a venue (logins, games, idle, a smoke alarm on demand).
+    Simulate(simulate::Args),
     /// Entry point for the Windows service control manager.
     #[command(hide = true)]
     Service,
@@ -127,8 +134,19 @@ pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<O
                 tracing::error!("{error:#}");
             }
         });
-        station::run(config, login_queue, shutdown).await
+        let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
+        let samples = sensors::start(&config.sensors, &client_id);
+        let machine = machine::Machine::real(&config.telemetry.apps, &config.actions);
+        station::run(config, machine, login_queue, samples, shutdown).await
     })
+}
+
+/// Sends a request to the running collector's local interface and prints the answer.
+fn local_request(cli: &Cli, request: serde_json::Value) -> anyhow::Result<()> {
+    let address = load(cli.config.as_deref()).map(|config| config.local.listen).unwrap_or_else(|_| config::Config::default_listen());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!("{}", runtime.block_on(local::request(address, request))?);
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -143,13 +161,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration is valid: station {} of venue {}", config.station.id, config.station.venue);
             Ok(())
         }
-        Some(Command::Login { ref ticket }) => {
-            let address =
-                load(cli.config.as_deref()).map(|config| config.local.listen).unwrap_or_else(|_| config::Config::default_listen());
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            println!("{}", runtime.block_on(local::login(address, ticket))?);
-            Ok(())
-        }
+        Some(Command::Login { ref ticket }) => local_request(&cli, serde_json::json!({ "ticket": ticket })),
+        Some(Command::Logout) => local_request(&cli, serde_json::json!({ "logout": true })),
         Some(Command::InstallService { ref unit_dir, no_systemctl }) => {
             // Refuse to install a service that would fail at start.
             let path = config::locate(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
@@ -172,6 +185,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 anyhow::bail!("`service` is the Windows service entry point; on Linux, systemd runs `run`")
             }
+        }
+        Some(Command::Simulate(args)) => {
+            let base = match &cli.config {
+                Some(path) => Some(config::Config::load(path)?),
+                None => None,
+            };
+            let _ = init_logging(None, 1);
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(simulate::run(base, args))
         }
         Some(Command::Run) | None => run_service(false, shutdown_signal()),
     }

@@ -116,6 +116,7 @@ pub(crate) fn start(sensors: &[Sensor], client_id: &str) -> mpsc::Receiver<Sampl
                     }
                 }));
             }
+            Source::Simulated => {}
             Source::Command { argv, interval } => {
                 let (argv, kind) = (argv.clone(), sensor.kind);
                 let label = argv.join(" ");

@@ -18,10 +18,9 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::actions;
 use crate::config::Config;
 use crate::link::{self, LinkEvent};
-use crate::probe::Probe;
+use crate::machine::{Executor, Machine, Sampler};
 use crate::sensors::{self, Sample};
 use crate::spool::{Class, Spool};
 
@@ -45,6 +44,19 @@ pub(crate) enum LoginAnswer {
     Refused { reasons: Vec<String>, message: String },
     /// The request is on its way; no answer yet.
     Queued { request_id: String },
+    /// The session is ending; the station locks.
+    LoggingOut { session_id: String },
+    /// There is no session to end.
+    NoSession,
+}
+
+/// A request from the lock screen.
+#[derive(Debug)]
+pub(crate) enum LocalCall {
+    /// A customer typed a ticket.
+    Login(LoginCall),
+    /// The customer ends the session.
+    Logout(oneshot::Sender<LoginAnswer>),
 }
 
 /// A login from the lock screen, with the channel for its answer.
@@ -82,7 +94,7 @@ pub(crate) struct Station {
     sender: Sender,
     spool: Spool,
     client: AsyncClient,
-    probe: Probe,
+    sampler: Sampler,
     connected: bool,
     /// Highest spooled sequence number published on this connection.
     sent_up_to: u64,
@@ -279,6 +291,7 @@ impl Station {
                 if let Some(session) = self.session.take() {
                     let reason = match reason.as_str() {
                         "time_up" => EndReason::TimeUp,
+                        "logout" => EndReason::Logout,
                         "curfew" | "policy" | "under_age" | "youth_hours" | "closed" => EndReason::Policy,
                         _ => EndReason::Staff,
                     };
@@ -308,8 +321,18 @@ impl Station {
         });
     }
 
+    fn on_logout(&mut self, answer: oneshot::Sender<LoginAnswer>) {
+        let Some(session) = &self.session else {
+            let _ = answer.send(LoginAnswer::NoSession);
+            return;
+        };
+        let _ = answer.send(LoginAnswer::LoggingOut { session_id: session.id.clone() });
+        let command = Command { command_id: token("c-local"), action: Action::Lock { reason: "logout".into() } };
+        let _ = self.commands.try_send(command);
+    }
+
     fn on_tick(&mut self) {
-        let (telemetry, usage) = self.probe.sample(self.lock_state, self.session.as_ref().map(|s| s.id.clone()));
+        let (telemetry, usage) = self.sampler.sample(self.lock_state, self.session.as_ref().map(|s| s.id.clone()));
         if self.connected {
             self.publish_live(telemetry, false);
         } else {
@@ -428,24 +451,17 @@ fn seal(config: &Config, key: Option<&StationKey>, topic: &str, seq: u64, messag
 
 /// Runs commands one after the other, so a slow lock program never holds
 /// up telemetry or receipts.
-async fn command_worker(config: Config, mut commands: mpsc::Receiver<Command>, done: mpsc::Sender<Done>) {
+async fn command_worker(executor: Executor, mut commands: mpsc::Receiver<Command>, done: mpsc::Sender<Done>) {
     while let Some(command) = commands.recv().await {
-        let actions = &config.actions;
-        let result = match &command.action {
-            Action::Lock { .. } => actions::run(&actions.lock, "", "").await,
-            Action::Unlock { .. } => actions::run(&actions.unlock, "", "").await,
-            Action::Notify { level, text } => actions::run(&actions.notify, text, actions::level_name(*level)).await,
-            Action::RefuseLogin { .. } => Ok(String::new()),
-        };
-        let result = match result {
-            Ok(_) => Outcome::Done,
+        let result = match executor.execute(&command.action).await {
+            Ok(()) => Outcome::Done,
             Err(error) => {
                 tracing::warn!(command = %command.command_id, %error, "command failed");
                 Outcome::Failed { error: error.chars().take(MAX_TEXT - 4).collect() }
             }
         };
         // Report the state the station is really in, whatever was asked.
-        let lock_state = actions::lock_state(actions).await;
+        let lock_state = executor.lock_state().await;
         if done.send(Done { command, result, lock_state }).await.is_err() {
             return;
         }
@@ -455,7 +471,9 @@ async fn command_worker(config: Config, mut commands: mpsc::Receiver<Command>, d
 /// Runs the station until `shutdown` resolves.
 pub(crate) async fn run(
     config: Config,
-    logins: mpsc::Receiver<LoginCall>,
+    machine: Machine,
+    mut locals: mpsc::Receiver<LocalCall>,
+    mut samples: mpsc::Receiver<Sample>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let sender = Sender::station(&config.station.id);
@@ -475,17 +493,17 @@ pub(crate) async fn run(
     let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
     let options = link::options(&config.broker, &client_id, Some((status_topic, will.into_bytes())))?;
     let (client, mut link_events) = link::start(options, config.broker.max_backoff);
-    let mut samples = sensors::start(&config.sensors, &client_id);
     let sensors = config.sensors.iter().map(|_| SensorState { last: None, heard: Instant::now(), heard_at: Timestamp::now() }).collect();
     let (commands, command_queue) = mpsc::channel(16);
     let (done_sender, mut done) = mpsc::channel(16);
-    tokio::spawn(command_worker(config.clone(), command_queue, done_sender));
+    let lock_state = machine.executor.lock_state().await;
+    tokio::spawn(command_worker(machine.executor, command_queue, done_sender));
     let (login_timeouts, mut timed_out) = mpsc::channel(64);
     tracing::info!(venue = %config.station.venue, station = %config.station.id, spooled = spool.len(), "collector starting");
 
     let mut station = Station {
-        probe: Probe::new(&config.telemetry.apps),
-        lock_state: actions::lock_state(&config.actions).await,
+        sampler: machine.sampler,
+        lock_state,
         sender,
         spool,
         client,
@@ -502,7 +520,6 @@ pub(crate) async fn run(
         key,
         config,
     };
-    let mut logins = logins;
     let mut tick = tokio::time::interval(station.config.telemetry.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -523,7 +540,10 @@ pub(crate) async fn run(
                 None => anyhow::bail!("the MQTT event loop stopped"),
             },
             _ = tick.tick() => station.on_tick(),
-            Some(call) = logins.recv() => station.on_login(call),
+            Some(call) = locals.recv() => match call {
+                LocalCall::Login(call) => station.on_login(call),
+                LocalCall::Logout(answer) => station.on_logout(answer),
+            },
             Some(finished) = done.recv() => station.on_done(finished),
             Some(sample) = samples.recv() => station.on_sample(sample),
             Some(request_id) = timed_out.recv() => {

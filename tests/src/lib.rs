@@ -90,18 +90,41 @@ pub struct Process {
     stderr: PathBuf,
 }
 
+/// How a started process gets its standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    /// Nothing: reads see end of file.
+    Null,
+    /// A pipe the test writes to with [`Process::write`].
+    Piped,
+}
+
 impl Process {
     /// Starts `program` with `args`, standard error to `stderr`.
     pub fn start(program: &Path, args: &[&str], stderr: PathBuf) -> Process {
+        Process::start_with(program, args, stderr, Stdin::Null)
+    }
+
+    /// Starts `program` with `args`, standard error to `stderr`, and the
+    /// given standard input.
+    pub fn start_with(program: &Path, args: &[&str], stderr: PathBuf, stdin: Stdin) -> Process {
         let log = std::fs::File::create(&stderr).expect("stderr file");
         let child = Command::new(program)
             .args(args)
-            .stdin(std::process::Stdio::null())
+            .stdin(if stdin == Stdin::Piped { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", program.display()));
         Process { child, stderr }
+    }
+
+    /// Writes `text` to its standard input (started with [`Stdin::Piped`]).
+    pub fn write(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("started with Stdin::Piped");
+        stdin.write_all(text.as_bytes()).expect("write to the process");
+        stdin.flush().expect("flush to the process");
     }
 
     /// What it wrote to standard error so far.

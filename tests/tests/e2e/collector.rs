@@ -384,3 +384,64 @@ fn a_config_with_an_unknown_key_is_refused_at_start() {
     let check = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "check-config"]).output().unwrap();
     assert!(check.status.success(), "the printed defaults are a valid config: {}", String::from_utf8_lossy(&check.stderr));
 }
+
+#[test]
+fn simulate_runs_a_venue_of_signed_stations_with_a_smoke_alarm_on_demand() {
+    let broker = Mosquitto::start();
+    let dir = TempDir::new("simulate");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = |n: usize| StationKey::from_bytes([n as u8; 32]);
+    for n in 1..=12 {
+        std::fs::write(keys.join(format!("sim-{n:03}.key")), key(n).to_hex()).unwrap();
+    }
+    let watcher = Client::connect(broker.port, &["netbar/v1/sim-venue/#"]);
+    let port = broker.port.to_string();
+    let spool = dir.path().join("spool");
+    let args = [
+        "simulate",
+        "--stations",
+        "12",
+        "--venue",
+        "sim-venue",
+        "--port",
+        &port,
+        "--pace",
+        "0.01",
+        "--interval",
+        "0.5",
+        "--keys-dir",
+        keys.to_str().unwrap(),
+        "--spool-root",
+        spool.to_str().unwrap(),
+    ];
+    let mut simulation =
+        netbar_tests::Process::start_with(&binary("netbar-collector"), &args, dir.path().join("stderr"), netbar_tests::Stdin::Piped);
+
+    // Every station comes online, signed with its own key; customers log in.
+    let mut online = std::collections::BTreeSet::new();
+    let mut logins = 0;
+    watcher.expect("12 stations online and some logins", WAIT, |topic, payload| {
+        let envelope = decode(payload).ok()?;
+        let n: usize = envelope.sender.id.strip_prefix("sim-")?.parse().ok()?;
+        assert_eq!(key(n).verify(topic, &envelope), Ok(()), "{topic} is signed by {}", envelope.sender.id);
+        match envelope.message {
+            Message::StationStatus(StationStatus { online: true, .. }) => {
+                online.insert(n);
+            }
+            Message::LoginRequest(_) => logins += 1,
+            _ => {}
+        }
+        (online.len() == 12 && logins >= 3).then_some(())
+    });
+
+    simulation.write("smoke 11\n");
+    let alarm = watcher.expect("the smoke alarm of station 11", WAIT, |topic, payload| {
+        (topic == "netbar/v1/sim-venue/sensor/smoke-sim-011/reading")
+            .then(|| decode(payload).ok())
+            .flatten()
+            .filter(|e| matches!(&e.message, Message::SensorReading(SensorReading { reading: Reading::Alarm { active: true }, .. })))
+    });
+    assert!(alarm.seq > 0, "the alarm is sequenced and spooled");
+    assert!(simulation.running(), "{}", simulation.stderr());
+}
