@@ -101,9 +101,14 @@ fn load(explicit: Option<&Path>) -> anyhow::Result<config::Config> {
 /// Sends logs to standard error, or to daily files in `dir`; the guard
 /// flushes the file writer when dropped.
 fn init_logging(dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NETBAR_LOG").unwrap_or_else(|_| "info".into());
+    // A level, not a directive language: the regex engine behind per-target
+    // filters costs more memory than the rest of the collector.
+    let filter = std::env::var("NETBAR_LOG")
+        .ok()
+        .and_then(|level| level.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let Some(dir) = dir else {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        let _ = tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).try_init();
         return Ok(None);
     };
     let appender = tracing_appender::rolling::Builder::new()
@@ -114,7 +119,7 @@ fn init_logging(dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<
         .build(dir)
         .map_err(|error| anyhow::anyhow!("cannot log to {}: {error}", dir.display()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
+    let _ = tracing_subscriber::fmt().with_max_level(filter).with_ansi(false).with_writer(writer).try_init();
     Ok(Some(guard))
 }
 

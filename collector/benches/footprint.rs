@@ -1,0 +1,204 @@
+//! Footprint of the collector against collectd and node_exporter, side by
+//! side on this machine and the same broker.
+//!
+//! - netbar-collector (release) at a 1 s telemetry interval with its default
+//!   probes, publishing to a mosquitto of our own;
+//! - collectd 5.12 with the cpu, memory, load, interface, thermal, disk and
+//!   mqtt plugins, Interval 1, publishing to the same mosquitto;
+//! - prometheus-node-exporter with its default collectors, scraped once a second.
+//!
+//! For each: peak RSS (VmHWM) and CPU time (utime + stime from /proc) over a
+//! window after a warm-up, divided by the samples taken in the window. The
+//! figures are printed, never asserted. Peers that are not installed are
+//! reported as such (`apt-get install collectd-core prometheus-node-exporter`).
+//!
+//! Run with `cargo bench -p netbar-collector --bench footprint`;
+//! `NETBAR_BENCH_SECS` sets the window (default 30 s).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WARM_UP: Duration = Duration::from_secs(3);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[&str]) -> Guard {
+    let child = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    Guard(child.unwrap_or_else(|e| panic!("{program}: {e}")))
+}
+
+fn clock_ticks() -> f64 {
+    let output = Command::new("getconf").arg("CLK_TCK").output().ok();
+    output.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+}
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesised name, utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / clock_ticks()
+}
+
+/// Peak resident set size in MB.
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1000.0)
+}
+
+struct Figures {
+    name: &'static str,
+    rss_mb: f64,
+    cpu_ms_per_sample: f64,
+    samples: u64,
+}
+
+/// Measures `pid` over `window`; `sample` is called once a second and says
+/// how many samples were taken since its last call.
+fn measure(name: &'static str, pid: u32, window: Duration, mut sample: impl FnMut() -> u64) -> Figures {
+    std::thread::sleep(WARM_UP);
+    sample();
+    let cpu_start = cpu_seconds(pid);
+    let end = Instant::now() + window;
+    let mut samples = 0;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_secs(1));
+        samples += sample();
+    }
+    let cpu = cpu_seconds(pid) - cpu_start;
+    Figures { name, rss_mb: peak_rss_mb(pid), cpu_ms_per_sample: cpu * 1000.0 / samples.max(1) as f64, samples }
+}
+
+fn netbar(broker: u16, dir: &Path, window: Duration) -> Figures {
+    let config = dir.join("collector.toml");
+    let text = format!(
+        "[station]\nvenue = \"bench\"\nid = \"st-1\"\n[broker]\nport = {broker}\n[telemetry]\ninterval = 1\n[spool]\ndir = \"{}\"\n[local]\nlisten = \"127.0.0.1:{}\"\n",
+        dir.join("spool").display(),
+        free_port()
+    );
+    std::fs::write(&config, text).expect("config");
+    // Count the telemetry the broker really delivered.
+    let mut options = rumqttc::MqttOptions::new("bench-counter", "127.0.0.1", broker);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = rumqttc::Client::new(options, 64);
+    client.subscribe("netbar/v1/bench/station/st-1/telemetry", rumqttc::QoS::AtMostOnce).expect("subscribe");
+    let (counted, count) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))) => {
+                    if counted.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let collector = spawn(env!("CARGO_BIN_EXE_netbar-collector"), &["--config", config.to_str().expect("UTF-8"), "run"]);
+    let figures = measure("netbar-collector (1 s)", collector.0.id(), window, || count.try_iter().count() as u64);
+    drop(client);
+    figures
+}
+
+fn collectd(broker: u16, dir: &Path, window: Duration) -> Option<Figures> {
+    let binary = ["/usr/sbin/collectd", "/usr/bin/collectd"].into_iter().find(|p| Path::new(p).exists())?;
+    let config = dir.join("collectd.conf");
+    let text = format!(
+        "Interval 1\nTypesDB \"/usr/share/collectd/types.db\"\nPluginDir \"/usr/lib/collectd\"\nBaseDir \"{dir}\"\nPIDFile \"{dir}/collectd.pid\"\n\
+         LoadPlugin cpu\nLoadPlugin memory\nLoadPlugin load\nLoadPlugin interface\nLoadPlugin thermal\nLoadPlugin disk\nLoadPlugin mqtt\n\
+         <Plugin mqtt>\n  <Publish \"bench\">\n    Host \"127.0.0.1\"\n    Port \"{broker}\"\n    ClientId \"collectd-bench\"\n  </Publish>\n</Plugin>\n",
+        dir = dir.display()
+    );
+    std::fs::write(&config, text).ok()?;
+    let collectd = spawn(binary, &["-f", "-C", config.to_str()?]);
+    // One sample of every plugin per interval.
+    Some(measure("collectd 5.12 (Interval 1)", collectd.0.id(), window, || 1))
+}
+
+fn node_exporter(window: Duration) -> Option<Figures> {
+    let binary = ["/usr/bin/prometheus-node-exporter", "/usr/local/bin/node_exporter"].into_iter().find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let address = format!("--web.listen-address=127.0.0.1:{port}");
+    let exporter = spawn(binary, &[&address]);
+    wait_port(port);
+    let scrape = || {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return 0 };
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        if stream.write_all(request.as_bytes()).is_err() {
+            return 0;
+        }
+        let mut body = Vec::new();
+        u64::from(stream.read_to_end(&mut body).is_ok() && body.len() > 1000)
+    };
+    Some(measure("node_exporter 1.5 (scraped 1/s)", exporter.0.id(), window, scrape))
+}
+
+fn mosquitto(dir: &Path) -> Option<(Guard, u16)> {
+    let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let config = dir.join("mosquitto.conf");
+    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).ok()?;
+    let broker = spawn(binary, &["-c", config.to_str()?]);
+    wait_port(port);
+    Some((broker, port))
+}
+
+fn main() {
+    let window = Duration::from_secs(std::env::var("NETBAR_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
+    let dir: PathBuf = std::env::temp_dir().join(format!("netbar-footprint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let (_broker, port) = mosquitto(&dir).expect("mosquitto is installed");
+    let ours = netbar(port, &dir, window);
+    let peers = [collectd(port, &dir, window), node_exporter(window)];
+    println!("footprint over {} s after {} s warm-up (peak RSS = VmHWM; CPU = utime+stime)", window.as_secs(), WARM_UP.as_secs());
+    println!("{:<32} {:>12} {:>14} {:>8} {:>12} {:>12}", "", "peak RSS MB", "CPU ms/sample", "samples", "RSS / ours", "CPU / ours");
+    let row = |f: &Figures| {
+        println!(
+            "{:<32} {:>12.2} {:>14.2} {:>8} {:>11.2}x {:>11.2}x",
+            f.name,
+            f.rss_mb,
+            f.cpu_ms_per_sample,
+            f.samples,
+            f.rss_mb / ours.rss_mb.max(0.001),
+            f.cpu_ms_per_sample / ours.cpu_ms_per_sample.max(0.0001)
+        )
+    };
+    row(&ours);
+    for (peer, name) in peers.iter().zip(["collectd", "prometheus-node-exporter"]) {
+        match peer {
+            Some(figures) => row(figures),
+            None => println!("{name:<32} not installed"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
