@@ -307,6 +307,18 @@ fn commands_run_and_are_acknowledged_with_the_real_state() {
         assert!(matches!(ack.message, Message::CommandAck(CommandAck { result: Outcome::Done, .. })));
     }
     assert_eq!(collector.read("notices"), "warning: curfew at 22:00\n");
+
+    // The customer logs out at the lock screen: the station locks and says why.
+    let unlock = Command { command_id: "c-3".into(), action: Action::Unlock { session_id: "s-2".into(), request_id: None, until: None } };
+    agent.publish(&topic("command"), agent_message("command", 4, unlock));
+    let started = agent.expect_message(&topic("event"), Kind::SessionEvent, WAIT);
+    assert_eq!(started.message, Message::SessionEvent(SessionEvent::Started { session_id: "s-2".into() }));
+    let output = Run::new(binary("netbar-collector")).args(["--config", collector.config.to_str().unwrap(), "logout"]).output().unwrap();
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["status"], "logging_out", "{answer}");
+    let ended = agent.expect_message(&topic("event"), Kind::SessionEvent, WAIT);
+    assert_eq!(ended.message, Message::SessionEvent(SessionEvent::Ended { session_id: "s-2".into(), reason: EndReason::Logout }));
+    assert_eq!(collector.read("locked").trim(), "yes");
 }
 
 #[test]
