@@ -232,9 +232,50 @@ pub(crate) enum Source {
         #[serde(with = "seconds", default = "default_poll")]
         interval: Duration,
     },
+    /// A Modbus TCP device: one register, coil or input, polled.
+    Modbus {
+        host: String,
+        #[serde(default = "modbus_port")]
+        port: u16,
+        /// The unit (slave) id behind a gateway.
+        #[serde(default = "one_u8")]
+        unit: u8,
+        /// Which table the address is in.
+        #[serde(default)]
+        table: ModbusTable,
+        /// The register or coil address.
+        address: u16,
+        #[serde(default = "one")]
+        scale: f64,
+        #[serde(with = "seconds", default = "default_poll")]
+        interval: Duration,
+    },
     /// Fed by `simulate`; not available in a configuration file.
     #[serde(skip)]
     Simulated,
+}
+
+/// The four Modbus data tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ModbusTable {
+    /// Read/write 16-bit registers (function 3).
+    #[default]
+    Holding,
+    /// Read-only 16-bit registers (function 4).
+    Input,
+    /// Read/write bits (function 1).
+    Coil,
+    /// Read-only bits (function 2).
+    Discrete,
+}
+
+fn modbus_port() -> u16 {
+    502
+}
+
+fn one_u8() -> u8 {
+    1
 }
 
 fn one() -> f64 {

@@ -8,12 +8,15 @@
 //!   own field names (`smoke`, `contact`, `battery`, `tamper`, `temperature`,
 //!   `carbon_monoxide`, `co`, …);
 //! - a file or sysfs attribute holding a number, polled;
-//! - a command whose output is a number or a zigbee2mqtt-style JSON object.
+//! - a command whose output is a number or a zigbee2mqtt-style JSON object;
+//! - a Modbus TCP device (tokio-modbus): one holding or input register, coil
+//!   or discrete input, scaled.
 //!
 //! A sensor that reports nothing for its `silent_after` is reported silent by
 //! the station; silence is itself a finding for the regulator.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use netbar_protocol::messages::{Reading, SensorKind};
@@ -21,7 +24,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::{Sensor, Source};
+use crate::config::{ModbusTable, Sensor, Source};
 
 /// One reading from a source.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +120,18 @@ pub(crate) fn start(sensors: &[Sensor], client_id: &str) -> mpsc::Receiver<Sampl
                 }));
             }
             Source::Simulated => {}
+            Source::Modbus { host, port, unit, table, address, scale, interval } => {
+                let device = Arc::new(tokio::sync::Mutex::new(None));
+                let (host, port, unit, table, address, scale, kind) = (host.clone(), *port, *unit, *table, *address, *scale, sensor.kind);
+                let label = format!("modbus {host}:{port} unit {unit} {table:?} {address}");
+                tokio::spawn(poll(index, *interval, samples.clone(), label, move || {
+                    let (device, host) = (device.clone(), host.clone());
+                    async move {
+                        let value = read_modbus(&device, &host, port, unit, table, address).await?;
+                        Ok((from_number(kind, f64::from(value) * scale), None, false))
+                    }
+                }));
+            }
             Source::Command { argv, interval } => {
                 let (argv, kind) = (argv.clone(), sensor.kind);
                 let label = argv.join(" ");
@@ -134,6 +149,55 @@ pub(crate) fn start(sensors: &[Sensor], client_id: &str) -> mpsc::Receiver<Sampl
         tokio::spawn(zigbee2mqtt(format!("{client_id}-z2m{n}"), host, port, topics, samples.clone()));
     }
     receiver
+}
+
+/// One value from a Modbus TCP device, keeping the connection between
+/// polls and dropping it after any error so the next poll reconnects.
+async fn read_modbus(
+    device: &tokio::sync::Mutex<Option<tokio_modbus::client::Context>>,
+    host: &str,
+    port: u16,
+    unit: u8,
+    table: ModbusTable,
+    address: u16,
+) -> Result<u16, String> {
+    use tokio_modbus::client::Reader;
+    let mut device = device.lock().await;
+    if device.is_none() {
+        let socket = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|error| format!("cannot resolve {host}: {error}"))?
+            .next()
+            .ok_or_else(|| format!("{host} resolves to no address"))?;
+        let connect = tokio_modbus::client::tcp::connect_slave(socket, tokio_modbus::Slave(unit));
+        let context = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| format!("connecting to {socket} timed out"))?
+            .map_err(|error| format!("cannot connect to {socket}: {error}"))?;
+        *device = Some(context);
+    }
+    let Some(context) = device.as_mut() else { return Err("no connection".into()) };
+    let read = async {
+        match table {
+            ModbusTable::Holding => context.read_holding_registers(address, 1).await.map(|r| r.map(|words| words.first().copied())),
+            ModbusTable::Input => context.read_input_registers(address, 1).await.map(|r| r.map(|words| words.first().copied())),
+            ModbusTable::Coil => context.read_coils(address, 1).await.map(|r| r.map(|bits| bits.first().map(|&bit| u16::from(bit)))),
+            ModbusTable::Discrete => {
+                context.read_discrete_inputs(address, 1).await.map(|r| r.map(|bits| bits.first().map(|&bit| u16::from(bit))))
+            }
+        }
+    };
+    let result = match tokio::time::timeout(Duration::from_secs(5), read).await {
+        Err(_) => Err("the device did not answer within 5 s".to_owned()),
+        Ok(Err(error)) => Err(format!("modbus error: {error}")),
+        Ok(Ok(Err(exception))) => Err(format!("the device answered with exception {exception}")),
+        Ok(Ok(Ok(None))) => Err("the device answered with no value".to_owned()),
+        Ok(Ok(Ok(Some(value)))) => Ok(value),
+    };
+    if result.is_err() {
+        *device = None;
+    }
+    result
 }
 
 async fn poll<F, Fut>(sensor: usize, interval: Duration, samples: mpsc::Sender<Sample>, label: String, read: F)

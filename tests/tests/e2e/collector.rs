@@ -457,3 +457,75 @@ fn simulate_runs_a_venue_of_signed_stations_with_a_smoke_alarm_on_demand() {
     assert!(alarm.seq > 0, "the alarm is sequenced and spooled");
     assert!(simulation.running(), "{}", simulation.stderr());
 }
+
+/// A minimal Modbus TCP device: answers "read holding registers" (function 3)
+/// with `value` for every register, and exception 1 for anything else.
+fn modbus_device(value: std::sync::Arc<std::sync::atomic::AtomicU16>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let value = value.clone();
+            std::thread::spawn(move || {
+                let mut header = [0u8; 7];
+                while stream.read_exact(&mut header).is_ok() {
+                    let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+                    let mut pdu = vec![0u8; length.saturating_sub(1)];
+                    if stream.read_exact(&mut pdu).is_err() {
+                        return;
+                    }
+                    let answer: Vec<u8> = match pdu.as_slice() {
+                        [0x03, _, _, count_hi, count_lo] => {
+                            let count = u16::from_be_bytes([*count_hi, *count_lo]);
+                            let word = value.load(std::sync::atomic::Ordering::SeqCst).to_be_bytes();
+                            let mut answer = vec![0x03, (count * 2) as u8];
+                            for _ in 0..count {
+                                answer.extend_from_slice(&word);
+                            }
+                            answer
+                        }
+                        [function, ..] => vec![function | 0x80, 0x01],
+                        [] => return,
+                    };
+                    let mut frame = vec![header[0], header[1], 0, 0];
+                    frame.extend_from_slice(&((answer.len() + 1) as u16).to_be_bytes());
+                    frame.push(header[6]);
+                    frame.extend_from_slice(&answer);
+                    if stream.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_modbus_tcp_sensor_is_read_and_scaled() {
+    let broker = Mosquitto::start();
+    let value = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(350));
+    let device = modbus_device(value.clone());
+    let sensors = format!(
+        "[[sensors]]\nid = \"co-1\"\nkind = \"carbon_monoxide\"\nsource = {{ type = \"modbus\", host = \"127.0.0.1\", port = {device}, unit = 7, address = 3, scale = 0.1, interval = 0.1 }}\n"
+    );
+    let topic = format!("netbar/v1/{VENUE}/sensor/co-1/reading");
+    let watcher = Client::connect(broker.port, &[&topic]);
+    let _collector = Collector::start(broker.port, &sensors, true);
+    let reading = |expected: f64| {
+        watcher.expect(&format!("{expected} ppm from the Modbus device"), WAIT, |_, payload| {
+            let envelope = decode(payload).ok()?;
+            match envelope.message {
+                Message::SensorReading(SensorReading { reading: Reading::Ppm { value }, .. }) if (value - expected).abs() < 1e-9 => {
+                    Some(())
+                }
+                _ => None,
+            }
+        })
+    };
+    reading(35.0);
+    value.store(12, std::sync::atomic::Ordering::SeqCst);
+    reading(1.2);
+}
