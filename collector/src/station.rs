@@ -108,6 +108,7 @@ pub(crate) struct Station {
     login_timeouts: mpsc::Sender<String>,
     sensors: Vec<SensorState>,
     key: Option<StationKey>,
+    unreachable_reported: bool,
 }
 
 impl std::fmt::Debug for Station {
@@ -203,6 +204,7 @@ impl Station {
     fn on_connected(&mut self) {
         tracing::info!("connected to the broker");
         self.connected = true;
+        self.unreachable_reported = false;
         for channel in [StationChannel::Command, StationChannel::Delivery] {
             let _ = self.client.try_subscribe(self.topic(channel), QoS::AtLeastOnce);
         }
@@ -518,6 +520,7 @@ pub(crate) async fn run(
         login_timeouts,
         sensors,
         key,
+        unreachable_reported: false,
         config,
     };
     let mut tick = tokio::time::interval(station.config.telemetry.interval);
@@ -531,6 +534,11 @@ pub(crate) async fn run(
                 Some(LinkEvent::Disconnected(reason)) => {
                     if station.connected {
                         tracing::warn!(%reason, "connection to the broker lost; reconnecting");
+                    } else if !station.unreachable_reported {
+                        // Once per outage, so a wrong address or TLS setup is
+                        // visible without flooding the log.
+                        station.unreachable_reported = true;
+                        tracing::warn!(%reason, "cannot connect to the broker; retrying with backoff");
                     } else {
                         tracing::debug!(%reason, "broker unreachable");
                     }

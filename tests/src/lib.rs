@@ -162,6 +162,7 @@ pub struct Mosquitto {
     pub port: u16,
     process: Option<Process>,
     dir: TempDir,
+    extra: String,
 }
 
 /// Where mosquitto is installed.
@@ -176,7 +177,13 @@ pub fn mosquitto_binary() -> PathBuf {
 impl Mosquitto {
     /// Starts a broker on a free port and waits until it accepts connections.
     pub fn start() -> Mosquitto {
-        let mut broker = Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto") };
+        Mosquitto::start_with("")
+    }
+
+    /// Starts a broker with more configuration after the plain listener
+    /// (another listener with TLS, for instance).
+    pub fn start_with(extra: &str) -> Mosquitto {
+        let mut broker = Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto"), extra: extra.to_owned() };
         broker.restart();
         broker
     }
@@ -192,11 +199,9 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         self.stop();
         let config = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size 1048576\n", self.port),
-        )
-        .expect("mosquitto config");
+        let text =
+            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size 1048576\n{}", self.port, self.extra);
+        std::fs::write(&config, text).expect("mosquitto config");
         let process =
             Process::start(&mosquitto_binary(), &["-c", config.to_str().expect("UTF-8 path")], self.dir.path().join("mosquitto.log"));
         let port = self.port;

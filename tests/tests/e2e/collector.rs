@@ -30,6 +30,15 @@ struct Collector {
 
 impl Collector {
     fn start(broker_port: u16, extra: &str, lock_works: bool) -> Collector {
+        Collector::start_with(&format!("port = {broker_port}"), extra, lock_works)
+    }
+
+    /// A collector whose `[broker]` section holds `broker` (besides keep-alive and backoff).
+    fn start_on(broker: &str, extra: &str) -> Collector {
+        Collector::start_with(broker, extra, true)
+    }
+
+    fn start_with(broker: &str, extra: &str, lock_works: bool) -> Collector {
         let dir = TempDir::new("collector");
         let state = dir.path().join("locked");
         std::fs::write(&state, "yes\n").unwrap();
@@ -47,7 +56,7 @@ venue = "{VENUE}"
 id = "{STATION}"
 key_file = "{key_file}"
 [broker]
-port = {broker_port}
+{broker}
 keep_alive = 5
 max_backoff = 1
 [telemetry]
@@ -528,4 +537,61 @@ fn a_modbus_tcp_sensor_is_read_and_scaled() {
     reading(35.0);
     value.store(12, std::sync::atomic::Ordering::SeqCst);
     reading(1.2);
+}
+
+/// A CA, and a server and a client certificate it signed, as PEM files in `dir`.
+fn certificates(dir: &Path, name: &str) -> (std::path::PathBuf, [std::path::PathBuf; 4]) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut files = Vec::new();
+    for (role, names) in [("server", vec!["127.0.0.1".to_owned()]), ("client", vec![STATION.to_owned()])] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+        let (cert_path, key_path) = (dir.join(format!("{name}-{role}.pem")), dir.join(format!("{name}-{role}.key")));
+        std::fs::write(&cert_path, certificate.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        files.push(cert_path);
+        files.push(key_path);
+    }
+    let ca_path = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    (ca_path, files.try_into().unwrap())
+}
+
+#[test]
+fn tls_with_a_client_certificate_and_a_refused_wrong_ca() {
+    let dir = TempDir::new("tls");
+    let (ca, [server_cert, server_key, client_cert, client_key]) = certificates(dir.path(), "venue");
+    let (other_ca, _) = certificates(dir.path(), "other");
+    let tls_port = free_port();
+    let broker = Mosquitto::start_with(&format!(
+        "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        ca.display(),
+        server_cert.display(),
+        server_key.display()
+    ));
+    wait_for("the TLS listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok());
+    let watcher = Client::connect(broker.port, &[&topic("status")]);
+    let tls = |ca: &Path| {
+        format!(
+            "[broker.tls]\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        )
+    };
+    let tls_port_text = format!("port = {tls_port}\nhost = \"127.0.0.1\"");
+    let _collector = Collector::start_on(&tls_port_text, &tls(&ca));
+    let status = watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    assert!(matches!(status.message, Message::StationStatus(StationStatus { online: true, .. })), "connected over TLS");
+
+    // A collector that trusts another CA refuses the broker and says why.
+    let wrong = Collector::start_on(&tls_port_text, &tls(&other_ca));
+    wait_for("the TLS refusal in the log", WAIT, || wrong.process.stderr().contains("cannot connect to the broker"));
+    let log = wrong.process.stderr();
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
 }
