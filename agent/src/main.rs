@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check_id;
+mod records;
+// Until `netbar-agent run` (issue 4, in progress) appends and purges, only
+// `records` and the tests use the writing side; the expectation fails the
+// build as soon as it is used, so this cannot outlive its reason.
+#[cfg_attr(not(test), expect(dead_code, reason = "appending and purging are used by `run`, which lands next"))]
+mod store;
 
 /// The netbar venue agent.
 #[derive(Debug, Parser)]
@@ -21,12 +27,16 @@ struct Cli {
 enum Command {
     /// Validate identity document numbers and decide access under a policy.
     CheckId(check_id::Args),
+    /// Export or verify the registration log.
+    #[command(subcommand)]
+    Records(records::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
+        Command::Records(command) => records::run(command),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,451 @@
+//! The registration log: append-only, hash-chained, durable, in SQLite.
+//!
+//! Every entry's hash covers the previous entry's hash, its own position,
+//! time, kind and body, so an entry edited, inserted or removed in the
+//! database file breaks the chain at that entry and `records verify` names
+//! it. Inside the program there is no path that alters or deletes an entry
+//! younger than the retention period: besides the store offering no such
+//! operation, triggers in the database refuse UPDATE on any entry and DELETE
+//! on a young one. Old entries are purged on a schedule; the last purged
+//! entry's position and hash stay behind as a checkpoint the chain is
+//! verified from.
+//!
+//! Appends commit with WAL and `synchronous = FULL`: once [`Store::append`]
+//! returns, the entry survives a kill -9 or a power cut. When the disk is
+//! full or the file cannot be written, it returns an error and nothing is
+//! acknowledged.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+/// The hash before the first entry.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why the store refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The disk is full: nothing was written.
+    #[error("the disk holding the registration log is full; nothing was recorded")]
+    Full,
+    /// The database cannot be written (read-only, locked, gone).
+    #[error("the registration log cannot be written: {0}")]
+    Unwritable(String),
+    /// Any other database error.
+    #[error("registration log database error: {0}")]
+    Database(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(
+                ErrorCode::ReadOnly
+                | ErrorCode::CannotOpen
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure,
+            ) => StoreError::Unwritable(error.to_string()),
+            _ => StoreError::Database(error.to_string()),
+        }
+    }
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Entry {
+    pub(crate) seq: u64,
+    pub(crate) at: Timestamp,
+    pub(crate) kind: String,
+    pub(crate) body: serde_json::Value,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+/// The first entry that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadEntry {
+    pub(crate) seq: u64,
+    pub(crate) reason: String,
+}
+
+impl fmt::Display for BadEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "entry {}: {}", self.seq, self.reason)
+    }
+}
+
+/// The outcome of a verification that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// Entries checked.
+    pub(crate) entries: u64,
+    /// The checkpoint the chain starts from (0 and the genesis hash when nothing was purged).
+    pub(crate) from: (u64, String),
+    /// The last entry's position and hash.
+    pub(crate) head: (u64, String),
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// One JSON object a line.
+    Jsonl,
+    /// Comma-separated, the body as a JSON column.
+    Csv,
+}
+
+/// The hash of an entry.
+fn entry_hash(prev_hash: &str, seq: u64, at: &str, kind: &str, body: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [prev_hash, &seq.to_string(), at, kind, body] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The store; one task owns it.
+#[derive(Debug)]
+pub(crate) struct Store {
+    connection: Connection,
+    head: (u64, String),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    at_unix INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_at ON log (at_unix);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retention (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    days INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_append_only BEFORE UPDATE ON log
+BEGIN
+    SELECT RAISE(ABORT, 'the registration log is append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS log_keep_young BEFORE DELETE ON log
+WHEN OLD.at_unix > CAST(strftime('%s', 'now') AS INTEGER) - (SELECT days FROM retention WHERE id = 1) * 86400
+BEGIN
+    SELECT RAISE(ABORT, 'registration records younger than the retention period cannot be deleted');
+END;
+CREATE TRIGGER IF NOT EXISTS retention_never_shorter BEFORE UPDATE ON retention
+WHEN NEW.days < OLD.days
+BEGIN
+    SELECT RAISE(ABORT, 'the retention period of existing records cannot be shortened');
+END;
+";
+
+impl Store {
+    /// Opens (creating) the log at `path`, keeping records `retention_days`.
+    pub(crate) fn open(path: &Path, retention_days: u32) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unwritable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute_batch(SCHEMA)?;
+        // A longer retention is always accepted; a shorter one would let
+        // young records be purged, and the trigger refuses it.
+        connection.execute(
+            "INSERT INTO retention (id, days) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET days = excluded.days WHERE excluded.days > days",
+            params![retention_days],
+        )?;
+        let head = connection
+            .query_row("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+            .optional()?;
+        let head = match head {
+            Some(head) => head,
+            None => Store::checkpoint_of(&connection)?,
+        };
+        Ok(Store { connection, head })
+    }
+
+    fn checkpoint_of(connection: &Connection) -> Result<(u64, String), StoreError> {
+        let checkpoint = connection
+            .query_row("SELECT seq, hash FROM checkpoint WHERE id = 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+            .optional()?;
+        Ok(checkpoint.unwrap_or((0, GENESIS.to_owned())))
+    }
+
+    /// The retention period in force, in days.
+    pub(crate) fn retention_days(&self) -> Result<u32, StoreError> {
+        Ok(self.connection.query_row("SELECT days FROM retention WHERE id = 1", [], |row| row.get(0))?)
+    }
+
+    /// The last entry's position and hash.
+    pub(crate) fn head(&self) -> (u64, &str) {
+        (self.head.0, &self.head.1)
+    }
+
+    /// Appends an entry and commits it durably before returning.
+    pub(crate) fn append(&mut self, at: Timestamp, kind: &str, body: &serde_json::Value) -> Result<Entry, StoreError> {
+        let seq = self.head.0 + 1;
+        let at_text = at.to_string();
+        let body_text = body.to_string();
+        let hash = entry_hash(&self.head.1, seq, &at_text, kind, &body_text);
+        let transaction = self.connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO log (seq, at, at_unix, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![seq as i64, at_text, at.as_second(), kind, body_text, self.head.1, hash],
+        )?;
+        transaction.commit()?;
+        let entry = Entry { seq, at, kind: kind.to_owned(), body: body.clone(), prev_hash: self.head.1.clone(), hash: hash.clone() };
+        self.head = (seq, hash);
+        Ok(entry)
+    }
+
+    /// Checks the whole chain from the checkpoint; the first bad entry otherwise.
+    pub(crate) fn verify(&self) -> Result<Result<Verified, BadEntry>, StoreError> {
+        let from = Store::checkpoint_of(&self.connection)?;
+        let mut statement = self.connection.prepare("SELECT seq, at, kind, body, prev_hash, hash FROM log ORDER BY seq")?;
+        let mut rows = statement.query([])?;
+        let (mut expected_seq, mut prev) = (from.0 + 1, from.1.clone());
+        let mut entries = 0;
+        while let Some(row) = rows.next()? {
+            let seq = row.get::<_, i64>(0)? as u64;
+            let (at, kind, body): (String, String, String) = (row.get(1)?, row.get(2)?, row.get(3)?);
+            let (prev_hash, hash): (String, String) = (row.get(4)?, row.get(5)?);
+            let bad = |reason: String| Ok(Err(BadEntry { seq, reason }));
+            if seq != expected_seq {
+                return bad(format!("entry {expected_seq} is missing (found {seq} next)"));
+            }
+            if prev_hash != prev {
+                return bad("its previous-hash does not match the entry before it".into());
+            }
+            if entry_hash(&prev_hash, seq, &at, &kind, &body) != hash {
+                return bad("its content does not match its hash: the entry was altered".into());
+            }
+            prev = hash;
+            expected_seq += 1;
+            entries += 1;
+        }
+        Ok(Ok(Verified { entries, from, head: (expected_seq - 1, prev) }))
+    }
+
+    /// Removes entries older than the retention period at `now`, leaving a
+    /// checkpoint at the last removed entry. Returns how many were removed.
+    pub(crate) fn purge(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        let days = i64::from(self.retention_days()?);
+        let cutoff = now.as_second() - days * 86_400;
+        let transaction = self.connection.transaction()?;
+        let last: Option<(i64, String)> = transaction
+            .query_row("SELECT seq, hash FROM log WHERE at_unix < ?1 ORDER BY seq DESC LIMIT 1", params![cutoff], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        let Some((seq, hash)) = last else { return Ok(0) };
+        // Purge whole prefixes only, so the checkpoint is one position.
+        let removed = transaction.execute("DELETE FROM log WHERE seq <= ?1", params![seq])?;
+        transaction.execute(
+            "INSERT INTO checkpoint (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![seq, hash],
+        )?;
+        transaction.commit()?;
+        Ok(removed)
+    }
+
+    /// Writes the entries between `from` (inclusive) and `to` (exclusive).
+    pub(crate) fn export(&self, from: Timestamp, to: Timestamp, format: Format, out: &mut dyn Write) -> Result<u64, ExportError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT seq, at, kind, body, prev_hash, hash FROM log WHERE at_unix >= ?1 AND at_unix < ?2 ORDER BY seq")?;
+        let mut rows = statement.query(params![from.as_second(), to.as_second()])?;
+        if format == Format::Csv {
+            writeln!(out, "seq,at,kind,body,prev_hash,hash")?;
+        }
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            let (seq, at, kind, body, prev_hash, hash): (i64, String, String, String, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+            match format {
+                Format::Jsonl => {
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+                    let line =
+                        serde_json::json!({ "seq": seq, "at": at, "kind": kind, "body": body, "prev_hash": prev_hash, "hash": hash });
+                    writeln!(out, "{line}")?;
+                }
+                Format::Csv => writeln!(out, "{seq},{at},{},{},{prev_hash},{hash}", csv_field(&kind), csv_field(&body))?,
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Runs raw SQL on the connection, for tests that play the intruder or
+    /// the careless program.
+    #[cfg(test)]
+    fn raw(&self, sql: &str) -> Result<usize, rusqlite::Error> {
+        self.connection.execute(sql, [])
+    }
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for ExportError {
+    fn from(error: rusqlite::Error) -> ExportError {
+        ExportError::Store(error.into())
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("netbar-store-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Scratch(dir)
+        }
+        fn db(&self) -> std::path::PathBuf {
+            self.0.join("log.sqlite")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn appends_chain_and_survive_reopening() {
+        let scratch = Scratch::new("chain");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let first = store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({"allowed": true})).unwrap();
+        assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS));
+        let second = store.append(at("2026-11-22T10:01:00Z"), "session_start", &json!({"station": "st-1"})).unwrap();
+        assert_eq!(second.prev_hash, first.hash);
+        drop(store);
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.head(), (2, second.hash.as_str()));
+        let third = store.append(at("2026-11-22T10:02:00Z"), "session_end", &json!({})).unwrap();
+        assert_eq!(third.prev_hash, second.hash);
+        let verified = store.verify().unwrap().unwrap();
+        assert_eq!((verified.entries, verified.head), (3, (3, third.hash)));
+    }
+
+    #[test]
+    fn edits_in_the_file_are_found_and_named() {
+        let scratch = Scratch::new("edit");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        for n in 0..5 {
+            store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({ "n": n })).unwrap();
+        }
+        // An intruder with the file drops the triggers and edits entry 3.
+        store.raw("DROP TRIGGER log_append_only").unwrap();
+        store.raw("UPDATE log SET body = '{\"n\":99}' WHERE seq = 3").unwrap();
+        assert_eq!(store.verify().unwrap().unwrap_err().seq, 3);
+        assert!(store.verify().unwrap().unwrap_err().to_string().contains("entry 3: its content does not match its hash"));
+        // Or removes entry 2 entirely.
+        let scratch = Scratch::new("remove");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        for n in 0..4 {
+            store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({ "n": n })).unwrap();
+        }
+        store.raw("DROP TRIGGER log_keep_young").unwrap();
+        store.raw("DELETE FROM log WHERE seq = 2").unwrap();
+        let bad = store.verify().unwrap().unwrap_err();
+        assert_eq!(bad, BadEntry { seq: 3, reason: "entry 2 is missing (found 3 next)".into() });
+    }
+
+    #[test]
+    fn young_records_cannot_be_altered_or_deleted_by_the_program() {
+        let scratch = Scratch::new("young");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        store.append(Timestamp::now(), "check_in", &json!({})).unwrap();
+        let update = store.raw("UPDATE log SET kind = 'x'").unwrap_err().to_string();
+        assert!(update.contains("append-only"), "{update}");
+        let delete = store.raw("DELETE FROM log").unwrap_err().to_string();
+        assert!(delete.contains("younger than the retention period"), "{delete}");
+        let shorten = store.raw("UPDATE retention SET days = 1").unwrap_err().to_string();
+        assert!(shorten.contains("cannot be shortened"), "{shorten}");
+        // Opening with a shorter retention keeps the longer one.
+        drop(store);
+        let store = Store::open(&scratch.db(), 7).unwrap();
+        assert_eq!(store.retention_days().unwrap(), 60);
+        assert_eq!(store.verify().unwrap().unwrap().entries, 1);
+    }
+
+    #[test]
+    fn purge_keeps_a_checkpoint_the_chain_verifies_from() {
+        let scratch = Scratch::new("purge");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let now = Timestamp::now();
+        let old = now - jiff::SignedDuration::from_hours(24 * 90);
+        for n in 0..3 {
+            store.append(old, "check_in", &json!({ "n": n })).unwrap();
+        }
+        let young = store.append(now - jiff::SignedDuration::from_hours(24), "check_in", &json!({ "n": 3 })).unwrap();
+        assert_eq!(store.purge(now).unwrap(), 3);
+        let verified = store.verify().unwrap().unwrap();
+        assert_eq!(verified.entries, 1);
+        assert_eq!(verified.from.0, 3);
+        assert_eq!(verified.head, (4, young.hash.clone()));
+        assert_eq!(store.purge(now).unwrap(), 0, "nothing young goes");
+        drop(store);
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.append(now, "check_in", &json!({})).unwrap().prev_hash, young.hash);
+    }
+
+    #[test]
+    fn export_between_dates() {
+        let scratch = Scratch::new("export");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        store.append(at("2026-11-20T10:00:00Z"), "check_in", &json!({"name": "a,\"b\""})).unwrap();
+        store.append(at("2026-11-21T10:00:00Z"), "ticket", &json!({"code": "K7Q"})).unwrap();
+        store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({})).unwrap();
+        let mut jsonl = Vec::new();
+        let count = store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), Format::Jsonl, &mut jsonl).unwrap();
+        assert_eq!(count, 2);
+        let lines: Vec<serde_json::Value> = String::from_utf8(jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[1]["body"]["code"], "K7Q");
+        let mut csv = Vec::new();
+        store.export(at("2026-11-20T00:00:00Z"), at("2026-11-21T00:00:00Z"), Format::Csv, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(
+            csv.starts_with("seq,at,kind,body,prev_hash,hash\n1,2026-11-20T10:00:00Z,check_in,\"{\"\"name\"\":\"\"a,\\\"\"b\\\"\"\"\"}\","),
+            "{csv}"
+        );
+    }
+}
