@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg_attr(not(test), expect(dead_code, reason = "the embedded broker is started by `run`, which lands next"))]
+mod broker;
 mod check_id;
 mod records;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
