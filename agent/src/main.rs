@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 #[cfg_attr(not(test), expect(dead_code, reason = "the embedded broker is started by `run`, which lands next"))]
 mod broker;
 mod check_id;
+mod config;
 mod records;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
 // `records` and the tests use the writing side; the expectation fails the
@@ -32,6 +33,26 @@ enum Command {
     /// Export or verify the registration log.
     #[command(subcommand)]
     Records(records::Command),
+    /// Print the configuration with every key at its default, commented.
+    PrintConfig,
+    /// Check the configuration file and exit.
+    CheckConfig {
+        /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+    },
+}
+
+fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let loaded = config::Config::load(&config::locate(explicit))?;
+    println!(
+        "configuration is valid: venue {} in {}, policy {}, registration log {}",
+        loaded.config.venue.id,
+        loaded.zone.iana_name().unwrap_or("(unnamed zone)"),
+        loaded.policy.name,
+        loaded.database().display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -39,6 +60,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
         Command::Records(command) => records::run(command),
+        Command::PrintConfig => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => check_config(config.as_deref()),
     };
     match result {
         Ok(code) => code,

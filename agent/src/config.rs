@@ -1,0 +1,272 @@
+//! The agent's configuration: one TOML file, every key documented in
+//! [`DEFAULT_CONFIG`], unknown keys refused, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netbar_protocol::VenueId;
+use netbar_protocol::policy::Policy;
+use serde::Deserialize;
+
+/// What `print-config` prints.
+pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) venue: Venue,
+    pub(crate) data: Data,
+    #[serde(default)]
+    pub(crate) broker: Broker,
+    #[serde(default)]
+    pub(crate) http: Http,
+    #[serde(default)]
+    pub(crate) rules: Rules,
+    #[serde(default)]
+    pub(crate) log: Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Venue {
+    pub(crate) id: VenueId,
+    pub(crate) zone: String,
+    pub(crate) policy: String,
+    pub(crate) licensed_stations: u32,
+    pub(crate) capacity: u32,
+    #[serde(default)]
+    pub(crate) staff: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Data {
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BrokerMode {
+    #[default]
+    Embedded,
+    External,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Broker {
+    pub(crate) mode: BrokerMode,
+    pub(crate) listen: SocketAddr,
+    pub(crate) max_connections: usize,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) advertise: Option<String>,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Broker {
+            mode: BrokerMode::Embedded,
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_connections: 2000,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: None,
+            password: None,
+            advertise: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Http {
+    pub(crate) listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http { listen: SocketAddr::from(([127, 0, 0, 1], 8080)) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Rules {
+    pub(crate) curfew_warning_minutes: u32,
+    #[serde(with = "seconds")]
+    pub(crate) exit_grace: Duration,
+    #[serde(with = "seconds")]
+    pub(crate) station_silent_after: Duration,
+    #[serde(with = "seconds")]
+    pub(crate) sensor_silent_after: Duration,
+    pub(crate) overheat_celsius: f64,
+    pub(crate) co_alarm_ppm: f64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            curfew_warning_minutes: 10,
+            exit_grace: Duration::from_secs(60),
+            station_silent_after: Duration::from_secs(120),
+            sensor_silent_after: Duration::from_secs(300),
+            overheat_celsius: 95.0,
+            co_alarm_ppm: 50.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Log {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) keep_files: usize,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { dir: None, keep_files: 14 }
+    }
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !(0.01..=86_400.0).contains(&value) {
+            return Err(serde::de::Error::custom(format!("{value} seconds is out of range (0.01 to 86400)")));
+        }
+        Ok(Duration::from_secs_f64(value))
+    }
+}
+
+/// Why a configuration was refused: the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}{reason}", path.display(), if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
+pub(crate) struct ConfigError {
+    pub(crate) path: PathBuf,
+    pub(crate) key: String,
+    pub(crate) reason: String,
+}
+
+/// A configuration with its policy and zone resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) config: Config,
+    pub(crate) policy: Policy,
+    pub(crate) zone: jiff::tz::TimeZone,
+}
+
+impl Config {
+    /// Parses and checks `text`, read from `path` (policy files are relative to it).
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+        let error = |key: &str, reason: String| ConfigError { path: path.to_owned(), key: key.to_owned(), reason };
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| error("", e.to_string().trim().to_owned()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            error(if key == "." { "" } else { &key }, e.into_inner().message().to_owned())
+        })?;
+        let zone = jiff::tz::TimeZone::get(&config.venue.zone)
+            .map_err(|e| error("venue.zone", format!("{:?} is not a known time zone: {e}", config.venue.zone)))?;
+        let policy = match config.venue.policy.as_str() {
+            "cn" | "kr" => Policy::preset(&config.venue.policy).map_err(|e| error("venue.policy", e.to_string()))?,
+            file => {
+                let file = path.parent().unwrap_or(Path::new(".")).join(file);
+                let text =
+                    std::fs::read_to_string(&file).map_err(|e| error("venue.policy", format!("cannot read {}: {e}", file.display())))?;
+                Policy::from_toml(&text).map_err(|e| error("venue.policy", format!("{}: {e}", file.display())))?
+            }
+        };
+        if config.venue.licensed_stations == 0 {
+            return Err(error("venue.licensed_stations", "is 0".into()));
+        }
+        if config.broker.mode == BrokerMode::External && config.broker.host.is_empty() {
+            return Err(error("broker.host", "is empty".into()));
+        }
+        if !(1..=100_000).contains(&config.broker.max_connections) {
+            return Err(error("broker.max_connections", format!("is {}, must be between 1 and 100000", config.broker.max_connections)));
+        }
+        if !(30.0..=200.0).contains(&config.rules.overheat_celsius) {
+            return Err(error("rules.overheat_celsius", format!("is {}, must be between 30 and 200", config.rules.overheat_celsius)));
+        }
+        Ok(Loaded { config, policy, zone })
+    }
+
+    /// Reads and parses the file at `path`.
+    pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            key: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+}
+
+impl Loaded {
+    /// The registration log database.
+    pub(crate) fn database(&self) -> PathBuf {
+        self.config.data.dir.join("netbar.sqlite")
+    }
+}
+
+/// The configuration file: the explicit one, the environment's, or the system's.
+pub(crate) fn locate(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_owned();
+    }
+    if let Some(path) = std::env::var_os("NETBAR_AGENT_CONFIG") {
+        return PathBuf::from(path);
+    }
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
+        base.join("netbar").join("agent.toml")
+    } else {
+        PathBuf::from("/etc/netbar/agent.toml")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Loaded, String> {
+        Config::parse(Path::new("agent.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn printed_defaults_parse_to_the_defaults() {
+        let loaded = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(loaded.config.http, Http::default());
+        assert_eq!(loaded.config.rules, Rules::default());
+        assert_eq!(loaded.config.log, Log::default());
+        let broker = Broker { advertise: Some("192.168.1.10:1883".into()), ..Broker::default() };
+        assert_eq!(loaded.config.broker, broker);
+        assert_eq!(loaded.policy, Policy::preset("cn").unwrap());
+    }
+
+    #[test]
+    fn refusals_name_file_key_and_reason() {
+        let base = "[venue]\nid = \"v1\"\nzone = \"Asia/Seoul\"\npolicy = \"kr\"\nlicensed_stations = 10\ncapacity = 20\n[data]\ndir = \"/tmp/x\"\n";
+        assert!(parse(base).is_ok());
+        let cases = [
+            (format!("{base}[http]\nlisen = \"x\"\n"), "agent.toml: key `http.lisen`: unknown field `lisen`"),
+            (base.replace("Asia/Seoul", "Mars/Base"), "key `venue.zone`: \"Mars/Base\" is not a known time zone"),
+            (base.replace("\"kr\"", "\"missing.toml\""), "key `venue.policy`: cannot read missing.toml"),
+            (format!("{base}[broker]\nmode = \"cloud\"\n"), "key `broker.mode`: unknown variant `cloud`"),
+            (format!("{base}[rules]\noverheat_celsius = 500\n"), "key `rules.overheat_celsius`: is 500"),
+            (base.replace("[data]\ndir = \"/tmp/x\"\n", ""), "missing field `data`"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}
