@@ -97,11 +97,11 @@ impl Default for Http {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Rules {
     pub(crate) curfew_warning_minutes: u32,
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) exit_grace: Duration,
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) station_silent_after: Duration,
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) sensor_silent_after: Duration,
     pub(crate) overheat_celsius: f64,
     pub(crate) co_alarm_ppm: f64,
@@ -133,20 +133,6 @@ impl Default for Log {
     }
 }
 
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let value = f64::deserialize(deserializer)?;
-        if !(0.01..=86_400.0).contains(&value) {
-            return Err(serde::de::Error::custom(format!("{value} seconds is out of range (0.01 to 86400)")));
-        }
-        Ok(Duration::from_secs_f64(value))
-    }
-}
-
 /// Why a configuration was refused: the file, the key and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {}{reason}", path.display(), if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
@@ -168,11 +154,7 @@ impl Config {
     /// Parses and checks `text`, read from `path` (policy files are relative to it).
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         let error = |key: &str, reason: String| ConfigError { path: path.to_owned(), key: key.to_owned(), reason };
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| error("", e.to_string().trim().to_owned()))?;
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            error(if key == "." { "" } else { &key }, e.into_inner().message().to_owned())
-        })?;
+        let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(&e.key, e.reason))?;
         let zone = jiff::tz::TimeZone::get(&config.venue.zone)
             .map_err(|e| error("venue.zone", format!("{:?} is not a known time zone: {e}", config.venue.zone)))?;
         let policy = match config.venue.policy.as_str() {
@@ -225,12 +207,7 @@ pub(crate) fn locate(explicit: Option<&Path>) -> PathBuf {
     if let Some(path) = std::env::var_os("NETBAR_AGENT_CONFIG") {
         return PathBuf::from(path);
     }
-    if cfg!(windows) {
-        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
-        base.join("netbar").join("agent.toml")
-    } else {
-        PathBuf::from("/etc/netbar/agent.toml")
-    }
+    netbar_protocol::settings::system_path("agent.toml", cfg!(windows), std::env::var_os("ProgramData").map(PathBuf::from))
 }
 
 #[cfg(test)]

@@ -78,9 +78,9 @@ pub(crate) struct Broker {
     pub(crate) port: u16,
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) keep_alive: Duration,
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) max_backoff: Duration,
     pub(crate) tls: Option<Tls>,
 }
@@ -112,12 +112,12 @@ pub(crate) struct Tls {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Telemetry {
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) interval: Duration,
     /// Process names whose presence counts as an application running.
     pub(crate) apps: Vec<String>,
     /// Input idle time after which the station counts as unused.
-    #[serde(with = "seconds")]
+    #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) activity_idle: Duration,
 }
 
@@ -204,7 +204,7 @@ pub(crate) struct Sensor {
     pub(crate) kind: SensorKind,
     pub(crate) source: Source,
     /// Silence after which the sensor is reported silent.
-    #[serde(with = "seconds", default = "default_silent_after")]
+    #[serde(with = "netbar_protocol::settings::seconds", default = "default_silent_after")]
     pub(crate) silent_after: Duration,
 }
 
@@ -223,13 +223,13 @@ pub(crate) enum Source {
         path: PathBuf,
         #[serde(default = "one")]
         scale: f64,
-        #[serde(with = "seconds", default = "default_poll")]
+        #[serde(with = "netbar_protocol::settings::seconds", default = "default_poll")]
         interval: Duration,
     },
     /// A command whose output is a number or a zigbee2mqtt-style JSON object.
     Command {
         argv: Vec<String>,
-        #[serde(with = "seconds", default = "default_poll")]
+        #[serde(with = "netbar_protocol::settings::seconds", default = "default_poll")]
         interval: Duration,
     },
     /// A Modbus TCP device: one register, coil or input, polled.
@@ -247,7 +247,7 @@ pub(crate) enum Source {
         address: u16,
         #[serde(default = "one")]
         scale: f64,
-        #[serde(with = "seconds", default = "default_poll")]
+        #[serde(with = "netbar_protocol::settings::seconds", default = "default_poll")]
         interval: Duration,
     },
     /// Fed by `simulate`; not available in a configuration file.
@@ -286,21 +286,6 @@ fn default_poll() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Durations are written in whole seconds.
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let value = f64::deserialize(deserializer)?;
-        if !(0.01..=86_400.0).contains(&value) {
-            return Err(serde::de::Error::custom(format!("{value} seconds is out of range (0.01 to 86400)")));
-        }
-        Ok(Duration::from_secs_f64(value))
-    }
-}
-
 /// Why a configuration was refused.
 #[derive(Debug)]
 pub(crate) struct ConfigError {
@@ -325,11 +310,7 @@ impl Config {
     /// Parses `text`, read from `path`, and checks what types cannot.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let error = |key: String, reason: String| ConfigError { path: path.to_owned(), key, reason };
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| error(String::new(), e.to_string().trim().to_owned()))?;
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            error(if key == "." { String::new() } else { key }, e.into_inner().message().to_owned())
-        })?;
+        let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(e.key, e.reason))?;
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
         Ok(config)
     }
@@ -420,12 +401,7 @@ pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// The system-wide configuration path.
 pub(crate) fn system_path() -> PathBuf {
-    if cfg!(windows) {
-        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
-        base.join("netbar").join("collector.toml")
-    } else {
-        PathBuf::from("/etc/netbar/collector.toml")
-    }
+    netbar_protocol::settings::system_path("collector.toml", cfg!(windows), std::env::var_os("ProgramData").map(PathBuf::from))
 }
 
 #[cfg(test)]

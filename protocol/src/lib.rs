@@ -20,6 +20,7 @@ pub mod ids;
 pub mod messages;
 pub mod policy;
 pub mod schema;
+pub mod settings;
 pub mod topic;
 
 pub use auth::{AuthError, MacTag, StationKey};

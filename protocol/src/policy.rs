@@ -238,11 +238,10 @@ impl Policy {
 
     /// Reads and checks a policy written in TOML.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
-        let policy: Policy = serde_path_to_error::deserialize(
-            toml::Deserializer::parse(text)
-                .map_err(|error| PolicyError::Field { path: "(document)".to_owned(), message: error.to_string().trim().to_owned() })?,
-        )
-        .map_err(|error| PolicyError::Field { path: error.path().to_string(), message: error.into_inner().message().to_owned() })?;
+        let policy: Policy = crate::settings::from_toml(text).map_err(|error| PolicyError::Field {
+            path: if error.key.is_empty() { "(document)".to_owned() } else { error.key },
+            message: error.reason,
+        })?;
         policy.check()?;
         Ok(policy)
     }
