@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod broker;
 mod check_id;
 mod config;
+mod enroll;
 mod records;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
 // `records` and the tests use the writing side; the expectation fails the
@@ -33,6 +34,14 @@ enum Command {
     /// Export or verify the registration log.
     #[command(subcommand)]
     Records(records::Command),
+    /// Enroll a station or a sensor.
+    Enroll {
+        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        what: enroll::Command,
+    },
     /// Print the configuration with every key at its default, commented.
     PrintConfig,
     /// Check the configuration file and exit.
@@ -60,6 +69,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
         Command::Records(command) => records::run(command),
+        Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| enroll::run(&loaded, what)),
         Command::PrintConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::Path;
 
 use jiff::Timestamp;
+use netbar_protocol::StationKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
@@ -137,6 +138,17 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 CREATE TABLE IF NOT EXISTS retention (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     days INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stations (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    enrolled_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sensors (
+    id TEXT PRIMARY KEY,
+    station TEXT NOT NULL REFERENCES stations (id),
+    kind TEXT NOT NULL,
+    enrolled_at TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS log_append_only BEFORE UPDATE ON log
 BEGIN
@@ -292,6 +304,54 @@ impl Store {
         Ok(count)
     }
 
+    /// Enrolls a station with `key`, or gives an enrolled one a new key when
+    /// `rekey` is set. Returns false when the station exists and `rekey` is not set.
+    pub(crate) fn enroll_station(&mut self, id: &str, key: &StationKey, at: Timestamp, rekey: bool) -> Result<bool, StoreError> {
+        let sql = if rekey {
+            "INSERT INTO stations (id, key, enrolled_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET key = excluded.key, enrolled_at = excluded.enrolled_at"
+        } else {
+            "INSERT INTO stations (id, key, enrolled_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING"
+        };
+        Ok(self.connection.execute(sql, params![id, key.to_hex(), at.to_string()])? == 1)
+    }
+
+    /// Enrolls a sensor bridged by an enrolled station. Returns false when the
+    /// station is not enrolled.
+    pub(crate) fn enroll_sensor(&mut self, id: &str, station: &str, kind: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let known: bool =
+            self.connection.query_row("SELECT EXISTS (SELECT 1 FROM stations WHERE id = ?1)", params![station], |row| row.get(0))?;
+        if !known {
+            return Ok(false);
+        }
+        self.connection.execute(
+            "INSERT INTO sensors (id, station, kind, enrolled_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET station = excluded.station, kind = excluded.kind",
+            params![id, station, kind, at.to_string()],
+        )?;
+        Ok(true)
+    }
+
+    /// Every enrolled station and its key.
+    pub(crate) fn stations(&self) -> Result<Vec<(String, StationKey)>, StoreError> {
+        let mut statement = self.connection.prepare("SELECT id, key FROM stations ORDER BY id")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let mut stations = Vec::new();
+        for row in rows {
+            let (id, key) = row?;
+            match StationKey::from_hex(&key) {
+                Ok(key) => stations.push((id, key)),
+                Err(error) => return Err(StoreError::Database(format!("station {id}: stored key unreadable: {error}"))),
+            }
+        }
+        Ok(stations)
+    }
+
+    /// Every enrolled sensor: id, bridging station, kind.
+    pub(crate) fn sensors(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut statement = self.connection.prepare("SELECT id, station, kind FROM sensors ORDER BY id")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Runs raw SQL on the connection, for tests that play the intruder or
     /// the careless program.
     #[cfg(test)]
@@ -426,6 +486,22 @@ mod tests {
         drop(store);
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         assert_eq!(store.append(now, "check_in", &json!({})).unwrap().prev_hash, young.hash);
+    }
+
+    #[test]
+    fn enrollment() {
+        let scratch = Scratch::new("enroll");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let now = Timestamp::now();
+        let (first, second) = (StationKey::from_bytes([1; 32]), StationKey::from_bytes([2; 32]));
+        assert!(store.enroll_station("st-1", &first, now, false).unwrap());
+        assert!(!store.enroll_station("st-1", &second, now, false).unwrap(), "enrolled already: not replaced");
+        assert_eq!(store.stations().unwrap(), vec![("st-1".to_owned(), first)]);
+        assert!(store.enroll_station("st-1", &second, now, true).unwrap(), "a new key on request");
+        assert_eq!(store.stations().unwrap(), vec![("st-1".to_owned(), second)]);
+        assert!(!store.enroll_sensor("smoke-1", "st-9", "smoke", now).unwrap(), "the station must be enrolled");
+        assert!(store.enroll_sensor("smoke-1", "st-1", "smoke", now).unwrap());
+        assert_eq!(store.sensors().unwrap(), vec![("smoke-1".into(), "st-1".into(), "smoke".into())]);
     }
 
     #[test]

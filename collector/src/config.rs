@@ -312,6 +312,13 @@ impl Config {
         let error = |key: String, reason: String| ConfigError { path: path.to_owned(), key, reason };
         let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(e.key, e.reason))?;
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
+        // A relative key file sits next to the configuration, as enrollment writes them.
+        let mut config = config;
+        if let (Some(key_file), Some(dir)) = (&config.station.key_file, path.parent())
+            && key_file.is_relative()
+        {
+            config.station.key_file = Some(dir.join(key_file));
+        }
         Ok(config)
     }
 

@@ -493,7 +493,14 @@ pub(crate) async fn run(
     }
     let (_, will) = seal(&config, key.as_ref(), &status_topic, 0, offline.into());
     let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
-    let options = link::options(&config.broker, &client_id, Some((status_topic, will.into_bytes())))?;
+    // Enrolled stations log in to the broker with their id and the password
+    // derived from their key, unless the configuration names other credentials.
+    let mut broker = config.broker.clone();
+    if let (None, Some(key)) = (&broker.username, &key) {
+        broker.username = Some(config.station.id.to_string());
+        broker.password = Some(key.broker_password());
+    }
+    let options = link::options(&broker, &client_id, Some((status_topic, will.into_bytes())))?;
     let (client, mut link_events) = link::start(options, config.broker.max_backoff);
     let sensors = config.sensors.iter().map(|_| SensorState { last: None, heard: Instant::now(), heard_at: Timestamp::now() }).collect();
     let (commands, command_queue) = mpsc::channel(16);

@@ -104,6 +104,15 @@ impl StationKey {
         hex(&self.0)
     }
 
+    /// The station's password on the venue's broker, derived from the key so
+    /// that enrollment hands out one secret: the first 32 hex digits of
+    /// HMAC-SHA256(key, "netbar-v1-broker-password").
+    pub fn broker_password(&self) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"netbar-v1-broker-password");
+        hex(&mac.finalize().into_bytes()[..16])
+    }
+
     fn mac_for(&self, topic: &str, envelope: &Envelope) -> HmacSha256 {
         let mut unsigned = envelope.clone();
         unsigned.mac = None;
@@ -211,6 +220,14 @@ mod tests {
         let mut unsigned = envelope;
         unsigned.mac = None;
         assert_eq!(key(1).verify(TOPIC, &unsigned), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn broker_passwords_differ_per_key_and_are_stable() {
+        assert_eq!(key(1).broker_password(), key(1).broker_password());
+        assert_ne!(key(1).broker_password(), key(2).broker_password());
+        assert_eq!(key(1).broker_password().len(), 32);
+        assert!(!key(1).to_hex().contains(&key(1).broker_password()));
     }
 
     #[test]

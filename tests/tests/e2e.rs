@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod e2e {
+    mod agent;
     mod check_id;
     mod collector;
     mod schemas;
