@@ -24,7 +24,7 @@ pub(crate) struct Config {
     #[serde(default)]
     pub(crate) rules: Rules,
     #[serde(default)]
-    pub(crate) log: Log,
+    pub(crate) log: netbar_protocol::settings::Log,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -120,19 +120,6 @@ impl Default for Rules {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Log {
-    pub(crate) dir: Option<PathBuf>,
-    pub(crate) keep_files: usize,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Log { dir: None, keep_files: 14 }
-    }
-}
-
 /// Why a configuration was refused: the file, the key and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {}{reason}", path.display(), if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
@@ -223,7 +210,7 @@ mod tests {
         let loaded = parse(DEFAULT_CONFIG).unwrap();
         assert_eq!(loaded.config.http, Http::default());
         assert_eq!(loaded.config.rules, Rules::default());
-        assert_eq!(loaded.config.log, Log::default());
+        assert_eq!(loaded.config.log, netbar_protocol::settings::Log::default());
         let broker = Broker { advertise: Some("192.168.1.10:1883".into()), ..Broker::default() };
         assert_eq!(loaded.config.broker, broker);
         assert_eq!(loaded.policy, Policy::preset("cn").unwrap());

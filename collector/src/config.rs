@@ -38,25 +38,7 @@ pub(crate) struct Config {
     #[serde(default)]
     pub(crate) sensors: Vec<Sensor>,
     #[serde(default)]
-    pub(crate) log: Log,
-}
-
-/// Where logs go.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Log {
-    /// A directory for daily-rotated log files; standard error (the journal
-    /// under systemd) when absent. The Windows service defaults to
-    /// `%ProgramData%\netbar\logs`.
-    pub(crate) dir: Option<PathBuf>,
-    /// How many daily files to keep.
-    pub(crate) keep_files: usize,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Log { dir: None, keep_files: 7 }
-    }
+    pub(crate) log: netbar_protocol::settings::Log,
 }
 
 /// Who this station is.

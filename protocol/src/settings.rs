@@ -46,6 +46,24 @@ pub mod seconds {
     }
 }
 
+/// Where a daemon's logs go: the `[log]` section of both configurations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A directory for daily-rotated log files; standard error (the journal
+    /// under systemd) when absent. A Windows service defaults to
+    /// `%ProgramData%\netbar\logs`.
+    pub dir: Option<PathBuf>,
+    /// How many daily files to keep.
+    pub keep_files: usize,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { dir: None, keep_files: 14 }
+    }
+}
+
 /// The system-wide path of a netbar configuration file: `/etc/netbar/NAME`,
 /// or `%ProgramData%\netbar\NAME` on Windows (the caller passes the value of
 /// `ProgramData`).
