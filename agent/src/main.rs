@@ -18,6 +18,8 @@ mod records;
 // build as soon as it is used, so this cannot outlive its reason.
 #[cfg_attr(not(test), expect(dead_code, reason = "appending and purging are used by `run`, which lands next"))]
 mod store;
+#[cfg_attr(not(test), expect(dead_code, reason = "the venue is driven by `run`, which lands next"))]
+mod venue;
 
 /// The netbar venue agent.
 #[derive(Debug, Parser)]

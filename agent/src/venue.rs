@@ -1,0 +1,452 @@
+//! The venue's live state and its rules: pure logic with one owner.
+//!
+//! [`Venue`] is driven by inputs (a station's message, a check-in at the
+//! desk, the clock) and answers with [`Effect`]s: commands to stations,
+//! entries for the registration log, incidents. It reads no clock and does
+//! no I/O, so every rule is tested with a table of instants; the runtime
+//! around it applies the effects (and stores log entries before it
+//! acknowledges anything).
+//!
+//! Time-bound decisions are driven by the decision's `until`: [`Venue::next_deadline`]
+//! says when the venue next needs the clock, and [`Venue::tick`] acts on what
+//! is due. Nothing polls.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use netbar_protocol::identity::Document;
+use netbar_protocol::messages::*;
+use netbar_protocol::policy::{self, Circumstances, Policy};
+use netbar_protocol::{Message, StationId};
+use serde_json::json;
+
+/// What the venue asks the runtime to do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Effect {
+    /// Send a command to a station.
+    Command { station: StationId, action: Action },
+    /// Append an entry to the registration log.
+    Record { kind: &'static str, body: serde_json::Value },
+    /// Open an incident.
+    Incident { kind: IncidentKind, severity: Severity, station: Option<StationId>, detail: String },
+}
+
+/// The outcome of a check-in at the desk.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub(crate) enum CheckInOutcome {
+    /// Admitted: the ticket to type at a station, valid until `until` if the decision has an end.
+    Admitted { ticket: String, until: Option<Timestamp>, age: i32 },
+    /// Refused, with reason codes.
+    Refused { reasons: Vec<String>, age: Option<i32> },
+}
+
+/// What the venue knows of a station.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Station {
+    pub(crate) online: bool,
+    pub(crate) lock_state: LockState,
+    pub(crate) last_seen: Timestamp,
+    pub(crate) telemetry: Option<Telemetry>,
+    pub(crate) session: Option<Session>,
+}
+
+/// An open session.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) ticket: String,
+    pub(crate) started: Timestamp,
+    /// When the policy decision behind it ends.
+    pub(crate) until: Option<Timestamp>,
+    pub(crate) warned: bool,
+}
+
+/// An admitted customer.
+#[derive(Debug, Clone, PartialEq)]
+struct Ticket {
+    document: String,
+    birth_date: jiff::civil::Date,
+    guardian: bool,
+    station: Option<StationId>,
+}
+
+/// The venue.
+#[derive(Debug)]
+pub(crate) struct Venue {
+    policy: Policy,
+    zone: TimeZone,
+    curfew_warning: SignedDuration,
+    stations: BTreeMap<StationId, Station>,
+    /// Active check-ins by ticket code.
+    tickets: HashMap<String, Ticket>,
+    /// Ticket codes by normalised document number: one active check-in each.
+    by_document: HashMap<String, String>,
+    sessions_started: u64,
+}
+
+/// Ticket codes: six characters without look-alikes (no 0/O, 1/I/L).
+const TICKET_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+impl Venue {
+    pub(crate) fn new(policy: Policy, zone: TimeZone, curfew_warning_minutes: u32) -> Venue {
+        Venue {
+            policy,
+            zone,
+            curfew_warning: SignedDuration::from_mins(i64::from(curfew_warning_minutes)),
+            stations: BTreeMap::new(),
+            tickets: HashMap::new(),
+            by_document: HashMap::new(),
+            sessions_started: 0,
+        }
+    }
+
+    /// A station as the venue knows it.
+    pub(crate) fn station(&self, id: &StationId) -> Option<&Station> {
+        self.stations.get(id)
+    }
+
+    /// Checks a customer in. `random` draws the ticket code (the caller owns
+    /// the random number generator).
+    pub(crate) fn check_in(
+        &mut self,
+        now: Timestamp,
+        document: &Document,
+        circumstances: Circumstances,
+        mut random: impl FnMut() -> u64,
+    ) -> (CheckInOutcome, Vec<Effect>) {
+        let decision = policy::evaluate(&self.policy, document.birth_date, now, &self.zone, circumstances);
+        let mut reasons: Vec<String> = decision.reasons.iter().map(|reason| reason.code().to_owned()).collect();
+        if self.by_document.contains_key(&document.number) {
+            reasons.push("already_checked_in".to_owned());
+        }
+        let record_body = |outcome: &str, ticket: Option<&str>, reasons: &[String]| {
+            json!({
+                "outcome": outcome,
+                "document_kind": document.kind.as_str(),
+                "number": document.number,
+                "birth_date": document.birth_date.to_string(),
+                "birth_date_source": document.birth_date_source,
+                "age": decision.age,
+                "guardian": circumstances.guardian,
+                "ticket": ticket,
+                "reasons": reasons,
+                "until": decision.until,
+            })
+        };
+        if !reasons.is_empty() {
+            let effects = vec![Effect::Record { kind: "check_in", body: record_body("refused", None, &reasons) }];
+            return (CheckInOutcome::Refused { reasons, age: Some(decision.age) }, effects);
+        }
+        let ticket = loop {
+            let mut value = random();
+            let code: String = (0..6)
+                .map(|_| {
+                    let index = (value % TICKET_ALPHABET.len() as u64) as usize;
+                    value /= TICKET_ALPHABET.len() as u64;
+                    char::from(TICKET_ALPHABET[index])
+                })
+                .collect();
+            if !self.tickets.contains_key(&code) {
+                break code;
+            }
+        };
+        self.tickets.insert(
+            ticket.clone(),
+            Ticket { document: document.number.clone(), birth_date: document.birth_date, guardian: circumstances.guardian, station: None },
+        );
+        self.by_document.insert(document.number.clone(), ticket.clone());
+        let effects = vec![Effect::Record { kind: "check_in", body: record_body("admitted", Some(&ticket), &[]) }];
+        (CheckInOutcome::Admitted { ticket, until: decision.until, age: decision.age }, effects)
+    }
+
+    /// Ends a check-in: the ticket stops working and an open session on it ends.
+    pub(crate) fn check_out(&mut self, now: Timestamp, ticket: &str) -> Option<Vec<Effect>> {
+        let entry = self.tickets.remove(ticket)?;
+        self.by_document.remove(&entry.document);
+        let mut effects = vec![Effect::Record { kind: "check_out", body: json!({ "ticket": ticket }) }];
+        if let Some(station) = entry.station {
+            effects.extend(self.end_session(now, &station, "checked_out"));
+        }
+        Some(effects)
+    }
+
+    /// Locks a station and ends its session for `reason`.
+    fn end_session(&mut self, now: Timestamp, station: &StationId, reason: &str) -> Vec<Effect> {
+        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: reason.to_owned() } }];
+        if let Some(session) = self.stations.get_mut(station).and_then(|s| s.session.take()) {
+            effects.push(Effect::Record {
+                kind: "session_end",
+                body: json!({ "session": session.id, "station": station.as_str(), "ticket": session.ticket, "reason": reason, "at": now }),
+            });
+            if let Some(ticket) = self.tickets.get_mut(&session.ticket) {
+                ticket.station = None;
+            }
+        }
+        effects
+    }
+
+    /// A message from a station (already authenticated and checked to come
+    /// from `station`).
+    pub(crate) fn on_message(&mut self, now: Timestamp, station: &StationId, message: &Message) -> Vec<Effect> {
+        let entry = self.stations.entry(station.clone()).or_insert_with(|| Station {
+            online: true,
+            lock_state: LockState::Unknown,
+            last_seen: now,
+            telemetry: None,
+            session: None,
+        });
+        entry.last_seen = now;
+        match message {
+            Message::StationStatus(status) => {
+                entry.online = status.online;
+                Vec::new()
+            }
+            Message::Telemetry(telemetry) => {
+                entry.online = true;
+                entry.lock_state = telemetry.lock_state;
+                entry.telemetry = Some(telemetry.clone());
+                Vec::new()
+            }
+            Message::CommandAck(ack) => {
+                entry.lock_state = ack.lock_state;
+                Vec::new()
+            }
+            Message::LoginRequest(request) => self.login(now, station, request),
+            Message::SessionEvent(SessionEvent::Ended { session_id, reason }) => {
+                let ended = entry.session.as_ref().is_some_and(|session| session.id == *session_id);
+                if ended {
+                    let reason = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                    let mut effects = self.end_session(now, station, &reason);
+                    // The station locked itself already; no second lock.
+                    effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
+                    return effects;
+                }
+                Vec::new()
+            }
+            Message::SessionEvent(SessionEvent::Started { .. }) => Vec::new(),
+            Message::Activity(activity) if entry.session.is_none() => vec![
+                Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } },
+                Effect::Incident {
+                    kind: IncidentKind::UnregisteredUse,
+                    severity: Severity::Warning,
+                    station: Some(station.clone()),
+                    detail: format!("station {station} in use without a registration ({:?})", activity.evidence),
+                },
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    fn login(&mut self, now: Timestamp, station: &StationId, request: &LoginRequest) -> Vec<Effect> {
+        let refuse = |reasons: Vec<&str>, message: &str| {
+            vec![Effect::Command {
+                station: station.clone(),
+                action: Action::RefuseLogin {
+                    request_id: request.request_id.clone(),
+                    reasons: reasons.into_iter().map(str::to_owned).collect(),
+                    message: message.to_owned(),
+                },
+            }]
+        };
+        let code = request.ticket.trim().to_ascii_uppercase();
+        let Some(ticket) = self.tickets.get(&code) else {
+            return refuse(vec!["unknown_ticket"], "This ticket is not valid. Please ask at the front desk.");
+        };
+        if ticket.station.as_ref().is_some_and(|other| other != station) {
+            return refuse(vec!["ticket_in_use"], "This ticket is in use at another station.");
+        }
+        let decision = policy::evaluate(&self.policy, ticket.birth_date, now, &self.zone, Circumstances { guardian: ticket.guardian });
+        if !decision.allowed {
+            let reasons: Vec<&str> = decision.reasons.iter().map(|reason| reason.code()).collect();
+            return refuse(reasons, "Access is not allowed at this time. Please ask at the front desk.");
+        }
+        self.sessions_started += 1;
+        let session_id = format!("s-{}-{}", now.as_second(), self.sessions_started);
+        if let Some(ticket) = self.tickets.get_mut(&code) {
+            ticket.station = Some(station.clone());
+        }
+        if let Some(entry) = self.stations.get_mut(station) {
+            entry.session =
+                Some(Session { id: session_id.clone(), ticket: code.clone(), started: now, until: decision.until, warned: false });
+        }
+        vec![
+            Effect::Command {
+                station: station.clone(),
+                action: Action::Unlock {
+                    session_id: session_id.clone(),
+                    request_id: Some(request.request_id.clone()),
+                    until: decision.until,
+                },
+            },
+            Effect::Record {
+                kind: "session_start",
+                body: json!({ "session": session_id, "station": station.as_str(), "ticket": code, "until": decision.until, "at": now }),
+            },
+        ]
+    }
+
+    /// When the venue next needs the clock: a curfew warning or a session's end.
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        self.stations
+            .values()
+            .filter_map(|station| station.session.as_ref())
+            .filter_map(|session| {
+                let until = session.until?;
+                Some(if session.warned { until } else { until - self.curfew_warning })
+            })
+            .min()
+    }
+
+    /// Acts on what is due at `now`: warnings before a window closes, and
+    /// sessions whose decision has ended.
+    pub(crate) fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut ending = Vec::new();
+        for (id, station) in &mut self.stations {
+            let Some(session) = station.session.as_mut() else { continue };
+            let Some(until) = session.until else { continue };
+            if now >= until {
+                ending.push(id.clone());
+            } else if !session.warned && now >= until - self.curfew_warning {
+                session.warned = true;
+                let minutes = (until.duration_since(now).as_secs() + 59) / 60;
+                effects.push(Effect::Command {
+                    station: id.clone(),
+                    action: Action::Notify {
+                        level: NoticeLevel::Warning,
+                        text: format!("Your session ends in {minutes} minute(s) under the venue's rules. Please save your work."),
+                    },
+                });
+            }
+        }
+        for station in ending {
+            effects.extend(self.end_session(now, &station, "policy"));
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::civil::date;
+    use netbar_protocol::identity::{BirthDateSource, DocumentKind, Sex};
+
+    use super::*;
+
+    fn document(number: &str, birth: jiff::civil::Date) -> Document {
+        Document {
+            kind: DocumentKind::KrResidentRegistration,
+            number: number.to_owned(),
+            birth_date: birth,
+            sex: Sex::Male,
+            birth_date_source: BirthDateSource::Document,
+            converted_from_legacy: false,
+            check_digit_matches: Some(true),
+        }
+    }
+
+    fn venue(preset: &str, zone: &str) -> Venue {
+        Venue::new(Policy::preset(preset).unwrap(), TimeZone::get(zone).unwrap(), 10)
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn st(id: &str) -> StationId {
+        id.parse().unwrap()
+    }
+
+    fn login(venue: &mut Venue, now: Timestamp, station: &str, ticket: &str) -> Vec<Effect> {
+        venue.on_message(now, &st(station), &Message::LoginRequest(LoginRequest { request_id: "r-1".into(), ticket: ticket.into() }))
+    }
+
+    fn ticket_of(outcome: &CheckInOutcome) -> String {
+        match outcome {
+            CheckInOutcome::Admitted { ticket, .. } => ticket.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_in_login_session_and_check_out() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        let (outcome, effects) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 12345);
+        let ticket = ticket_of(&outcome);
+        assert_eq!(ticket.len(), 6);
+        assert!(matches!(&effects[..], [Effect::Record { kind: "check_in", body }] if body["outcome"] == "admitted"));
+        // One document, one active check-in.
+        let (again, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 999);
+        assert_eq!(again, CheckInOutcome::Refused { reasons: vec!["already_checked_in".into()], age: Some(36) });
+
+        let effects = login(&mut venue, now, "st-1", &ticket.to_lowercase());
+        assert!(matches!(&effects[0], Effect::Command { action: Action::Unlock { until: None, .. }, .. }), "{effects:?}");
+        assert!(matches!(&effects[1], Effect::Record { kind: "session_start", .. }));
+        assert!(venue.station(&st("st-1")).unwrap().session.is_some());
+        // The same ticket at another station is refused.
+        let other = login(&mut venue, now, "st-2", &ticket);
+        assert!(matches!(&other[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["ticket_in_use"]));
+        // An unknown ticket too.
+        let unknown = login(&mut venue, now, "st-2", "ZZZZZZ");
+        assert!(
+            matches!(&unknown[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["unknown_ticket"])
+        );
+
+        let effects = venue.check_out(now, &ticket).unwrap();
+        assert!(effects.iter().any(|e| matches!(e, Effect::Command { action: Action::Lock { .. }, .. })));
+        assert!(effects.iter().any(|e| matches!(e, Effect::Record { kind: "session_end", .. })));
+        assert!(venue.station(&st("st-1")).unwrap().session.is_none());
+        assert!(matches!(login(&mut venue, now, "st-1", &ticket)[0], Effect::Command { action: Action::RefuseLogin { .. }, .. }));
+    }
+
+    #[test]
+    fn a_minor_is_refused_with_the_reason_and_recorded() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let (outcome, effects) =
+            venue.check_in(at("2026-11-22T12:00:00Z"), &document("M1", date(2010, 3, 3)), Circumstances::default(), || 1);
+        assert_eq!(outcome, CheckInOutcome::Refused { reasons: vec!["under_age".into()], age: Some(16) });
+        assert!(
+            matches!(&effects[..], [Effect::Record { kind: "check_in", body }] if body["outcome"] == "refused" && body["reasons"][0] == "under_age")
+        );
+    }
+
+    #[test]
+    fn a_curfew_warns_then_ends_the_session_on_time() {
+        // A Korean youth at 21:00 KST: allowed until 22:00 (13:00Z).
+        let mut venue = venue("kr", "Asia/Seoul");
+        let now = at("2026-11-22T12:00:00Z");
+        let (outcome, _) = venue.check_in(now, &document("Y1", date(2012, 6, 1)), Circumstances::default(), || 7);
+        let ticket = ticket_of(&outcome);
+        let effects = login(&mut venue, now, "st-3", &ticket);
+        let end = at("2026-11-22T13:00:00Z");
+        assert!(matches!(&effects[0], Effect::Command { action: Action::Unlock { until: Some(until), .. }, .. } if *until == end));
+        // The clock is needed ten minutes before, then at the end; not before.
+        assert_eq!(venue.next_deadline(), Some(at("2026-11-22T12:50:00Z")));
+        assert!(venue.tick(at("2026-11-22T12:49:59Z")).is_empty());
+        let warning = venue.tick(at("2026-11-22T12:50:00Z"));
+        assert!(
+            matches!(&warning[..], [Effect::Command { action: Action::Notify { level: NoticeLevel::Warning, text }, .. }] if text.contains("10 minute"))
+        );
+        assert_eq!(venue.next_deadline(), Some(end));
+        assert!(venue.tick(at("2026-11-22T12:59:59Z")).is_empty());
+        let ended = venue.tick(end);
+        assert!(matches!(&ended[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "policy"));
+        assert!(matches!(&ended[1], Effect::Record { kind: "session_end", body } if body["reason"] == "policy"));
+        assert_eq!(venue.next_deadline(), None);
+        // Logging in again after 22:00 is refused for the youth hours.
+        let late = login(&mut venue, at("2026-11-22T13:05:00Z"), "st-3", &ticket);
+        assert!(matches!(&late[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["youth_hours"]));
+    }
+
+    #[test]
+    fn unregistered_use_is_locked_with_an_incident() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let activity = Message::Activity(Activity { evidence: vec![Evidence::Applications], since: at("2026-11-22T12:00:00Z") });
+        let effects = venue.on_message(at("2026-11-22T12:00:01Z"), &st("st-9"), &activity);
+        assert!(matches!(&effects[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "unregistered"));
+        assert!(matches!(&effects[1], Effect::Incident { kind: IncidentKind::UnregisteredUse, .. }));
+    }
+}
