@@ -7,18 +7,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[cfg_attr(not(test), expect(dead_code, reason = "the embedded broker is started by `run`, which lands next"))]
 mod broker;
 mod check_id;
 mod config;
 mod enroll;
 mod records;
+mod run;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
 // `records` and the tests use the writing side; the expectation fails the
 // build as soon as it is used, so this cannot outlive its reason.
-#[cfg_attr(not(test), expect(dead_code, reason = "appending and purging are used by `run`, which lands next"))]
+#[cfg_attr(not(test), expect(dead_code, reason = "purging is scheduled by `run`, which lands next"))]
 mod store;
-#[cfg_attr(not(test), expect(dead_code, reason = "the venue is driven by `run`, which lands next"))]
+#[cfg_attr(not(test), expect(dead_code, reason = "check-in and check-out are called by the HTTP API, which lands next"))]
 mod venue;
 
 /// The netbar venue agent.
@@ -36,6 +36,12 @@ enum Command {
     /// Export or verify the registration log.
     #[command(subcommand)]
     Records(records::Command),
+    /// Run the agent: the bus, the venue's rules and the registration log.
+    Run {
+        /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Enroll a station or a sensor.
     Enroll {
         /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
@@ -52,6 +58,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
     },
+}
+
+fn run_agent(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let loaded = config::Config::load(&config::locate(explicit))?;
+    let level = std::env::var("NETBAR_LOG").ok().and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok());
+    // rumqttd logs every connection and subscription at info: at the scale of
+    // a venue that drowns the agent's own log, so it is held to warnings.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level.unwrap_or(tracing_subscriber::filter::LevelFilter::INFO))
+        .with_target("rumqttd", tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(run::run(loaded, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
@@ -71,6 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
         Command::Records(command) => records::run(command),
+        Command::Run { config } => run_agent(config.as_deref()),
         Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| enroll::run(&loaded, what)),

@@ -67,3 +67,167 @@ fn a_bad_agent_config_is_refused_with_file_key_and_reason() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("{}: key `http.port`: unknown field `port`", config.display())), "{stderr}");
 }
+
+/// An agent with its embedded broker on a free port, and one station enrolled.
+struct Venue {
+    dir: TempDir,
+    config: std::path::PathBuf,
+    port: u16,
+    agent: Option<netbar_tests::Process>,
+}
+
+impl Venue {
+    fn new(name: &str) -> Venue {
+        let dir = TempDir::new(name);
+        let config = agent_config(&dir);
+        let port = netbar_tests::free_port();
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("listen = \"0.0.0.0:1883\"", &format!("listen = \"127.0.0.1:{port}\""))
+            .replace("advertise = \"192.168.1.10:1883\"", &format!("advertise = \"127.0.0.1:{port}\""));
+        std::fs::write(&config, text).unwrap();
+        Venue { dir, config, port, agent: None }
+    }
+
+    fn enroll(&self, station: &str) -> std::path::PathBuf {
+        let out = self.dir.path().join("stations");
+        let output = Run::new(binary("netbar-agent"))
+            .args(["enroll", "--config", self.config.to_str().unwrap(), "station", station, "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        out.join(station)
+    }
+
+    fn start(&mut self) {
+        let agent = netbar_tests::Process::start(
+            &binary("netbar-agent"),
+            &["run", "--config", self.config.to_str().unwrap()],
+            self.dir.path().join("agent.stderr"),
+        );
+        let port = self.port;
+        netbar_tests::wait_for("the agent's broker", std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        self.agent = Some(agent);
+    }
+
+    fn log(&self) -> String {
+        self.agent.as_ref().map(|agent| agent.stderr()).unwrap_or_default()
+    }
+
+    fn records(&self, command: &str) -> std::process::Output {
+        let db = self.dir.path().join("data").join("netbar.sqlite");
+        let mut args = vec!["records", command, "--db", db.to_str().unwrap()];
+        if command == "export" {
+            args.extend(["--from", "2000-01-01", "--to", "2100-01-01"]);
+        }
+        Run::new(binary("netbar-agent")).args(&args).output().unwrap()
+    }
+}
+
+/// Starts a collector from its enrollment directory, with `extra` appended
+/// and its lock state read from a file that starts as `state`.
+fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_tests::Process {
+    let state_file = station_dir.join("locked");
+    std::fs::write(&state_file, state).unwrap();
+    let mut text = std::fs::read_to_string(station_dir.join("collector.toml")).unwrap();
+    text.push_str(&format!(
+        "keep_alive = 5\nmax_backoff = 1\n[telemetry]\ninterval = 0.2\napps = [\"sleep\"]\n[spool]\ndir = \"{spool}\"\n[local]\nlisten = \"127.0.0.1:{local}\"\n[actions]\nlock = [\"sh\", \"-c\", \"echo yes > {state}\"]\nunlock = [\"sh\", \"-c\", \"echo no > {state}\"]\nnotify = [\"true\"]\nlock_state = [\"cat\", \"{state}\"]\n{extra}",
+        spool = station_dir.join("spool").display(),
+        local = netbar_tests::free_port(),
+        state = state_file.display(),
+    ));
+    let config = station_dir.join("run.toml");
+    std::fs::write(&config, text).unwrap();
+    netbar_tests::Process::start(&binary("netbar-collector"), &["--config", config.to_str().unwrap(), "run"], station_dir.join("stderr"))
+}
+
+#[test]
+fn unregistered_use_is_locked_through_the_embedded_broker_and_recorded() {
+    let mut venue = Venue::new("unregistered");
+    let station = venue.enroll("st-1");
+    venue.start();
+    // Someone plays at an unlocked station nobody registered.
+    let mut game = Run::new("sleep").arg("60").spawn().unwrap();
+    let _collector = collector(&station, "", "no\n");
+    let state = station.join("locked");
+    netbar_tests::wait_for("the agent to lock the station", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(&state).unwrap_or_default().trim() == "yes"
+    });
+    let _ = game.kill();
+    let _ = game.wait();
+    assert!(venue.log().contains("incident opened"), "{}", venue.log());
+
+    let verify = venue.records("verify");
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    assert!(export.contains("\"kind\":\"incident\"") && export.contains("unregistered_use"), "{export}");
+}
+
+#[test]
+fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
+    let mut venue = Venue::new("forged");
+    venue.enroll("st-1");
+    let liar = venue.enroll("st-2");
+    venue.start();
+    let key = netbar_protocol::StationKey::from_hex(&std::fs::read_to_string(liar.join("station.key")).unwrap()).unwrap();
+
+    // A stranger, or st-2 claiming st-1's name, is refused by the broker itself.
+    let connects = |user: &str, password: &str| {
+        let mut options = rumqttc::MqttOptions::new(format!("test-{user}"), "127.0.0.1", venue.port);
+        options.set_credentials(user, password);
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut connection) = rumqttc::Client::new(options, 8);
+        let accepted = connection.iter().find_map(|event| match event {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => Some(ack.code == rumqttc::ConnectReturnCode::Success),
+            Err(_) => Some(false),
+            _ => None,
+        });
+        (client, connection, accepted == Some(true))
+    };
+    assert!(!connects("st-9", "guess").2);
+    assert!(!connects("st-1", &key.broker_password()).2);
+
+    // st-2, logged in as itself, publishes on st-1's topics.
+    let (client, mut connection, accepted) = connects("st-2", &key.broker_password());
+    assert!(accepted);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let venue_id: netbar_protocol::VenueId = "venue-1".parse().unwrap();
+    let forge = |topic: &str, sender: &str, message: netbar_protocol::Message| {
+        let mut envelope = netbar_protocol::Envelope::new(
+            netbar_protocol::MessageId::from_parts(jiff::Timestamp::now(), [3; 10]),
+            jiff::Timestamp::now(),
+            venue_id.clone(),
+            netbar_protocol::Sender::station(&sender.parse().unwrap()),
+            1,
+            message,
+        );
+        key.sign(topic, &mut envelope);
+        netbar_protocol::encode(&envelope)
+    };
+    let activity = || {
+        netbar_protocol::messages::Activity { evidence: vec![netbar_protocol::messages::Evidence::Input], since: jiff::Timestamp::now() }
+            .into()
+    };
+    let st1_event = "netbar/v1/venue-1/station/st-1/event";
+    let publish = |topic: &str, payload: Vec<u8>| client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).unwrap();
+    publish(st1_event, forge(st1_event, "st-1", activity()).into_bytes());
+    publish(st1_event, forge(st1_event, "st-2", activity()).into_bytes());
+    publish("netbar/v1/venue-1/sensor/smoke-x/reading", forge("x", "st-2", activity()).into_bytes());
+    publish("netbar/v1/venue-1/station/st-2/event", b"{not json".to_vec());
+    publish("netbar/v1/venue-1/station/st-2/event", vec![b'['; 100_000]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while venue.log().matches("message refused").count() < 5 {
+        assert!(std::time::Instant::now() < deadline, "five refusals expected in {}", venue.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = venue.log();
+    for reason in ["forged", "unenrolled_sensor", "decode", "not well-formed JSON", "at most 65536 allowed"] {
+        assert!(log.contains(reason), "{reason} missing in {log}");
+    }
+    assert!(venue.agent.as_mut().unwrap().running(), "the agent survived");
+    // Nothing was locked or recorded on st-1's behalf.
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    assert!(!export.contains("incident"), "{export}");
+}
