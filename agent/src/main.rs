@@ -11,6 +11,7 @@ mod broker;
 mod check_id;
 mod config;
 mod enroll;
+mod http;
 mod records;
 mod run;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
@@ -18,7 +19,7 @@ mod run;
 // build as soon as it is used, so this cannot outlive its reason.
 #[cfg_attr(not(test), expect(dead_code, reason = "purging is scheduled by `run`, which lands next"))]
 mod store;
-#[cfg_attr(not(test), expect(dead_code, reason = "check-in and check-out are called by the HTTP API, which lands next"))]
+mod users;
 mod venue;
 
 /// The netbar venue agent.
@@ -49,6 +50,14 @@ enum Command {
         config: Option<std::path::PathBuf>,
         #[command(subcommand)]
         what: enroll::Command,
+    },
+    /// Manage console users.
+    User {
+        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        what: users::Command,
     },
     /// Print the configuration with every key at its default, commented.
     PrintConfig,
@@ -99,6 +108,9 @@ fn main() -> ExitCode {
         Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| enroll::run(&loaded, what)),
+        Command::User { config, what } => config::Config::load(&config::locate(config.as_deref()))
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| users::run(&loaded, what)),
         Command::PrintConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)

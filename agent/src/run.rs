@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker;
 use crate::config::{BrokerMode, Loaded};
+use crate::http::{Api, Request};
 use crate::store::{Entry, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
@@ -243,6 +244,36 @@ impl Agent {
         self.publish_to(station, StationChannel::Delivery, ack);
     }
 
+    async fn on_request(&mut self, request: Request) {
+        let now = Timestamp::now();
+        match request {
+            Request::CheckIn { document, circumstances, reply } => {
+                let (outcome, effects) = self.venue.check_in(now, &document, circumstances, rand::random);
+                let result = match self.apply(effects).await {
+                    Ok(()) => Ok(outcome),
+                    Err(error) => {
+                        if let crate::venue::CheckInOutcome::Admitted { ticket, .. } = &outcome {
+                            self.venue.cancel_check_in(ticket);
+                        }
+                        tracing::error!(%error, "check-in refused: it cannot be recorded");
+                        Err(error.to_string())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Request::CheckOut { ticket, reply } => {
+                let result = match self.venue.check_out(now, &ticket) {
+                    None => Ok(false),
+                    Some(effects) => self.apply(effects).await.map(|()| true).map_err(|error| error.to_string()),
+                };
+                let _ = reply.send(result);
+            }
+            Request::Stations { reply } => {
+                let _ = reply.send(self.venue.stations_json());
+            }
+        }
+    }
+
     fn subscribe(&self) {
         let venue = &self.loaded.config.venue.id;
         for channel in [StationChannel::Status, StationChannel::Telemetry, StationChannel::Event, StationChannel::Ack] {
@@ -312,7 +343,19 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
 
     let venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), loaded.config.rules.curfew_warning_minutes);
-    let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals: Arc::default() };
+    let refusals: Arc<Refusals> = Arc::default();
+    let (api_requests, mut requests) = mpsc::channel(256);
+    let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
+        .await
+        .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
+    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone()).router();
+    tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the HTTP API stopped");
+        }
+    });
+    let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals };
     tokio::pin!(shutdown);
     loop {
         let deadline = agent.venue.next_deadline();
@@ -336,6 +379,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                     tracing::error!(%error, "cannot record the end of a session");
                 }
             }
+            Some(request) = requests.recv() => agent.on_request(request).await,
             () = &mut shutdown => break,
         }
     }

@@ -150,6 +150,11 @@ CREATE TABLE IF NOT EXISTS sensors (
     kind TEXT NOT NULL,
     enrolled_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS log_append_only BEFORE UPDATE ON log
 BEGIN
     SELECT RAISE(ABORT, 'the registration log is append-only');
@@ -350,6 +355,23 @@ impl Store {
         let mut statement = self.connection.prepare("SELECT id, station, kind FROM sensors ORDER BY id")?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds a console user, or replaces an existing one's role and password hash.
+    pub(crate) fn put_user(&mut self, name: &str, role: &str, hash: &str) -> Result<(), StoreError> {
+        self.connection.execute(
+            "INSERT INTO users (name, role, hash) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET role = excluded.role, hash = excluded.hash",
+            params![name, role, hash],
+        )?;
+        Ok(())
+    }
+
+    /// A console user's role and password hash.
+    pub(crate) fn user(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self
+            .connection
+            .query_row("SELECT role, hash FROM users WHERE name = ?1", params![name], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?)
     }
 
     /// Runs raw SQL on the connection, for tests that play the intruder or

@@ -103,6 +103,7 @@ impl Venue {
     }
 
     /// A station as the venue knows it.
+    #[cfg(test)]
     pub(crate) fn station(&self, id: &StationId) -> Option<&Station> {
         self.stations.get(id)
     }
@@ -159,6 +160,33 @@ impl Venue {
         self.by_document.insert(document.number.clone(), ticket.clone());
         let effects = vec![Effect::Record { kind: "check_in", body: record_body("admitted", Some(&ticket), &[]) }];
         (CheckInOutcome::Admitted { ticket, until: decision.until, age: decision.age }, effects)
+    }
+
+    /// Takes back an admission whose log entry could not be stored: the
+    /// customer was never told, so the ticket never existed.
+    pub(crate) fn cancel_check_in(&mut self, ticket: &str) {
+        if let Some(entry) = self.tickets.remove(ticket) {
+            self.by_document.remove(&entry.document);
+        }
+    }
+
+    /// The stations as the console shows them.
+    pub(crate) fn stations_json(&self) -> serde_json::Value {
+        let stations: Vec<serde_json::Value> = self
+            .stations
+            .iter()
+            .map(|(id, station)| {
+                json!({
+                    "id": id.as_str(),
+                    "online": station.online,
+                    "lock_state": station.lock_state,
+                    "last_seen": station.last_seen,
+                    "session": station.session.as_ref().map(|s| json!({ "id": s.id, "ticket": s.ticket, "started": s.started, "until": s.until })),
+                    "cpu_percent": station.telemetry.as_ref().map(|t| t.cpu_percent),
+                })
+            })
+            .collect();
+        json!({ "stations": stations })
     }
 
     /// Ends a check-in: the ticket stops working and an open session on it ends.

@@ -73,6 +73,7 @@ struct Venue {
     dir: TempDir,
     config: std::path::PathBuf,
     port: u16,
+    http: u16,
     agent: Option<netbar_tests::Process>,
 }
 
@@ -81,12 +82,14 @@ impl Venue {
         let dir = TempDir::new(name);
         let config = agent_config(&dir);
         let port = netbar_tests::free_port();
+        let http = netbar_tests::free_port();
         let text = std::fs::read_to_string(&config)
             .unwrap()
+            .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{http}\""))
             .replace("listen = \"0.0.0.0:1883\"", &format!("listen = \"127.0.0.1:{port}\""))
             .replace("advertise = \"192.168.1.10:1883\"", &format!("advertise = \"127.0.0.1:{port}\""));
         std::fs::write(&config, text).unwrap();
-        Venue { dir, config, port, agent: None }
+        Venue { dir, config, port, http, agent: None }
     }
 
     fn enroll(&self, station: &str) -> std::path::PathBuf {
@@ -110,6 +113,27 @@ impl Venue {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         self.agent = Some(agent);
+    }
+
+    /// Adds a console user and signs in; returns the token.
+    fn sign_in(&self, name: &str, role: &str) -> String {
+        use std::io::Write;
+        let mut child = Run::new(binary("netbar-agent"))
+            .args(["user", "--config", self.config.to_str().unwrap(), "add", name, "--role", role])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+        assert!(child.wait().unwrap().success());
+        let (status, body) = netbar_tests::http(
+            self.http,
+            "POST",
+            "/api/v1/login",
+            None,
+            Some(&serde_json::json!({"name": name, "password": "correct horse battery"})),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
     }
 
     fn log(&self) -> String {
@@ -230,4 +254,70 @@ fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
     // Nothing was locked or recorded on st-1's behalf.
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(!export.contains("incident"), "{export}");
+}
+
+#[test]
+fn check_in_login_session_logout_and_a_refused_minor() {
+    let mut venue = Venue::new("flow");
+    let station = venue.enroll("st-1");
+    venue.start();
+    let (status, body) = netbar_tests::http(venue.http, "GET", "/api/v1/stations", None, None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "nothing but /healthz without a session");
+    assert_eq!(netbar_tests::http(venue.http, "GET", "/healthz", None, None).0, 200);
+    let (status, _) =
+        netbar_tests::http(venue.http, "POST", "/api/v1/login", None, Some(&serde_json::json!({"name": "nobody", "password": "x"})));
+    assert_eq!(status, 401);
+    let token = venue.sign_in("li", "cashier");
+
+    // A minor is refused with the reason the cashier reads aloud.
+    let minor = serde_json::json!({"document_type": "cn_id", "number": "310104201001151236"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&minor));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["outcome"], "refused");
+    assert_eq!(body["result"]["reasons"][0], "under_age");
+    assert!(body["message"].as_str().unwrap().contains("minors may not be admitted"), "{body}");
+    let bad = serde_json::json!({"document_type": "cn_id", "number": "310104201001151237"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&bad));
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_document")), "{body}");
+
+    // An adult checks in and gets a ticket.
+    let adult = serde_json::json!({"document_type": "cn_id", "number": "11010519491231002x"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&adult));
+    assert_eq!(status, 201, "{body}");
+    let ticket = body["result"]["ticket"].as_str().unwrap().to_owned();
+
+    // The customer logs in at a station with it: unlocked, a session.
+    let _collector = collector(&station, "", "yes\n");
+    let config = station.join("run.toml");
+    let login = || {
+        let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "login", &ticket]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default()
+    };
+    netbar_tests::wait_for("the station online at the agent", std::time::Duration::from_secs(20), || {
+        netbar_tests::http(venue.http, "GET", "/api/v1/stations", Some(&token), None).1["stations"][0]["online"] == true
+    });
+    let answer = login();
+    assert_eq!(answer["status"], "unlocked", "{answer}");
+    netbar_tests::wait_for("the station unlocked", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(station.join("locked")).unwrap_or_default().trim() == "no"
+    });
+    let (_, stations) = netbar_tests::http(venue.http, "GET", "/api/v1/stations", Some(&token), None);
+    assert_eq!(stations["stations"][0]["session"]["ticket"], ticket, "{stations}");
+
+    // Logout at the station ends the session; check-out at the desk ends the ticket.
+    let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "logout"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("logging_out"));
+    netbar_tests::wait_for("the session's end in the log", std::time::Duration::from_secs(20), || {
+        String::from_utf8(venue.records("export").stdout).unwrap().contains("session_end")
+    });
+    let (status, _) = netbar_tests::http(venue.http, "DELETE", &format!("/api/v1/checkins/{}", ticket.to_lowercase()), Some(&token), None);
+    assert_eq!(status, 200);
+    let (status, body) = netbar_tests::http(venue.http, "DELETE", &format!("/api/v1/checkins/{ticket}"), Some(&token), None);
+    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_ticket")));
+
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    for kind in ["\"check_in\"", "\"session_start\"", "\"session_end\"", "\"check_out\"", "under_age"] {
+        assert!(export.contains(kind), "{kind} missing in {export}");
+    }
+    assert!(venue.records("verify").status.success());
 }

@@ -1,0 +1,260 @@
+//! The HTTP API for the console and ID-card reader bridges, under /api/v1.
+//!
+//! Every answer that is not a success is JSON with a stable `code` and a
+//! `message` a person can read. Nothing but /healthz answers without a
+//! session token: `POST /api/v1/login` with a user's name and password
+//! returns one (valid 12 hours), sent as `Authorization: Bearer …`.
+//! /metrics is in Prometheus' text format.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use jiff::{SignedDuration, Timestamp};
+use netbar_protocol::identity::{self, DocumentType};
+use netbar_protocol::policy::Circumstances;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::run::Refusals;
+use crate::users::Role;
+use crate::venue::CheckInOutcome;
+
+/// Requests the HTTP side hands to the venue's owner.
+#[derive(Debug)]
+pub(crate) enum Request {
+    CheckIn { document: identity::Document, circumstances: Circumstances, reply: oneshot::Sender<Result<CheckInOutcome, String>> },
+    CheckOut { ticket: String, reply: oneshot::Sender<Result<bool, String>> },
+    Stations { reply: oneshot::Sender<serde_json::Value> },
+}
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+struct Session {
+    user: String,
+    role: Role,
+    expires: Timestamp,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct Api {
+    requests: mpsc::Sender<Request>,
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
+    database: std::path::PathBuf,
+    refusals: Arc<Refusals>,
+    zone: jiff::tz::TimeZone,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+const SESSION_HOURS: i64 = 12;
+
+impl Api {
+    pub(crate) fn new(
+        requests: mpsc::Sender<Request>,
+        database: std::path::PathBuf,
+        refusals: Arc<Refusals>,
+        zone: jiff::tz::TimeZone,
+    ) -> Api {
+        Api { requests, sessions: Arc::default(), database, refusals, zone }
+    }
+
+    /// The routes.
+    pub(crate) fn router(self) -> axum::Router {
+        axum::Router::new()
+            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/metrics", get(metrics))
+            .route("/api/v1/login", post(login))
+            .route("/api/v1/checkins", post(check_in))
+            .route("/api/v1/checkins/{ticket}", delete(check_out))
+            .route("/api/v1/stations", get(stations))
+            .route("/api/v1/me", get(me))
+            .with_state(self)
+    }
+
+    /// The signed-in user behind the request's bearer token.
+    fn session(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Sign in first: POST /api/v1/login, then send Authorization: Bearer <token>.",
+            )
+        };
+        let token =
+            headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
+        let mut sessions = self.sessions.lock().map_err(|_| unauthorized())?;
+        match sessions.get(token) {
+            Some(session) if session.expires > Timestamp::now() => Ok(session.clone()),
+            Some(_) => {
+                sessions.remove(token);
+                Err(unauthorized())
+            }
+            None => Err(unauthorized()),
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
+        let unavailable = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "The agent is stopping; try again in a moment.");
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(make(reply)).await.map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    name: String,
+    password: String,
+}
+
+async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> ApiResult {
+    let database = api.database.clone();
+    let name = credentials.name.clone();
+    // Argon2 is slow on purpose: off the async threads.
+    let checked = tokio::task::spawn_blocking(move || -> Option<Role> {
+        let store = crate::store::Store::open(&database, 1).ok()?;
+        let (role, hash) = store.user(&name).ok()??;
+        crate::users::verify(&credentials.password, &hash).then(|| Role::parse(&role)).flatten()
+    })
+    .await
+    .ok()
+    .flatten();
+    let role = checked.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Unknown user or wrong password."))?;
+    let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    let expires = Timestamp::now() + SignedDuration::from_hours(SESSION_HOURS);
+    if let Ok(mut sessions) = api.sessions.lock() {
+        sessions.retain(|_, session| session.expires > Timestamp::now());
+        sessions.insert(token.clone(), Session { user: credentials.name.clone(), role, expires });
+    }
+    Ok(Json(json!({ "token": token, "user": credentials.name, "role": role, "expires": expires })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckInRequest {
+    /// "cn_id", "kr_rrn" or "other".
+    document_type: String,
+    number: String,
+    /// For "other" documents: the birth date as typed from the document.
+    #[serde(default)]
+    birth_date: Option<jiff::civil::Date>,
+    #[serde(default)]
+    guardian: bool,
+}
+
+/// What the cashier reads aloud for each refusal reason.
+fn explain(reason: &str) -> &'static str {
+    match reason {
+        "under_age" => "Below the minimum age: minors may not be admitted.",
+        "youth_hours" => "Outside the hours in which youths may be admitted without a guardian.",
+        "closed" => "Outside the venue's business hours.",
+        "already_checked_in" => "This document is checked in already; check it out first.",
+        _ => "Refused by the venue's rules.",
+    }
+}
+
+async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
+    let session = api.session(&headers)?;
+    let today = Timestamp::now().to_zoned(api.zone.clone()).date();
+    let document = match (request.document_type.as_str(), request.birth_date) {
+        ("cn_id", _) => identity::validate(DocumentType::CnId, &request.number, today),
+        ("kr_rrn", _) => identity::validate(DocumentType::KrRrn, &request.number, today),
+        ("other", Some(birth_date)) => identity::other_document(&request.number, birth_date, today),
+        ("other", None) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "birth_date_required",
+                "Enter the birth date shown on the document.",
+            ));
+        }
+        (other, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "document_type",
+                format!("Unknown document type {other:?}: cn_id, kr_rrn or other."),
+            ));
+        }
+    };
+    let document = document
+        .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", format!("{} ({})", error, error.code())))?;
+    let outcome =
+        api.ask(|reply| Request::CheckIn { document, circumstances: Circumstances { guardian: request.guardian }, reply }).await?.map_err(
+            |error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-in was NOT recorded: {error}")),
+        )?;
+    let body = match &outcome {
+        CheckInOutcome::Admitted { .. } => json!({ "checked_in_by": session.user, "result": outcome }),
+        CheckInOutcome::Refused { reasons, .. } => {
+            let message: Vec<&str> = reasons.iter().map(|reason| explain(reason)).collect();
+            json!({ "checked_in_by": session.user, "result": outcome, "message": message.join(" ") })
+        }
+    };
+    let status = if matches!(outcome, CheckInOutcome::Admitted { .. }) { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(body)).into_response())
+}
+
+async fn check_out(State(api): State<Api>, headers: HeaderMap, Path(ticket): Path<String>) -> ApiResult {
+    api.session(&headers)?;
+    let ticket = ticket.trim().to_ascii_uppercase();
+    match api.ask(|reply| Request::CheckOut { ticket: ticket.clone(), reply }).await? {
+        Ok(true) => Ok(Json(json!({ "ticket": ticket, "checked_out": true })).into_response()),
+        Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_ticket", format!("No active check-in has ticket {ticket}."))),
+        Err(error) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-out was NOT recorded: {error}")))
+        }
+    }
+}
+
+async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    let session = api.session(&headers)?;
+    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires })).into_response())
+}
+
+async fn stations(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    Ok(Json(api.ask(|reply| Request::Stations { reply }).await?).into_response())
+}
+
+async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    let mut text = String::from(
+        "# HELP netbar_messages_refused_total Messages refused from the bus, by reason.\n# TYPE netbar_messages_refused_total counter\n",
+    );
+    for (reason, count) in api.refusals.snapshot() {
+        text.push_str(&format!("netbar_messages_refused_total{{reason=\"{reason}\"}} {count}\n"));
+    }
+    Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
+}
