@@ -28,9 +28,35 @@ use crate::venue::CheckInOutcome;
 /// Requests the HTTP side hands to the venue's owner.
 #[derive(Debug)]
 pub(crate) enum Request {
-    CheckIn { document: identity::Document, circumstances: Circumstances, reply: oneshot::Sender<Result<CheckInOutcome, String>> },
-    CheckOut { ticket: String, reply: oneshot::Sender<Result<bool, String>> },
-    Stations { reply: oneshot::Sender<serde_json::Value> },
+    CheckIn {
+        document: identity::Document,
+        circumstances: Circumstances,
+        reply: oneshot::Sender<Result<CheckInOutcome, String>>,
+    },
+    CheckOut {
+        ticket: String,
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    Stations {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    Incidents {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// Acknowledge (no note) or resolve (with a note) an incident.
+    Transition {
+        id: String,
+        by: String,
+        resolve: Option<String>,
+        reply: oneshot::Sender<Result<(), TransitionFailure>>,
+    },
+}
+
+/// Why an incident could not change.
+#[derive(Debug)]
+pub(crate) enum TransitionFailure {
+    Refused(crate::venue::TransitionError),
+    NotRecorded(String),
 }
 
 /// An error as the API reports it.
@@ -101,6 +127,9 @@ impl Api {
             .route("/api/v1/checkins/{ticket}", delete(check_out))
             .route("/api/v1/stations", get(stations))
             .route("/api/v1/me", get(me))
+            .route("/api/v1/incidents", get(incidents))
+            .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
+            .route("/api/v1/incidents/{id}/resolve", post(resolve))
             .with_state(self)
     }
 
@@ -246,6 +275,47 @@ async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
 async fn stations(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     api.session(&headers)?;
     Ok(Json(api.ask(|reply| Request::Stations { reply }).await?).into_response())
+}
+
+async fn incidents(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    Ok(Json(api.ask(|reply| Request::Incidents { reply }).await?).into_response())
+}
+
+async fn transition(api: &Api, id: String, by: String, resolve: Option<String>) -> ApiResult {
+    match api.ask(|reply| Request::Transition { id: id.clone(), by, resolve, reply }).await? {
+        Ok(()) => Ok(Json(json!({ "incident": id })).into_response()),
+        Err(TransitionFailure::Refused(error @ crate::venue::TransitionError::Unknown(_))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_incident", error.to_string()))
+        }
+        Err(TransitionFailure::Refused(error)) => Err(ApiError::new(StatusCode::CONFLICT, "incident_resolved", error.to_string())),
+        Err(TransitionFailure::NotRecorded(error)) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The change was NOT recorded: {error}")))
+        }
+    }
+}
+
+async fn acknowledge(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let session = api.session(&headers)?;
+    transition(&api, id, session.user, None).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    note: String,
+}
+
+async fn resolve(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(resolution): Json<Resolution>) -> ApiResult {
+    let session = api.session(&headers)?;
+    if session.role != Role::Manager {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "manager_only", "Only a manager may resolve an incident."));
+    }
+    let note = resolution.note.trim().to_owned();
+    if note.is_empty() || note.len() > 1000 {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "note_required", "Say in 1 to 1000 characters what was done."));
+    }
+    transition(&api, id, session.user, Some(note)).await
 }
 
 async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {

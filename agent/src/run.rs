@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker;
 use crate::config::{BrokerMode, Loaded};
-use crate::http::{Api, Request};
+use crate::http::{Api, Request, TransitionFailure};
 use crate::store::{Entry, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
@@ -196,9 +196,9 @@ impl Agent {
                 Effect::Record { kind, body } => {
                     self.store.append(Timestamp::now(), kind, body).await?;
                 }
-                Effect::Incident { kind, severity, station, detail } => {
-                    tracing::warn!(?kind, ?severity, station = station.as_ref().map(|s| s.to_string()), %detail, "incident opened");
-                    let body = serde_json::json!({ "transition": "opened", "kind": kind, "severity": severity, "station": station, "detail": detail });
+                Effect::Incident { id, transition } => {
+                    tracing::warn!(incident = %id, ?transition, "incident");
+                    let body = serde_json::json!({ "incident": id, "transition": transition });
                     self.store.append(Timestamp::now(), "incident", body).await?;
                 }
             }
@@ -271,6 +271,16 @@ impl Agent {
             Request::Stations { reply } => {
                 let _ = reply.send(self.venue.stations_json());
             }
+            Request::Incidents { reply } => {
+                let _ = reply.send(serde_json::json!({ "incidents": self.venue.incidents() }));
+            }
+            Request::Transition { id, by, resolve, reply } => {
+                let result = match self.venue.transition(now, &id, &by, resolve) {
+                    Err(error) => Err(TransitionFailure::Refused(error)),
+                    Ok(effects) => self.apply(effects).await.map_err(|error| TransitionFailure::NotRecorded(error.to_string())),
+                };
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -342,7 +352,18 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     options.set_clean_session(true);
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
 
-    let venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), loaded.config.rules.curfew_warning_minutes);
+    let rules = &loaded.config.rules;
+    let seconds = |duration: Duration| jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX);
+    let thresholds = crate::venue::Thresholds {
+        curfew_warning: jiff::SignedDuration::from_mins(i64::from(rules.curfew_warning_minutes)),
+        exit_grace: seconds(rules.exit_grace),
+        station_silent_after: seconds(rules.station_silent_after),
+        overheat_celsius: rules.overheat_celsius,
+        co_alarm_ppm: rules.co_alarm_ppm,
+        licensed_stations: loaded.config.venue.licensed_stations,
+        staff: loaded.config.venue.staff,
+    };
+    let venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), thresholds);
     let refusals: Arc<Refusals> = Arc::default();
     let (api_requests, mut requests) = mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)

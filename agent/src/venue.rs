@@ -28,8 +28,44 @@ pub(crate) enum Effect {
     Command { station: StationId, action: Action },
     /// Append an entry to the registration log.
     Record { kind: &'static str, body: serde_json::Value },
-    /// Open an incident.
-    Incident { kind: IncidentKind, severity: Severity, station: Option<StationId>, detail: String },
+    /// An incident opened, acknowledged or resolved: stored, and later
+    /// forwarded to the regulator.
+    Incident { id: String, transition: IncidentTransition },
+}
+
+/// The thresholds of the safety rules.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Thresholds {
+    pub(crate) curfew_warning: SignedDuration,
+    pub(crate) exit_grace: SignedDuration,
+    pub(crate) station_silent_after: SignedDuration,
+    pub(crate) overheat_celsius: f64,
+    pub(crate) co_alarm_ppm: f64,
+    pub(crate) licensed_stations: u32,
+    pub(crate) staff: u32,
+}
+
+/// An incident and its history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct Incident {
+    pub(crate) id: String,
+    pub(crate) kind: IncidentKind,
+    pub(crate) severity: Severity,
+    pub(crate) station: Option<StationId>,
+    pub(crate) sensor: Option<netbar_protocol::SensorId>,
+    pub(crate) detail: String,
+    pub(crate) opened: Timestamp,
+    pub(crate) acknowledged: Option<(String, Timestamp)>,
+    pub(crate) resolved: Option<(String, Timestamp, String)>,
+}
+
+/// Why an incident transition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TransitionError {
+    #[error("no incident {0}")]
+    Unknown(String),
+    #[error("incident {0} is resolved already")]
+    Resolved(String),
 }
 
 /// The outcome of a check-in at the desk.
@@ -77,7 +113,11 @@ struct Ticket {
 pub(crate) struct Venue {
     policy: Policy,
     zone: TimeZone,
-    curfew_warning: SignedDuration,
+    thresholds: Thresholds,
+    incidents: BTreeMap<u64, Incident>,
+    next_incident: u64,
+    /// When each exit door was first seen locked, while it still is.
+    exits_locked: BTreeMap<netbar_protocol::SensorId, (StationId, Timestamp, bool)>,
     stations: BTreeMap<StationId, Station>,
     /// Active check-ins by ticket code.
     tickets: HashMap<String, Ticket>,
@@ -90,11 +130,14 @@ pub(crate) struct Venue {
 const TICKET_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 
 impl Venue {
-    pub(crate) fn new(policy: Policy, zone: TimeZone, curfew_warning_minutes: u32) -> Venue {
+    pub(crate) fn new(policy: Policy, zone: TimeZone, thresholds: Thresholds) -> Venue {
         Venue {
             policy,
             zone,
-            curfew_warning: SignedDuration::from_mins(i64::from(curfew_warning_minutes)),
+            thresholds,
+            incidents: BTreeMap::new(),
+            next_incident: 0,
+            exits_locked: BTreeMap::new(),
             stations: BTreeMap::new(),
             tickets: HashMap::new(),
             by_document: HashMap::new(),
@@ -160,6 +203,150 @@ impl Venue {
         self.by_document.insert(document.number.clone(), ticket.clone());
         let effects = vec![Effect::Record { kind: "check_in", body: record_body("admitted", Some(&ticket), &[]) }];
         (CheckInOutcome::Admitted { ticket, until: decision.until, age: decision.age }, effects)
+    }
+
+    /// Opens an incident unless one of the same kind for the same place is
+    /// still open.
+    fn open_incident(
+        &mut self,
+        now: Timestamp,
+        kind: IncidentKind,
+        severity: Severity,
+        station: Option<&StationId>,
+        sensor: Option<&netbar_protocol::SensorId>,
+        detail: String,
+    ) -> Vec<Effect> {
+        let open = self.incidents.values().any(|incident| {
+            incident.resolved.is_none()
+                && incident.kind == kind
+                && incident.station.as_ref() == station
+                && incident.sensor.as_ref() == sensor
+        });
+        if open {
+            return Vec::new();
+        }
+        self.next_incident += 1;
+        let id = format!("i-{}-{}", now.as_second(), self.next_incident);
+        let incident = Incident {
+            id: id.clone(),
+            kind,
+            severity,
+            station: station.cloned(),
+            sensor: sensor.cloned(),
+            detail: detail.clone(),
+            opened: now,
+            acknowledged: None,
+            resolved: None,
+        };
+        self.incidents.insert(self.next_incident, incident);
+        vec![Effect::Incident {
+            id,
+            transition: IncidentTransition::Opened {
+                incident_kind: kind,
+                severity,
+                station: station.cloned(),
+                sensor: sensor.cloned(),
+                detail,
+            },
+        }]
+    }
+
+    /// The incidents, newest first.
+    pub(crate) fn incidents(&self) -> Vec<&Incident> {
+        self.incidents.values().rev().collect()
+    }
+
+    /// Staff acknowledges or resolves an incident.
+    pub(crate) fn transition(
+        &mut self,
+        now: Timestamp,
+        id: &str,
+        by: &str,
+        resolve: Option<String>,
+    ) -> Result<Vec<Effect>, TransitionError> {
+        let incident =
+            self.incidents.values_mut().find(|incident| incident.id == id).ok_or_else(|| TransitionError::Unknown(id.to_owned()))?;
+        if incident.resolved.is_some() {
+            return Err(TransitionError::Resolved(id.to_owned()));
+        }
+        let transition = match resolve {
+            None => {
+                incident.acknowledged = Some((by.to_owned(), now));
+                IncidentTransition::Acknowledged { by: by.to_owned() }
+            }
+            Some(note) => {
+                incident.resolved = Some((by.to_owned(), now, note.clone()));
+                IncidentTransition::Resolved { by: by.to_owned(), note }
+            }
+        };
+        Ok(vec![Effect::Incident { id: id.to_owned(), transition }])
+    }
+
+    /// An evacuation notice to every station that is online.
+    fn evacuate(&self, text: &str) -> Vec<Effect> {
+        self.stations
+            .iter()
+            .filter(|(_, station)| station.online)
+            .map(|(id, _)| Effect::Command {
+                station: id.clone(),
+                action: Action::Notify { level: NoticeLevel::Evacuation, text: text.to_owned() },
+            })
+            .collect()
+    }
+
+    fn on_sensor(&mut self, now: Timestamp, station: &StationId, reading: &SensorReading) -> Vec<Effect> {
+        let sensor = Some(&reading.sensor);
+        let mut effects = Vec::new();
+        if reading.tamper {
+            let detail = format!("sensor {} reports its casing opened or removed", reading.sensor);
+            effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(station), sensor, detail));
+        }
+        let (kind, detail) = match (&reading.reading, reading.sensor_kind) {
+            (Reading::Alarm { active: true }, SensorKind::Smoke | SensorKind::Heat) => {
+                (IncidentKind::Fire, format!("{:?} detector {} alarms", reading.sensor_kind, reading.sensor))
+            }
+            (Reading::Alarm { active: true }, SensorKind::CarbonMonoxide) => {
+                (IncidentKind::CarbonMonoxide, format!("carbon monoxide detector {} alarms", reading.sensor))
+            }
+            (Reading::Ppm { value }, SensorKind::CarbonMonoxide) if *value >= self.thresholds.co_alarm_ppm => {
+                (IncidentKind::CarbonMonoxide, format!("carbon monoxide at {value} ppm at {}", reading.sensor))
+            }
+            (Reading::Celsius { value }, SensorKind::Heat) if *value >= self.thresholds.overheat_celsius => {
+                (IncidentKind::Fire, format!("heat detector {} reads {value} °C", reading.sensor))
+            }
+            (Reading::Door { locked, .. }, SensorKind::Door) => {
+                if *locked {
+                    self.exits_locked.entry(reading.sensor.clone()).or_insert((station.clone(), now, false));
+                } else {
+                    self.exits_locked.remove(&reading.sensor);
+                }
+                return effects;
+            }
+            (Reading::Persons { value }, SensorKind::PeopleCounter) => {
+                let allowed = self.tickets.len() as u64 + u64::from(self.thresholds.staff);
+                if u64::from(*value) > allowed {
+                    let detail = format!(
+                        "{value} people counted at the door, {} checked in plus {} staff",
+                        self.tickets.len(),
+                        self.thresholds.staff
+                    );
+                    effects.extend(self.open_incident(now, IncidentKind::Overcrowded, Severity::Warning, Some(station), sensor, detail));
+                }
+                return effects;
+            }
+            (Reading::Silent { since }, _) => {
+                let detail = format!("sensor {} silent since {since}: a safety measure is switched off", reading.sensor);
+                effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(station), sensor, detail));
+                return effects;
+            }
+            _ => return effects,
+        };
+        let opened = self.open_incident(now, kind, Severity::Critical, Some(station), sensor, detail);
+        if !opened.is_empty() {
+            effects.extend(opened);
+            effects.extend(self.evacuate("EMERGENCY: leave the building now by the nearest exit. Follow staff instructions."));
+        }
+        effects
     }
 
     /// Takes back an admission whose log entry could not be stored: the
@@ -235,7 +422,16 @@ impl Venue {
                 entry.online = true;
                 entry.lock_state = telemetry.lock_state;
                 entry.telemetry = Some(telemetry.clone());
+                let hottest = telemetry.temperatures.iter().map(|t| t.celsius).fold(f64::NEG_INFINITY, f64::max);
+                if hottest >= self.thresholds.overheat_celsius {
+                    let detail = format!("station {station} at {hottest} °C");
+                    return self.open_incident(now, IncidentKind::SensorFault, Severity::Notice, Some(station), None, detail);
+                }
                 Vec::new()
+            }
+            Message::SensorReading(reading) => {
+                let reading = reading.clone();
+                self.on_sensor(now, station, &reading)
             }
             Message::CommandAck(ack) => {
                 entry.lock_state = ack.lock_state;
@@ -254,15 +450,13 @@ impl Venue {
                 Vec::new()
             }
             Message::SessionEvent(SessionEvent::Started { .. }) => Vec::new(),
-            Message::Activity(activity) if entry.session.is_none() => vec![
-                Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } },
-                Effect::Incident {
-                    kind: IncidentKind::UnregisteredUse,
-                    severity: Severity::Warning,
-                    station: Some(station.clone()),
-                    detail: format!("station {station} in use without a registration ({:?})", activity.evidence),
-                },
-            ],
+            Message::Activity(activity) if entry.session.is_none() => {
+                let mut effects =
+                    vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } }];
+                let detail = format!("station {station} in use without a registration ({:?})", activity.evidence);
+                effects.extend(self.open_incident(now, IncidentKind::UnregisteredUse, Severity::Warning, Some(station), None, detail));
+                effects
+            }
             _ => Vec::new(),
         }
     }
@@ -299,7 +493,13 @@ impl Venue {
             entry.session =
                 Some(Session { id: session_id.clone(), ticket: code.clone(), started: now, until: decision.until, warned: false });
         }
-        vec![
+        let open_sessions = self.stations.values().filter(|s| s.session.is_some()).count() as u64;
+        let mut effects = Vec::new();
+        if open_sessions > u64::from(self.thresholds.licensed_stations) {
+            let detail = format!("{open_sessions} sessions open, the venue is licensed for {}", self.thresholds.licensed_stations);
+            effects.extend(self.open_incident(now, IncidentKind::Overcrowded, Severity::Warning, None, None, detail));
+        }
+        effects.extend([
             Effect::Command {
                 station: station.clone(),
                 action: Action::Unlock {
@@ -312,32 +512,85 @@ impl Venue {
                 kind: "session_start",
                 body: json!({ "session": session_id, "station": station.as_str(), "ticket": code, "until": decision.until, "at": now }),
             },
-        ]
+        ]);
+        effects
     }
 
-    /// When the venue next needs the clock: a curfew warning or a session's end.
+    /// When the venue next needs the clock: a curfew warning or a session's
+    /// end, an exit locked beyond its grace, a station gone silent.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
-        self.stations
-            .values()
-            .filter_map(|station| station.session.as_ref())
-            .filter_map(|session| {
-                let until = session.until?;
-                Some(if session.warned { until } else { until - self.curfew_warning })
-            })
-            .min()
+        let sessions = self.stations.values().filter_map(|station| station.session.as_ref()).filter_map(|session| {
+            let until = session.until?;
+            Some(if session.warned { until } else { until - self.thresholds.curfew_warning })
+        });
+        let exits =
+            self.exits_locked.values().filter(|(_, _, reported)| !reported).map(|(_, since, _)| *since + self.thresholds.exit_grace);
+        let silence =
+            self.stations.values().filter(|station| station.online).map(|station| station.last_seen + self.thresholds.station_silent_after);
+        sessions.chain(exits).chain(silence).min()
+    }
+
+    /// Whether the venue is open at `now` (always, unless the policy enforces business hours).
+    fn open_at(&self, now: Timestamp) -> bool {
+        let adult = jiff::civil::date(1900, 1, 1);
+        !policy::evaluate(&self.policy, adult, now, &self.zone, Circumstances::default()).reasons.contains(&policy::Reason::Closed)
+    }
+
+    /// Acts on the safety deadlines due at `now`.
+    fn safety_tick(&mut self, now: Timestamp) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let open = self.open_at(now);
+        let due: Vec<_> = self
+            .exits_locked
+            .iter()
+            .filter(|(_, (_, since, reported))| !reported && now >= *since + self.thresholds.exit_grace)
+            .map(|(sensor, (station, since, _))| (sensor.clone(), station.clone(), *since))
+            .collect();
+        for (sensor, station, since) in due {
+            if let Some(entry) = self.exits_locked.get_mut(&sensor) {
+                entry.2 = true;
+            }
+            if open {
+                let detail = format!("emergency exit {sensor} locked since {since} while the venue is open");
+                effects.extend(self.open_incident(
+                    now,
+                    IncidentKind::ExitBlocked,
+                    Severity::Critical,
+                    Some(&station),
+                    Some(&sensor),
+                    detail,
+                ));
+            }
+        }
+        let silent: Vec<StationId> = self
+            .stations
+            .iter()
+            .filter(|(_, station)| station.online && now >= station.last_seen + self.thresholds.station_silent_after)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            let last_seen = self.stations.get_mut(&id).map(|station| {
+                station.online = false;
+                station.last_seen
+            });
+            let detail =
+                format!("the collector of station {id} is silent since {}: a safety measure is switched off", last_seen.unwrap_or(now));
+            effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(&id), None, detail));
+        }
+        effects
     }
 
     /// Acts on what is due at `now`: warnings before a window closes, and
     /// sessions whose decision has ended.
     pub(crate) fn tick(&mut self, now: Timestamp) -> Vec<Effect> {
-        let mut effects = Vec::new();
+        let mut effects = self.safety_tick(now);
         let mut ending = Vec::new();
         for (id, station) in &mut self.stations {
             let Some(session) = station.session.as_mut() else { continue };
             let Some(until) = session.until else { continue };
             if now >= until {
                 ending.push(id.clone());
-            } else if !session.warned && now >= until - self.curfew_warning {
+            } else if !session.warned && now >= until - self.thresholds.curfew_warning {
                 session.warned = true;
                 let minutes = (until.duration_since(now).as_secs() + 59) / 60;
                 effects.push(Effect::Command {
@@ -375,8 +628,22 @@ mod tests {
         }
     }
 
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            curfew_warning: SignedDuration::from_mins(10),
+            exit_grace: SignedDuration::from_secs(60),
+            // Long, so that the rules under test own the timer; the silence
+            // test sets its own.
+            station_silent_after: SignedDuration::from_hours(3),
+            overheat_celsius: 95.0,
+            co_alarm_ppm: 50.0,
+            licensed_stations: 2,
+            staff: 1,
+        }
+    }
+
     fn venue(preset: &str, zone: &str) -> Venue {
-        Venue::new(Policy::preset(preset).unwrap(), TimeZone::get(zone).unwrap(), 10)
+        Venue::new(Policy::preset(preset).unwrap(), TimeZone::get(zone).unwrap(), thresholds())
     }
 
     fn at(text: &str) -> Timestamp {
@@ -463,7 +730,8 @@ mod tests {
         let ended = venue.tick(end);
         assert!(matches!(&ended[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "policy"));
         assert!(matches!(&ended[1], Effect::Record { kind: "session_end", body } if body["reason"] == "policy"));
-        assert_eq!(venue.next_deadline(), None);
+        // No session left: only the station's silence deadline remains.
+        assert_eq!(venue.next_deadline(), Some(now + SignedDuration::from_hours(3)));
         // Logging in again after 22:00 is refused for the youth hours.
         let late = login(&mut venue, at("2026-11-22T13:05:00Z"), "st-3", &ticket);
         assert!(matches!(&late[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["youth_hours"]));
@@ -475,6 +743,121 @@ mod tests {
         let activity = Message::Activity(Activity { evidence: vec![Evidence::Applications], since: at("2026-11-22T12:00:00Z") });
         let effects = venue.on_message(at("2026-11-22T12:00:01Z"), &st("st-9"), &activity);
         assert!(matches!(&effects[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "unregistered"));
-        assert!(matches!(&effects[1], Effect::Incident { kind: IncidentKind::UnregisteredUse, .. }));
+        assert!(matches!(
+            &effects[1],
+            Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, .. }, .. }
+        ));
+        // Still in use a moment later: locked again, but no second incident.
+        let again = venue.on_message(at("2026-11-22T12:00:05Z"), &st("st-9"), &activity);
+        assert_eq!(again.len(), 1);
+    }
+
+    fn reading(sensor: &str, sensor_kind: SensorKind, reading: Reading) -> Message {
+        Message::SensorReading(SensorReading {
+            sensor: sensor.parse().unwrap(),
+            sensor_kind,
+            reading,
+            battery_percent: None,
+            tamper: false,
+        })
+    }
+
+    fn online(venue: &mut Venue, now: Timestamp, station: &str) {
+        let status = Message::StationStatus(StationStatus { online: true, version: "t".into(), capabilities: vec![] });
+        venue.on_message(now, &st(station), &status);
+    }
+
+    #[test]
+    fn smoke_opens_a_critical_incident_and_evacuates_every_station() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        for station in ["st-1", "st-2", "st-3"] {
+            online(&mut venue, now, station);
+        }
+        let effects = venue.on_message(now, &st("st-2"), &reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active: true }));
+        let Effect::Incident { id, transition: IncidentTransition::Opened { incident_kind, severity, .. } } = &effects[0] else {
+            panic!("{effects:?}")
+        };
+        assert_eq!((*incident_kind, *severity), (IncidentKind::Fire, Severity::Critical));
+        let notices = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, .. }, .. }))
+            .count();
+        assert_eq!(notices, 3, "every online station");
+        // The standing alarm does not open a second incident.
+        assert!(venue.on_message(now, &st("st-2"), &reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active: true })).is_empty());
+        // Acknowledged, then resolved; a resolved one cannot change again.
+        let id = id.clone();
+        assert!(
+            matches!(&venue.transition(now, &id, "li", None).unwrap()[0], Effect::Incident { transition: IncidentTransition::Acknowledged { by }, .. } if by == "li")
+        );
+        venue.transition(now, &id, "wang", Some("false alarm: toast".into())).unwrap();
+        assert_eq!(venue.transition(now, &id, "li", None), Err(TransitionError::Resolved(id.clone())));
+        assert_eq!(venue.transition(now, "i-x", "li", None), Err(TransitionError::Unknown("i-x".into())));
+        let co = venue.on_message(now, &st("st-1"), &reading("co-1", SensorKind::CarbonMonoxide, Reading::Ppm { value: 80.0 }));
+        assert!(matches!(
+            &co[0],
+            Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::CarbonMonoxide, .. }, .. }
+        ));
+        assert!(venue.on_message(now, &st("st-1"), &reading("co-2", SensorKind::CarbonMonoxide, Reading::Ppm { value: 20.0 })).is_empty());
+    }
+
+    #[test]
+    fn a_locked_exit_beyond_its_grace_and_a_silent_collector_are_incidents() {
+        let quick = Thresholds { station_silent_after: SignedDuration::from_secs(120), ..thresholds() };
+        let mut venue2 = Venue::new(Policy::preset("cn").unwrap(), TimeZone::get("Asia/Shanghai").unwrap(), quick);
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let t0 = at("2026-11-22T12:00:00Z");
+        online(&mut venue, t0, "st-1");
+        let locked = reading("door-1", SensorKind::Door, Reading::Door { open: false, locked: true });
+        assert!(venue.on_message(t0, &st("st-1"), &locked).is_empty());
+        assert_eq!(venue.next_deadline(), Some(t0 + SignedDuration::from_secs(60)));
+        assert!(venue.tick(t0 + SignedDuration::from_secs(59)).is_empty());
+        let due = venue.tick(t0 + SignedDuration::from_secs(60));
+        assert!(matches!(
+            &due[..],
+            [Effect::Incident {
+                transition: IncidentTransition::Opened { incident_kind: IncidentKind::ExitBlocked, severity: Severity::Critical, .. },
+                ..
+            }]
+        ));
+        // Unlocked in time, nothing is raised.
+        online(&mut venue2, t0, "st-1");
+        venue2.on_message(t0, &st("st-1"), &locked);
+        venue2.on_message(
+            t0 + SignedDuration::from_secs(30),
+            &st("st-1"),
+            &reading("door-1", SensorKind::Door, Reading::Door { open: false, locked: false }),
+        );
+        assert!(venue2.tick(t0 + SignedDuration::from_secs(61)).is_empty());
+        // The station's collector falls silent for longer than allowed
+        // (last heard at t0 + 30 s).
+        assert!(venue2.tick(t0 + SignedDuration::from_secs(149)).is_empty());
+        let late = t0 + SignedDuration::from_secs(150);
+        let silent = venue2.tick(late);
+        assert!(
+            matches!(
+                &silent[..],
+                [Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::SensorFault, .. }, .. }]
+            ),
+            "{silent:?}"
+        );
+        assert_eq!(venue2.next_deadline(), None, "an offline station needs no timer");
+    }
+
+    #[test]
+    fn more_people_than_admitted_is_overcrowding() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 1);
+        // One customer plus one staff: two people are fine, three are not.
+        assert!(
+            venue.on_message(now, &st("st-1"), &reading("door-count", SensorKind::PeopleCounter, Reading::Persons { value: 2 })).is_empty()
+        );
+        let effects = venue.on_message(now, &st("st-1"), &reading("door-count", SensorKind::PeopleCounter, Reading::Persons { value: 3 }));
+        assert!(matches!(
+            &effects[..],
+            [Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::Overcrowded, .. }, .. }]
+        ));
     }
 }

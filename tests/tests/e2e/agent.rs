@@ -157,10 +157,11 @@ fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_
     std::fs::write(&state_file, state).unwrap();
     let mut text = std::fs::read_to_string(station_dir.join("collector.toml")).unwrap();
     text.push_str(&format!(
-        "keep_alive = 5\nmax_backoff = 1\n[telemetry]\ninterval = 0.2\napps = [\"sleep\"]\n[spool]\ndir = \"{spool}\"\n[local]\nlisten = \"127.0.0.1:{local}\"\n[actions]\nlock = [\"sh\", \"-c\", \"echo yes > {state}\"]\nunlock = [\"sh\", \"-c\", \"echo no > {state}\"]\nnotify = [\"true\"]\nlock_state = [\"cat\", \"{state}\"]\n{extra}",
+        "keep_alive = 5\nmax_backoff = 1\n[telemetry]\ninterval = 0.2\napps = [\"sleep\"]\n[spool]\ndir = \"{spool}\"\n[local]\nlisten = \"127.0.0.1:{local}\"\n[actions]\nlock = [\"sh\", \"-c\", \"echo yes > {state}\"]\nunlock = [\"sh\", \"-c\", \"echo no > {state}\"]\nnotify = [\"sh\", \"-c\", \"echo \\\"$0: $1\\\" >> {notices}\", \"{{level}}\", \"{{text}}\"]\nlock_state = [\"cat\", \"{state}\"]\n{extra}",
         spool = station_dir.join("spool").display(),
         local = netbar_tests::free_port(),
         state = state_file.display(),
+        notices = station_dir.join("notices").display(),
     ));
     let config = station_dir.join("run.toml");
     std::fs::write(&config, text).unwrap();
@@ -181,7 +182,7 @@ fn unregistered_use_is_locked_through_the_embedded_broker_and_recorded() {
     });
     let _ = game.kill();
     let _ = game.wait();
-    assert!(venue.log().contains("incident opened"), "{}", venue.log());
+    assert!(venue.log().contains("UnregisteredUse"), "{}", venue.log());
 
     let verify = venue.records("verify");
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
@@ -320,4 +321,52 @@ fn check_in_login_session_logout_and_a_refused_minor() {
         assert!(export.contains(kind), "{kind} missing in {export}");
     }
     assert!(venue.records("verify").status.success());
+}
+
+#[test]
+fn smoke_evacuates_and_opens_a_critical_incident_staff_can_handle() {
+    let mut venue = Venue::new("smoke");
+    let station = venue.enroll("st-1");
+    let sensor = Run::new(binary("netbar-agent"))
+        .args(["enroll", "--config", venue.config.to_str().unwrap(), "sensor", "smoke-1", "--station", "st-1", "--kind", "smoke"])
+        .output()
+        .unwrap();
+    assert!(sensor.status.success(), "{}", String::from_utf8_lossy(&sensor.stderr));
+    venue.start();
+    let smoke = station.join("smoke");
+    std::fs::write(&smoke, "0\n").unwrap();
+    let source = format!(
+        "[[sensors]]\nid = \"smoke-1\"\nkind = \"smoke\"\nsource = {{ type = \"file\", path = \"{}\", interval = 0.1 }}\n",
+        smoke.display()
+    );
+    let _collector = collector(&station, &source, "yes\n");
+    let cashier = venue.sign_in("li", "cashier");
+    let manager = venue.sign_in("wang", "manager");
+    netbar_tests::wait_for("the station online", std::time::Duration::from_secs(20), || {
+        netbar_tests::http(venue.http, "GET", "/api/v1/stations", Some(&cashier), None).1["stations"][0]["online"] == true
+    });
+
+    std::fs::write(&smoke, "1\n").unwrap();
+    netbar_tests::wait_for("the evacuation notice at the station", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(station.join("notices")).unwrap_or_default().starts_with("evacuation: EMERGENCY")
+    });
+    let (_, body) = netbar_tests::http(venue.http, "GET", "/api/v1/incidents", Some(&cashier), None);
+    let incident = &body["incidents"][0];
+    assert_eq!((incident["kind"].as_str(), incident["severity"].as_str()), (Some("fire"), Some("critical")), "{body}");
+    let id = incident["id"].as_str().unwrap().to_owned();
+
+    let (status, _) = netbar_tests::http(venue.http, "POST", &format!("/api/v1/incidents/{id}/acknowledge"), Some(&cashier), None);
+    assert_eq!(status, 200);
+    let note = serde_json::json!({"note": "burnt toast in the kitchen; aired"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", &format!("/api/v1/incidents/{id}/resolve"), Some(&cashier), Some(&note));
+    assert_eq!((status, body["code"].as_str()), (403, Some("manager_only")));
+    let (status, _) = netbar_tests::http(venue.http, "POST", &format!("/api/v1/incidents/{id}/resolve"), Some(&manager), Some(&note));
+    assert_eq!(status, 200);
+    let (status, body) = netbar_tests::http(venue.http, "POST", &format!("/api/v1/incidents/{id}/acknowledge"), Some(&cashier), None);
+    assert_eq!((status, body["code"].as_str()), (409, Some("incident_resolved")));
+
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    for transition in ["\"opened\"", "\"acknowledged\"", "\"resolved\"", "burnt toast"] {
+        assert!(export.contains(transition), "{transition} missing in {export}");
+    }
 }
