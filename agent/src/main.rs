@@ -17,7 +17,6 @@ mod run;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
 // `records` and the tests use the writing side; the expectation fails the
 // build as soon as it is used, so this cannot outlive its reason.
-#[cfg_attr(not(test), expect(dead_code, reason = "purging is scheduled by `run`, which lands next"))]
 mod store;
 mod users;
 mod venue;
@@ -81,10 +80,26 @@ fn run_agent(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
         .with_target("rumqttd", tracing_subscriber::filter::LevelFilter::WARN);
     let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run::run(loaded, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    runtime.block_on(run::run(loaded, shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix (what systemd sends).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {

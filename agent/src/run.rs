@@ -27,34 +27,55 @@ use crate::venue::{Effect, Venue};
 /// The client id and user name of the agent on the bus.
 const AGENT: &str = "netbar-agent";
 
-type Append = (Timestamp, &'static str, serde_json::Value, oneshot::Sender<Result<Entry, StoreError>>);
+/// What the store thread does, in order.
+enum StoreRequest {
+    Append(Timestamp, &'static str, serde_json::Value, oneshot::Sender<Result<Entry, StoreError>>),
+    Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
+}
 
-/// The store's owner: a thread serving appends in order.
+/// The store's owner: a thread serving requests in order.
 #[derive(Debug, Clone)]
 pub(crate) struct StoreHandle {
-    appends: mpsc::Sender<Append>,
+    requests: mpsc::Sender<StoreRequest>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unwritable("the store stopped".into())
 }
 
 impl StoreHandle {
-    fn start(mut store: Store) -> StoreHandle {
-        let (appends, mut queue) = mpsc::channel::<Append>(1024);
+    fn start(mut store: Store) -> anyhow::Result<StoreHandle> {
+        let (requests, mut queue) = mpsc::channel::<StoreRequest>(1024);
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
-                while let Some((at, kind, body, reply)) = queue.blocking_recv() {
-                    let _ = reply.send(store.append(at, kind, &body));
+                while let Some(request) = queue.blocking_recv() {
+                    match request {
+                        StoreRequest::Append(at, kind, body, reply) => {
+                            let _ = reply.send(store.append(at, kind, &body));
+                        }
+                        StoreRequest::Purge(now, reply) => {
+                            let _ = reply.send(store.purge(now));
+                        }
+                    }
                 }
             })
-            .map(drop)
-            .unwrap_or_else(|error| eprintln!("netbar-agent: cannot start the store thread: {error}"));
-        StoreHandle { appends }
+            .context("cannot start the store thread")?;
+        Ok(StoreHandle { requests })
     }
 
     /// Appends and returns once the entry is committed durably.
     pub(crate) async fn append(&self, at: Timestamp, kind: &'static str, body: serde_json::Value) -> Result<Entry, StoreError> {
         let (reply, committed) = oneshot::channel();
-        self.appends.send((at, kind, body, reply)).await.map_err(|_| StoreError::Unwritable("the store stopped".into()))?;
-        committed.await.map_err(|_| StoreError::Unwritable("the store stopped".into()))?
+        self.requests.send(StoreRequest::Append(at, kind, body, reply)).await.map_err(|_| stopped())?;
+        committed.await.map_err(|_| stopped())?
+    }
+
+    /// Removes entries older than the retention period.
+    pub(crate) async fn purge(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.requests.send(StoreRequest::Purge(now, reply)).await.map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?
     }
 }
 
@@ -304,7 +325,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         log_head = store.head().0,
         "registration log open"
     );
-    let store = StoreHandle::start(store);
+    let store = StoreHandle::start(store)?;
 
     let agent_password = format!("{:032x}", rand::random::<u128>());
     let options = match loaded.config.broker.mode {
@@ -377,6 +398,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         }
     });
     let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals };
+    // Old records go on a schedule, never younger than the retention period.
+    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         let deadline = agent.venue.next_deadline();
@@ -401,9 +425,21 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 }
             }
             Some(request) = requests.recv() => agent.on_request(request).await,
+            _ = purge.tick() => match agent.store.purge(Timestamp::now()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "registration records past the retention period purged"),
+                Err(error) => tracing::error!(%error, "cannot purge old registration records"),
+            },
             () = &mut shutdown => break,
         }
     }
-    tracing::info!(refused = ?agent.refusals.snapshot(), "stopping");
+    // Every acknowledged entry is committed already (appends are synchronous
+    // with their answers); finish what the API queued, then stop.
+    requests.close();
+    while let Some(request) = requests.recv().await {
+        agent.on_request(request).await;
+    }
+    let _ = agent.client.disconnect().await;
+    tracing::info!(refused = ?agent.refusals.snapshot(), "stopped");
     Ok(())
 }

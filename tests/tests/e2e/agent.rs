@@ -370,3 +370,19 @@ fn smoke_evacuates_and_opens_a_critical_incident_staff_can_handle() {
         assert!(export.contains(transition), "{transition} missing in {export}");
     }
 }
+
+#[test]
+fn sigterm_stops_the_agent_cleanly_with_the_log_intact() {
+    let mut venue = Venue::new("sigterm");
+    venue.start();
+    let token = venue.sign_in("li", "cashier");
+    let adult = serde_json::json!({"document_type": "cn_id", "number": "11010519491231002X"});
+    assert_eq!(netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&adult)).0, 201);
+    let pid = venue.agent.as_ref().unwrap().id().to_string();
+    assert!(Run::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let agent = venue.agent.as_mut().unwrap();
+    netbar_tests::wait_for("the agent to exit", std::time::Duration::from_secs(20), || !agent.running());
+    assert!(venue.log().contains("stopped"), "{}", venue.log());
+    let verify = venue.records("verify");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 1 entries"), "{}", String::from_utf8_lossy(&verify.stdout));
+}
