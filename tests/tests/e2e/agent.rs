@@ -386,3 +386,41 @@ fn sigterm_stops_the_agent_cleanly_with_the_log_intact() {
     let verify = venue.records("verify");
     assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 1 entries"), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+#[test]
+fn kill_9_during_a_burst_of_check_ins_loses_no_acknowledged_one() {
+    let mut venue = Venue::new("kill9");
+    venue.start();
+    let token = venue.sign_in("li", "cashier");
+    let http = venue.http;
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let burst = {
+        let acknowledged = acknowledged.clone();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let body = serde_json::json!({"document_type": "other", "number": format!("P{n:07}"), "birth_date": "1990-01-01"});
+                // Once the agent is gone the connection fails: the burst ends.
+                let Ok((status, answer)) =
+                    std::panic::catch_unwind(|| netbar_tests::http(http, "POST", "/api/v1/checkins", Some(&token), Some(&body)))
+                else {
+                    return;
+                };
+                if status == 201 {
+                    acknowledged.lock().unwrap().push(answer["result"]["ticket"].as_str().unwrap().to_owned());
+                } else if status == 0 {
+                    return;
+                }
+            }
+        })
+    };
+    netbar_tests::wait_for("40 acknowledged check-ins", std::time::Duration::from_secs(30), || acknowledged.lock().unwrap().len() >= 40);
+    venue.agent.as_mut().unwrap().kill();
+    let _ = burst.join();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    for ticket in &acknowledged {
+        assert!(export.contains(&format!("\"ticket\":\"{ticket}\"")), "acknowledged ticket {ticket} lost");
+    }
+    let verify = venue.records("verify");
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
