@@ -92,6 +92,20 @@ impl Venue {
         Venue { dir, config, port, http, agent: None }
     }
 
+    /// A venue whose agent uses an external broker (the test's mosquitto).
+    fn external(name: &str, broker: &netbar_tests::Mosquitto) -> Venue {
+        let mut venue = Venue::new(name);
+        let text = std::fs::read_to_string(&venue.config)
+            .unwrap()
+            .replace("mode = \"embedded\"", "mode = \"external\"")
+            .replace("# host = \"127.0.0.1\"", "host = \"127.0.0.1\"")
+            .replace("# port = 1883", &format!("port = {}", broker.port))
+            .replace(&format!("advertise = \"127.0.0.1:{}\"", venue.port), &format!("advertise = \"127.0.0.1:{}\"", broker.port));
+        std::fs::write(&venue.config, text).unwrap();
+        venue.port = broker.port;
+        venue
+    }
+
     fn enroll(&self, station: &str) -> std::path::PathBuf {
         let out = self.dir.path().join("stations");
         let output = Run::new(binary("netbar-agent"))
@@ -108,9 +122,10 @@ impl Venue {
             &["run", "--config", self.config.to_str().unwrap()],
             self.dir.path().join("agent.stderr"),
         );
-        let port = self.port;
-        netbar_tests::wait_for("the agent's broker", std::time::Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        let (port, http) = (self.port, self.http);
+        // The API comes up last: after the store, the broker and the bus.
+        netbar_tests::wait_for("the agent's broker and API", std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
         });
         self.agent = Some(agent);
     }
@@ -168,9 +183,9 @@ fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_
     netbar_tests::Process::start(&binary("netbar-collector"), &["--config", config.to_str().unwrap(), "run"], station_dir.join("stderr"))
 }
 
-#[test]
-fn unregistered_use_is_locked_through_the_embedded_broker_and_recorded() {
-    let mut venue = Venue::new("unregistered");
+/// Unregistered use at a real collector: the agent locks the station and
+/// records an incident.
+fn unregistered_use_is_locked(mut venue: Venue) {
     let station = venue.enroll("st-1");
     venue.start();
     // Someone plays at an unlocked station nobody registered.
@@ -188,6 +203,17 @@ fn unregistered_use_is_locked_through_the_embedded_broker_and_recorded() {
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(export.contains("\"kind\":\"incident\"") && export.contains("unregistered_use"), "{export}");
+}
+
+#[test]
+fn unregistered_use_is_locked_through_the_embedded_broker_and_recorded() {
+    unregistered_use_is_locked(Venue::new("unregistered"));
+}
+
+#[test]
+fn unregistered_use_is_locked_through_mosquitto_and_recorded() {
+    let broker = netbar_tests::Mosquitto::start();
+    unregistered_use_is_locked(Venue::external("unregistered-mosquitto", &broker));
 }
 
 #[test]
@@ -259,7 +285,18 @@ fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
 
 #[test]
 fn check_in_login_session_logout_and_a_refused_minor() {
-    let mut venue = Venue::new("flow");
+    check_in_flow(Venue::new("flow"));
+}
+
+#[test]
+fn check_in_login_session_logout_and_a_refused_minor_over_mosquitto() {
+    let broker = netbar_tests::Mosquitto::start();
+    check_in_flow(Venue::external("flow-mosquitto", &broker));
+}
+
+/// The desk and a station, end to end: a refused minor, an invalid number,
+/// an admitted adult who logs in, logs out and is checked out.
+fn check_in_flow(mut venue: Venue) {
     let station = venue.enroll("st-1");
     venue.start();
     let (status, body) = netbar_tests::http(venue.http, "GET", "/api/v1/stations", None, None);
