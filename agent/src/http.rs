@@ -97,6 +97,7 @@ pub(crate) struct Api {
     database: std::path::PathBuf,
     refusals: Arc<Refusals>,
     zone: jiff::tz::TimeZone,
+    clock: crate::run::Clock,
 }
 
 impl std::fmt::Debug for Api {
@@ -113,8 +114,9 @@ impl Api {
         database: std::path::PathBuf,
         refusals: Arc<Refusals>,
         zone: jiff::tz::TimeZone,
+        clock: crate::run::Clock,
     ) -> Api {
-        Api { requests, sessions: Arc::default(), database, refusals, zone }
+        Api { requests, sessions: Arc::default(), database, refusals, zone, clock }
     }
 
     /// The routes.
@@ -218,7 +220,7 @@ fn explain(reason: &str) -> &'static str {
 
 async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
     let session = api.session(&headers)?;
-    let today = Timestamp::now().to_zoned(api.zone.clone()).date();
+    let today = api.clock.now().to_zoned(api.zone.clone()).date();
     let document = match (request.document_type.as_str(), request.birth_date) {
         ("cn_id", _) => identity::validate(DocumentType::CnId, &request.number, today),
         ("kr_rrn", _) => identity::validate(DocumentType::KrRrn, &request.number, today),

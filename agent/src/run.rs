@@ -27,6 +27,37 @@ use crate::venue::{Effect, Venue};
 /// The client id and user name of the agent on the bus.
 const AGENT: &str = "netbar-agent";
 
+/// The venue's clock. Normally the system's; `NETBAR_AGENT_CLOCK` (an RFC
+/// 3339 instant) starts it elsewhere, for demos and tests of time-bound
+/// rules. Commands carry instants in the stations' (system) time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Clock {
+    offset: jiff::SignedDuration,
+}
+
+impl Clock {
+    /// The system clock, or the one `NETBAR_AGENT_CLOCK` asks for.
+    pub(crate) fn from_env() -> anyhow::Result<Clock> {
+        match std::env::var("NETBAR_AGENT_CLOCK") {
+            Err(_) => Ok(Clock::default()),
+            Ok(text) => {
+                let start: Timestamp = text.parse().with_context(|| format!("NETBAR_AGENT_CLOCK {text:?} is not an RFC 3339 instant"))?;
+                tracing::warn!(%start, "the venue's clock is set by NETBAR_AGENT_CLOCK, not the system");
+                Ok(Clock { offset: start.duration_since(Timestamp::now()) })
+            }
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        Timestamp::now() + self.offset
+    }
+
+    /// An instant of the venue's clock in the system's time.
+    fn to_system(self, at: Timestamp) -> Timestamp {
+        at - self.offset
+    }
+}
+
 /// What the store thread does, in order.
 enum StoreRequest {
     Append(Timestamp, &'static str, serde_json::Value, oneshot::Sender<Result<Entry, StoreError>>),
@@ -186,6 +217,7 @@ struct Agent {
     venue: Venue,
     seen: Seen,
     refusals: Arc<Refusals>,
+    clock: Clock,
 }
 
 impl Agent {
@@ -193,7 +225,7 @@ impl Agent {
         let topic = Topic::Station { venue: self.loaded.config.venue.id.clone(), station: station.clone(), channel }.to_string();
         let mut envelope = Envelope::new(
             MessageId::from_parts(Timestamp::now(), rand::random()),
-            Timestamp::now(),
+            self.clock.now(),
             self.loaded.config.venue.id.clone(),
             Sender::agent(AGENT),
             0,
@@ -210,17 +242,20 @@ impl Agent {
     async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), StoreError> {
         for effect in effects {
             match effect {
-                Effect::Command { station, action } => {
+                Effect::Command { station, mut action } => {
+                    if let netbar_protocol::messages::Action::Unlock { until: Some(until), .. } = &mut action {
+                        *until = self.clock.to_system(*until);
+                    }
                     let command = netbar_protocol::messages::Command { command_id: format!("c-{:016x}", rand::random::<u64>()), action };
                     self.publish_to(&station, StationChannel::Command, command);
                 }
                 Effect::Record { kind, body } => {
-                    self.store.append(Timestamp::now(), kind, body).await?;
+                    self.store.append(self.clock.now(), kind, body).await?;
                 }
                 Effect::Incident { id, transition } => {
                     tracing::warn!(incident = %id, ?transition, "incident");
                     let body = serde_json::json!({ "incident": id, "transition": transition });
-                    self.store.append(Timestamp::now(), "incident", body).await?;
+                    self.store.append(self.clock.now(), "incident", body).await?;
                 }
             }
         }
@@ -251,7 +286,7 @@ impl Agent {
             self.acknowledge(&station, &envelope, Delivery::Duplicate);
             return;
         }
-        let effects = self.venue.on_message(Timestamp::now(), &station, &envelope.message);
+        let effects = self.venue.on_message(self.clock.now(), &station, &envelope.message);
         match self.apply(effects).await {
             Ok(()) if sequenced => self.acknowledge(&station, &envelope, Delivery::Stored),
             Ok(()) => {}
@@ -266,7 +301,7 @@ impl Agent {
     }
 
     async fn on_request(&mut self, request: Request) {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         match request {
             Request::CheckIn { document, circumstances, reply } => {
                 let (outcome, effects) = self.venue.check_in(now, &document, circumstances, rand::random);
@@ -390,21 +425,22 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
         .await
         .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
-    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone()).router();
+    let clock = Clock::from_env()?;
+    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone(), clock).router();
     tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "the HTTP API stopped");
         }
     });
-    let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals };
+    let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals, clock };
     // Old records go on a schedule, never younger than the retention period.
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         let deadline = agent.venue.next_deadline();
-        let wait = deadline.map(|at| Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO));
+        let wait = deadline.map(|at| Duration::try_from(at.duration_since(agent.clock.now())).unwrap_or(Duration::ZERO));
         tokio::select! {
             event = event_loop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -419,13 +455,13 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 }
             },
             _ = async { tokio::time::sleep(wait.unwrap_or(Duration::ZERO)).await }, if wait.is_some() => {
-                let effects = agent.venue.tick(Timestamp::now());
+                let effects = agent.venue.tick(agent.clock.now());
                 if let Err(error) = agent.apply(effects).await {
                     tracing::error!(%error, "cannot record the end of a session");
                 }
             }
             Some(request) = requests.recv() => agent.on_request(request).await,
-            _ = purge.tick() => match agent.store.purge(Timestamp::now()).await {
+            _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "registration records past the retention period purged"),
                 Err(error) => tracing::error!(%error, "cannot purge old registration records"),

@@ -102,15 +102,16 @@ pub enum Stdin {
 impl Process {
     /// Starts `program` with `args`, standard error to `stderr`.
     pub fn start(program: &Path, args: &[&str], stderr: PathBuf) -> Process {
-        Process::start_with(program, args, stderr, Stdin::Null)
+        Process::start_with(program, args, stderr, Stdin::Null, &[])
     }
 
-    /// Starts `program` with `args`, standard error to `stderr`, and the
-    /// given standard input.
-    pub fn start_with(program: &Path, args: &[&str], stderr: PathBuf, stdin: Stdin) -> Process {
+    /// Starts `program` with `args`, standard error to `stderr`, the given
+    /// standard input and extra environment variables.
+    pub fn start_with(program: &Path, args: &[&str], stderr: PathBuf, stdin: Stdin, env: &[(&str, &str)]) -> Process {
         let log = std::fs::File::create(&stderr).expect("stderr file");
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(if stdin == Stdin::Piped { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::null())
             .stderr(log)

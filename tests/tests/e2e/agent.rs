@@ -117,10 +117,18 @@ impl Venue {
     }
 
     fn start(&mut self) {
-        let agent = netbar_tests::Process::start(
+        self.start_at(None);
+    }
+
+    /// Starts the agent, its clock at `clock` (RFC 3339) when given.
+    fn start_at(&mut self, clock: Option<&str>) {
+        let env: Vec<(&str, &str)> = clock.map(|clock| ("NETBAR_AGENT_CLOCK", clock)).into_iter().collect();
+        let agent = netbar_tests::Process::start_with(
             &binary("netbar-agent"),
             &["run", "--config", self.config.to_str().unwrap()],
             self.dir.path().join("agent.stderr"),
+            netbar_tests::Stdin::Null,
+            &env,
         );
         let (port, http) = (self.port, self.http);
         // The API comes up last: after the store, the broker and the bus.
@@ -460,4 +468,46 @@ fn kill_9_during_a_burst_of_check_ins_loses_no_acknowledged_one() {
     }
     let verify = venue.records("verify");
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+#[test]
+fn a_curfew_warns_and_ends_a_youths_session_on_time() {
+    let mut venue = Venue::new("curfew");
+    let text = std::fs::read_to_string(&venue.config)
+        .unwrap()
+        .replace("zone = \"Asia/Shanghai\"", "zone = \"Asia/Seoul\"")
+        .replace("policy = \"cn\"", "policy = \"kr\"");
+    std::fs::write(&venue.config, text).unwrap();
+    let station = venue.enroll("st-1");
+    // The venue's clock starts fifteen seconds before 22:00 in Seoul: time
+    // enough to check in and log in, even on a busy machine.
+    venue.start_at(Some("2026-11-22T21:59:45+09:00"));
+    let token = venue.sign_in("kim", "cashier");
+    let youth = serde_json::json!({"document_type": "kr_rrn", "number": "120601-3000004"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&youth));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["result"]["until"], "2026-11-22T13:00:00Z", "admitted until 22:00 KST");
+    let ticket = body["result"]["ticket"].as_str().unwrap().to_owned();
+
+    let _collector = collector(&station, "", "yes\n");
+    netbar_tests::wait_for("the station online", std::time::Duration::from_secs(20), || {
+        netbar_tests::http(venue.http, "GET", "/api/v1/stations", Some(&token), None).1["stations"][0]["online"] == true
+    });
+    let config = station.join("run.toml");
+    let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "login", &ticket]).output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["status"], "unlocked", "{answer}");
+    // Within ten minutes of the end: a warning at once; at 22:00 the lock.
+    netbar_tests::wait_for("the curfew lock", std::time::Duration::from_secs(40), || {
+        std::fs::read_to_string(station.join("locked")).unwrap_or_default().trim() == "yes"
+    });
+    let notices = std::fs::read_to_string(station.join("notices")).unwrap_or_default();
+    assert!(notices.starts_with("warning: Your session ends in 1 minute"), "{notices}");
+    netbar_tests::wait_for("the session's end in the log", std::time::Duration::from_secs(20), || {
+        String::from_utf8(venue.records("export").stdout).unwrap().contains("\"reason\":\"policy\"")
+    });
+    // After 22:00 the ticket no longer opens a station.
+    let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "login", &ticket]).output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((answer["status"].as_str(), answer["reasons"][0].as_str()), (Some("refused"), Some("youth_hours")), "{answer}");
 }

@@ -440,7 +440,7 @@ fn simulate_runs_a_venue_of_signed_stations_with_a_smoke_alarm_on_demand() {
         spool.to_str().unwrap(),
     ];
     let mut simulation =
-        netbar_tests::Process::start_with(&binary("netbar-collector"), &args, dir.path().join("stderr"), netbar_tests::Stdin::Piped);
+        netbar_tests::Process::start_with(&binary("netbar-collector"), &args, dir.path().join("stderr"), netbar_tests::Stdin::Piped, &[]);
 
     // Every station comes online, signed with its own key; customers log in.
     let mut online = std::collections::BTreeSet::new();
