@@ -14,6 +14,8 @@ mod enroll;
 mod http;
 mod records;
 mod run;
+#[path = "../../collector/src/service.rs"]
+mod service;
 // Until `netbar-agent run` (issue 4, in progress) appends and purges, only
 // `records` and the tests use the writing side; the expectation fails the
 // build as soon as it is used, so this cannot outlive its reason.
@@ -39,6 +41,34 @@ enum Command {
     /// Run the agent: the bus, the venue's rules and the registration log.
     Run {
         /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Install and start the system service (systemd on Linux, the service
+    /// control manager on Windows) running with the given --config.
+    InstallService {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        /// Where to write the systemd unit.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: std::path::PathBuf,
+        /// Only write the unit; do not call systemctl.
+        #[arg(long)]
+        no_systemctl: bool,
+    },
+    /// Stop and remove the system service.
+    UninstallService {
+        /// Where the systemd unit is.
+        #[arg(long, default_value = "/etc/systemd/system")]
+        unit_dir: std::path::PathBuf,
+        /// Only remove the unit; do not call systemctl.
+        #[arg(long)]
+        no_systemctl: bool,
+    },
+    /// Entry point for the Windows service control manager.
+    #[command(hide = true)]
+    Service {
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
     },
@@ -68,8 +98,23 @@ enum Command {
     },
 }
 
-fn run_agent(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let loaded = config::Config::load(&config::locate(explicit))?;
+/// How the agent is installed as a service.
+pub(crate) const SERVICE: service::Service = service::Service {
+    name: "netbar-agent",
+    description: "netbar venue agent",
+    arguments: "run --config {config}",
+    windows_arguments: "service --config {config}",
+    memory_max: "512M",
+    cpu_weight: 100,
+};
+
+/// The --config given on the command line, for the service entry point.
+static CONFIG_PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+
+/// Runs the agent until `shutdown` resolves: `run` and the Windows service
+/// both come here. A Windows service has no console, so it logs to files.
+pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let loaded = config::Config::load(&config::locate(CONFIG_PATH.get().and_then(|path| path.as_deref())))?;
     let level = std::env::var("NETBAR_LOG").ok().and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok());
     // rumqttd logs every connection and subscription at info: at the scale of
     // a venue that drowns the agent's own log, so it is held to warnings.
@@ -78,10 +123,32 @@ fn run_agent(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level.unwrap_or(tracing_subscriber::filter::LevelFilter::INFO))
         .with_target("rumqttd", tracing_subscriber::filter::LevelFilter::WARN);
-    let _ = tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
+    let log_dir = loaded.config.log.dir.clone().or_else(|| {
+        (cfg!(windows) && as_service)
+            .then(|| netbar_protocol::settings::system_path("logs", true, std::env::var_os("ProgramData").map(Into::into)))
+    });
+    let _guard = match log_dir {
+        None => {
+            let _ =
+                tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
+            None
+        }
+        Some(dir) => {
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("netbar-agent")
+                .filename_suffix("log")
+                .max_log_files(loaded.config.log.keep_files.max(1))
+                .build(&dir)
+                .map_err(|error| anyhow::anyhow!("cannot log to {}: {error}", dir.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer);
+            let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
+            Some(guard)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run::run(loaded, shutdown_signal()))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(run::run(loaded, shutdown))
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix (what systemd sends).
@@ -119,7 +186,36 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
         Command::Records(command) => records::run(command),
-        Command::Run { config } => run_agent(config.as_deref()),
+        Command::Run { config } => {
+            let _ = CONFIG_PATH.set(config);
+            run_service(false, shutdown_signal()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::InstallService { config, unit_dir, no_systemctl } => {
+            // Refuse to install a service that would fail at start.
+            let path = config::locate(config.as_deref());
+            config::Config::load(&path).map_err(anyhow::Error::from).and_then(|_| {
+                let installed = service::install(&SERVICE, &service::Target { unit_dir, systemctl: !no_systemctl }, &path)?;
+                println!("installed {}", installed.display());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::UninstallService { unit_dir, no_systemctl } => {
+            service::uninstall(&SERVICE, &service::Target { unit_dir, systemctl: !no_systemctl }).map(|removed| {
+                println!("removed {}", removed.display());
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Service { config } => {
+            let _ = CONFIG_PATH.set(config);
+            #[cfg(windows)]
+            {
+                service::run_dispatcher().map(|()| ExitCode::SUCCESS)
+            }
+            #[cfg(not(windows))]
+            {
+                Err(anyhow::anyhow!("`service` is the Windows service entry point; on Linux, systemd runs `run`"))
+            }
+        }
         Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| enroll::run(&loaded, what)),

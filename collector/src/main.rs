@@ -78,6 +78,16 @@ enum Command {
     Service,
 }
 
+/// How the collector is installed as a service.
+pub(crate) const SERVICE: service::Service = service::Service {
+    name: "netbar-collector",
+    description: "netbar station collector",
+    arguments: "--config {config} run",
+    windows_arguments: "--config {config} service",
+    memory_max: "64M",
+    cpu_weight: 20,
+};
+
 /// The --config given on the command line, for the service entry point.
 static CONFIG_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
 
@@ -172,12 +182,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // Refuse to install a service that would fail at start.
             let path = config::locate(cli.config.as_deref()).map_err(anyhow::Error::msg)?;
             config::Config::load(&path)?;
-            let installed = service::install(&target(unit_dir, no_systemctl), &path)?;
+            let installed = service::install(&SERVICE, &target(unit_dir, no_systemctl), &path)?;
             println!("installed {}", installed.display());
             Ok(())
         }
         Some(Command::UninstallService { ref unit_dir, no_systemctl }) => {
-            let removed = service::uninstall(&target(unit_dir, no_systemctl))?;
+            let removed = service::uninstall(&SERVICE, &target(unit_dir, no_systemctl))?;
             println!("removed {}", removed.display());
             Ok(())
         }

@@ -1,10 +1,12 @@
-//! Installing the collector as a system service.
+//! Installing netbar's daemons as system services. The agent includes this
+//! same file (`#[path]`), so both install the same way.
 //!
-//! Linux: a hardened systemd unit. The service runs as root (logind only lets
-//! root lock other users' sessions) but with a private state directory for
-//! the spool, the rest of the file system read-only, no new privileges, a
-//! memory ceiling and a low CPU weight, and restarts on failure. Logs go to standard error, which
-//! systemd sends to the journal.
+//! Linux: a hardened systemd unit. The daemons run as root (logind only lets
+//! root lock other users' sessions; the agent's records must not be readable
+//! by a venue's ordinary accounts) but with a private state directory, the
+//! rest of the file system read-only, no new privileges, a memory ceiling,
+//! and restarts on failure. Logs go to standard error, which systemd sends
+//! to the journal.
 //!
 //! Windows: a service registered with the service control manager through
 //! the `windows-service` crate, started automatically, restarted on failure,
@@ -14,29 +16,41 @@
 
 use std::path::{Path, PathBuf};
 
-/// The service's name on both systems.
-pub(crate) const SERVICE_NAME: &str = "netbar-collector";
+/// What differs between the daemons.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Service {
+    /// The service's name on both systems, and its state directory's.
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    /// The command line after the binary, `{config}` standing for the path.
+    pub(crate) arguments: &'static str,
+    /// The same for the Windows service control manager's entry point.
+    #[cfg_attr(not(windows), allow(dead_code, reason = "read by the Windows installer only"))]
+    pub(crate) windows_arguments: &'static str,
+    pub(crate) memory_max: &'static str,
+    pub(crate) cpu_weight: u32,
+}
 
 /// The systemd unit for `binary` reading `config`.
-pub(crate) fn systemd_unit(binary: &Path, config: &Path) -> String {
+pub(crate) fn systemd_unit(service: &Service, binary: &Path, config: &Path) -> String {
+    let arguments = service.arguments.replace("{config}", &config.display().to_string());
     format!(
         "\
 [Unit]
-Description=netbar station collector
+Description={description}
 Documentation=https://github.com/netbar/netbar
 After=network-online.target
 Wants=network-online.target
 
 [Service]
 Type=exec
-ExecStart={binary} --config {config} run
+ExecStart={binary} {arguments}
 Restart=always
 RestartSec=2
-# The spool lives in /var/lib/netbar-collector (the config's spool.dir).
-StateDirectory=netbar-collector
+# State (spool, records) lives in /var/lib/{name}.
+StateDirectory={name}
 StateDirectoryMode=0700
-# Runs as root: locking and unlocking other users' sessions through logind
-# needs it. Everything else is locked down below.
+# Runs as root; everything else is locked down below.
 ProtectSystem=strict
 ProtectHome=read-only
 PrivateTmp=yes
@@ -50,16 +64,19 @@ RestrictNamespaces=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
-CPUWeight=20
-MemoryMax=64M
+CPUWeight={cpu_weight}
+MemoryMax={memory_max}
 StandardError=journal
 Environment=NETBAR_LOG=info
 
 [Install]
 WantedBy=multi-user.target
 ",
+        description = service.description,
         binary = binary.display(),
-        config = config.display()
+        name = service.name,
+        cpu_weight = service.cpu_weight,
+        memory_max = service.memory_max,
     )
 }
 
@@ -72,28 +89,28 @@ pub(crate) struct Target {
 
 /// Installs the unit and, unless told not to, enables and starts it.
 #[cfg(not(windows))]
-pub(crate) fn install(target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn install(service: &Service, target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     let binary = std::env::current_exe().context("cannot find the collector's own path")?;
     let config = std::path::absolute(config).with_context(|| format!("cannot resolve {}", config.display()))?;
-    let unit = target.unit_dir.join(format!("{SERVICE_NAME}.service"));
+    let unit = target.unit_dir.join(format!("{}.service", service.name));
     std::fs::create_dir_all(&target.unit_dir).with_context(|| format!("cannot create {}", target.unit_dir.display()))?;
-    std::fs::write(&unit, systemd_unit(&binary, &config)).with_context(|| format!("cannot write {}", unit.display()))?;
+    std::fs::write(&unit, systemd_unit(service, &binary, &config)).with_context(|| format!("cannot write {}", unit.display()))?;
     if target.systemctl {
         systemctl(&["daemon-reload"])?;
-        systemctl(&["enable", "--now", SERVICE_NAME])?;
+        systemctl(&["enable", "--now", service.name])?;
     }
     Ok(unit)
 }
 
 /// Stops, disables and removes the unit.
 #[cfg(not(windows))]
-pub(crate) fn uninstall(target: &Target) -> anyhow::Result<PathBuf> {
+pub(crate) fn uninstall(service: &Service, target: &Target) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
-    let unit = target.unit_dir.join(format!("{SERVICE_NAME}.service"));
+    let unit = target.unit_dir.join(format!("{}.service", service.name));
     if target.systemctl {
         // Not running or not enabled is fine: the goal is its absence.
-        let _ = systemctl(&["disable", "--now", SERVICE_NAME]);
+        let _ = systemctl(&["disable", "--now", service.name]);
     }
     match std::fs::remove_file(&unit) {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -135,13 +152,13 @@ mod windows {
     use windows_service::service_dispatcher;
     use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
-    use super::{SERVICE_NAME, Target};
+    use super::{Service, Target};
 
     windows_service::define_windows_service!(ffi_service_main, service_main);
 
     /// Hands the process to the service control manager (`netbar-collector service`).
     pub(crate) fn run_dispatcher() -> anyhow::Result<()> {
-        service_dispatcher::start(SERVICE_NAME, ffi_service_main)?;
+        service_dispatcher::start(crate::SERVICE.name, ffi_service_main)?;
         Ok(())
     }
 
@@ -170,7 +187,7 @@ mod windows {
             ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
             _ => ServiceControlHandlerResult::NotImplemented,
         };
-        let Ok(handle) = service_control_handler::register(SERVICE_NAME, handler) else { return };
+        let Ok(handle) = service_control_handler::register(crate::SERVICE.name, handler) else { return };
         let _ = handle.set_service_status(status(ServiceState::Running, ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN));
         if let Err(error) = crate::run_service(true, async move {
             let _ = stopped.await;
@@ -180,32 +197,36 @@ mod windows {
         let _ = handle.set_service_status(status(ServiceState::Stopped, ServiceControlAccept::empty()));
     }
 
-    pub(crate) fn install(_target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
+    pub(crate) fn install(service: &Service, _target: &Target, config: &Path) -> anyhow::Result<PathBuf> {
         let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE)?;
         let info = ServiceInfo {
-            name: OsString::from(SERVICE_NAME),
-            display_name: OsString::from("netbar station collector"),
+            name: OsString::from(service.name),
+            display_name: OsString::from(service.description),
             service_type: ServiceType::OWN_PROCESS,
             start_type: ServiceStartType::AutoStart,
             error_control: ServiceErrorControl::Normal,
             executable_path: std::env::current_exe()?,
-            launch_arguments: vec![OsString::from("--config"), config.as_os_str().to_owned(), OsString::from("service")],
+            launch_arguments: service
+                .windows_arguments
+                .split(' ')
+                .map(|argument| if argument == "{config}" { config.as_os_str().to_owned() } else { OsString::from(argument) })
+                .collect(),
             dependencies: vec![],
             account_name: None,
             account_password: None,
         };
-        let service = manager.create_service(&info, ServiceAccess::START | ServiceAccess::CHANGE_CONFIG)?;
-        service.set_description("Reports this station to the netbar venue agent")?;
-        service.start::<&str>(&[])?;
-        Ok(PathBuf::from(SERVICE_NAME))
+        let created = manager.create_service(&info, ServiceAccess::START | ServiceAccess::CHANGE_CONFIG)?;
+        created.set_description(service.description)?;
+        created.start::<&str>(&[])?;
+        Ok(PathBuf::from(service.name))
     }
 
-    pub(crate) fn uninstall(_target: &Target) -> anyhow::Result<PathBuf> {
+    pub(crate) fn uninstall(service: &Service, _target: &Target) -> anyhow::Result<PathBuf> {
         let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
-        let service = manager.open_service(SERVICE_NAME, ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS)?;
-        let _ = service.stop();
-        service.delete()?;
-        Ok(PathBuf::from(SERVICE_NAME))
+        let opened = manager.open_service(service.name, ServiceAccess::STOP | ServiceAccess::DELETE | ServiceAccess::QUERY_STATUS)?;
+        let _ = opened.stop();
+        opened.delete()?;
+        Ok(PathBuf::from(service.name))
     }
 }
 
@@ -215,9 +236,11 @@ mod tests {
 
     #[test]
     fn unit_is_hardened_and_runs_the_given_binary() {
-        let unit = systemd_unit(Path::new("/usr/bin/netbar-collector"), Path::new("/etc/netbar/collector.toml"));
-        assert!(unit.contains("ExecStart=/usr/bin/netbar-collector --config /etc/netbar/collector.toml run\n"));
-        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "StateDirectory=netbar-collector"] {
+        let unit = systemd_unit(&crate::SERVICE, Path::new("/usr/bin/x"), Path::new("/etc/netbar/x.toml"));
+        let arguments = crate::SERVICE.arguments.replace("{config}", "/etc/netbar/x.toml");
+        assert!(unit.contains(&format!("ExecStart=/usr/bin/x {arguments}\n")), "{unit}");
+        let state = format!("StateDirectory={}", crate::SERVICE.name);
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", state.as_str()] {
             assert!(unit.lines().any(|l| l == line), "missing {line}");
         }
     }
@@ -225,15 +248,15 @@ mod tests {
     #[cfg(not(windows))]
     #[test]
     fn install_and_uninstall_without_systemctl() {
-        let dir = std::env::temp_dir().join(format!("netbar-unit-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("netbar-unit-{}-{}", crate::SERVICE.name, std::process::id()));
         let target = Target { unit_dir: dir.clone(), systemctl: false };
-        let unit = install(&target, Path::new("collector.toml")).unwrap();
+        let unit = install(&crate::SERVICE, &target, Path::new("x.toml")).unwrap();
         let text = std::fs::read_to_string(&unit).unwrap();
-        let absolute = std::path::absolute("collector.toml").unwrap();
-        assert!(text.contains(&format!("--config {} run", absolute.display())), "{text}");
-        uninstall(&target).unwrap();
+        let absolute = std::path::absolute("x.toml").unwrap();
+        assert!(text.contains(&format!("--config {}", absolute.display())), "{text}");
+        uninstall(&crate::SERVICE, &target).unwrap();
         assert!(!unit.exists());
-        uninstall(&target).unwrap();
+        uninstall(&crate::SERVICE, &target).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
