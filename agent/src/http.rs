@@ -43,6 +43,16 @@ pub(crate) enum Request {
     Incidents {
         reply: oneshot::Sender<serde_json::Value>,
     },
+    Sessions {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// Staff orders a station to lock or shows it a notice.
+    Command {
+        station: netbar_protocol::StationId,
+        action: netbar_protocol::messages::Action,
+        by: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Acknowledge (no note) or resolve (with a note) an incident.
     Transition {
         id: String,
@@ -130,6 +140,8 @@ impl Api {
             .route("/api/v1/stations", get(stations))
             .route("/api/v1/me", get(me))
             .route("/api/v1/incidents", get(incidents))
+            .route("/api/v1/sessions", get(sessions))
+            .route("/api/v1/stations/{id}/commands", post(command))
             .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
             .route("/api/v1/incidents/{id}/resolve", post(resolve))
             .with_state(self)
@@ -277,6 +289,49 @@ async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
 async fn stations(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     api.session(&headers)?;
     Ok(Json(api.ask(|reply| Request::Stations { reply }).await?).into_response())
+}
+
+async fn sessions(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    Ok(Json(api.ask(|reply| Request::Sessions { reply }).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+enum StaffCommand {
+    /// Lock the station, ending its session.
+    Lock,
+    /// Show a notice.
+    Notify {
+        text: String,
+        #[serde(default)]
+        evacuation: bool,
+    },
+}
+
+async fn command(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(command): Json<StaffCommand>) -> ApiResult {
+    let session = api.session(&headers)?;
+    if session.role != Role::Manager {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "manager_only", "Only a manager may command a station."));
+    }
+    let station: netbar_protocol::StationId = id
+        .parse()
+        .map_err(|error: netbar_protocol::ids::IdError| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "station", error.to_string()))?;
+    let action = match command {
+        StaffCommand::Lock => netbar_protocol::messages::Action::Lock { reason: "staff".into() },
+        StaffCommand::Notify { text, evacuation } => {
+            if text.trim().is_empty() || text.len() > 500 {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "text", "A notice has 1 to 500 characters."));
+            }
+            let level =
+                if evacuation { netbar_protocol::messages::NoticeLevel::Evacuation } else { netbar_protocol::messages::NoticeLevel::Info };
+            netbar_protocol::messages::Action::Notify { level, text }
+        }
+    };
+    match api.ask(|reply| Request::Command { station: station.clone(), action, by: session.user, reply }).await? {
+        Ok(()) => Ok((StatusCode::ACCEPTED, Json(json!({ "station": station.as_str(), "sent": true }))).into_response()),
+        Err(error) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_station", error)),
+    }
 }
 
 async fn incidents(State(api): State<Api>, headers: HeaderMap) -> ApiResult {

@@ -327,6 +327,16 @@ impl Agent {
             Request::Stations { reply } => {
                 let _ = reply.send(self.venue.stations_json());
             }
+            Request::Sessions { reply } => {
+                let _ = reply.send(self.venue.sessions_json());
+            }
+            Request::Command { station, action, by, reply } => {
+                let result = match self.venue.staff_command(now, &station, action, &by) {
+                    None => Err(format!("station {station} is not known to the venue")),
+                    Some(effects) => self.apply(effects).await.map_err(|error| error.to_string()),
+                };
+                let _ = reply.send(result);
+            }
             Request::Incidents { reply } => {
                 let _ = reply.send(serde_json::json!({ "incidents": self.venue.incidents() }));
             }

@@ -376,6 +376,30 @@ impl Venue {
         json!({ "stations": stations })
     }
 
+    /// The open sessions as the console shows them.
+    pub(crate) fn sessions_json(&self) -> serde_json::Value {
+        let sessions: Vec<serde_json::Value> = self
+            .stations
+            .iter()
+            .filter_map(|(id, station)| station.session.as_ref().map(|s| (id, s)))
+            .map(|(id, s)| json!({ "station": id.as_str(), "id": s.id, "ticket": s.ticket, "started": s.started, "until": s.until }))
+            .collect();
+        json!({ "sessions": sessions })
+    }
+
+    /// A command from staff to a known station; a lock ends its session.
+    pub(crate) fn staff_command(&mut self, now: Timestamp, station: &StationId, action: Action, by: &str) -> Option<Vec<Effect>> {
+        if !self.stations.contains_key(station) {
+            return None;
+        }
+        let mut effects = match action {
+            Action::Lock { .. } => self.end_session(now, station, "staff"),
+            other => vec![Effect::Command { station: station.clone(), action: other }],
+        };
+        effects.push(Effect::Record { kind: "staff_command", body: json!({ "station": station.as_str(), "by": by, "at": now }) });
+        Some(effects)
+    }
+
     /// Ends a check-in: the ticket stops working and an open session on it ends.
     pub(crate) fn check_out(&mut self, now: Timestamp, ticket: &str) -> Option<Vec<Effect>> {
         let entry = self.tickets.remove(ticket)?;

@@ -349,6 +349,20 @@ fn check_in_flow(mut venue: Venue) {
     });
     let (_, stations) = netbar_tests::http(venue.http, "GET", "/api/v1/stations", Some(&token), None);
     assert_eq!(stations["stations"][0]["session"]["ticket"], ticket, "{stations}");
+    let (_, sessions) = netbar_tests::http(venue.http, "GET", "/api/v1/sessions", Some(&token), None);
+    assert_eq!(sessions["sessions"][0]["station"], "st-1", "{sessions}");
+
+    // Only a manager commands stations.
+    let notice = serde_json::json!({"action": "notify", "text": "Closing in 30 minutes"});
+    let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/stations/st-1/commands", Some(&token), Some(&notice));
+    assert_eq!((status, body["code"].as_str()), (403, Some("manager_only")));
+    let manager = venue.sign_in("wang", "manager");
+    assert_eq!(netbar_tests::http(venue.http, "POST", "/api/v1/stations/st-1/commands", Some(&manager), Some(&notice)).0, 202);
+    let (status, _) = netbar_tests::http(venue.http, "POST", "/api/v1/stations/st-404/commands", Some(&manager), Some(&notice));
+    assert_eq!(status, 404);
+    netbar_tests::wait_for("the manager's notice at the station", std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(station.join("notices")).unwrap_or_default().contains("info: Closing in 30 minutes")
+    });
 
     // Logout at the station ends the session; check-out at the desk ends the ticket.
     let output = Run::new(binary("netbar-collector")).args(["--config", config.to_str().unwrap(), "logout"]).output().unwrap();
