@@ -37,7 +37,8 @@ pub(crate) struct Args {
     /// The broker's port (default: the config's, else 1883).
     #[arg(long)]
     port: Option<u16>,
-    /// A directory of station keys, `<station>.key` each, as enrollment writes them.
+    /// A directory of station keys: `<station>.key`, or `<station>/station.key`
+    /// as `netbar-agent enroll station --out DIR` writes them.
     #[arg(long, value_name = "DIR")]
     keys_dir: Option<PathBuf>,
     /// Where the stations' spools go (default: a directory under the system's temp dir).
@@ -79,7 +80,11 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
         };
         config.station.venue = venue.clone();
         config.station.id = id.clone();
-        config.station.key_file = args.keys_dir.as_ref().map(|dir| dir.join(format!("{id}.key")));
+        // `<dir>/<id>.key`, or `<dir>/<id>/station.key` as `netbar-agent enroll station --out <dir>` writes it.
+        config.station.key_file = args.keys_dir.as_ref().map(|dir| {
+            let flat = dir.join(format!("{id}.key"));
+            if flat.exists() { flat } else { dir.join(id.as_str()).join("station.key") }
+        });
         if let Some(host) = &args.host {
             config.broker.host = host.clone();
         }
