@@ -106,7 +106,8 @@ fn run(name: &'static str, stations: u64, window: Duration, external: Option<&Mo
     enroll("probe");
     let probe_key = StationKey::from_hex(&std::fs::read_to_string(keys.join("probe/station.key")).expect("probe key")).expect("key");
 
-    let agent = Process::start(&binary("netbar-agent"), &["run", "--config", config.to_str().expect("UTF-8")], dir.path().join("agent.stderr"));
+    let agent =
+        Process::start(&binary("netbar-agent"), &["run", "--config", config.to_str().expect("UTF-8")], dir.path().join("agent.stderr"));
     wait_for("the agent", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok());
     let mut add = Command::new(binary("netbar-agent"))
         .args(["user", "--config", config.to_str().expect("UTF-8"), "add", "bench", "--role", "cashier"])
@@ -116,7 +117,8 @@ fn run(name: &'static str, stations: u64, window: Duration, external: Option<&Mo
         .expect("user add");
     std::io::Write::write_all(&mut add.stdin.take().expect("stdin"), b"bench-password\n").expect("password");
     assert!(add.wait().expect("user add").success());
-    let (_, login) = http(http_port, "POST", "/api/v1/login", None, Some(&serde_json::json!({"name": "bench", "password": "bench-password"})));
+    let (_, login) =
+        http(http_port, "POST", "/api/v1/login", None, Some(&serde_json::json!({"name": "bench", "password": "bench-password"})));
     let token = login["token"].as_str().expect("token").to_owned();
 
     let port_text = bus_port.to_string();
@@ -124,8 +126,21 @@ fn run(name: &'static str, stations: u64, window: Duration, external: Option<&Mo
     let _simulation = Process::start_with(
         &binary("netbar-collector"),
         &[
-            "simulate", "--stations", &stations_text, "--venue", "venue-1", "--port", &port_text, "--pace", "0.2", "--interval", "1",
-            "--keys-dir", keys.to_str().expect("UTF-8"), "--spool-root", dir.path().join("spool").to_str().expect("UTF-8"),
+            "simulate",
+            "--stations",
+            &stations_text,
+            "--venue",
+            "venue-1",
+            "--port",
+            &port_text,
+            "--pace",
+            "0.2",
+            "--interval",
+            "1",
+            "--keys-dir",
+            keys.to_str().expect("UTF-8"),
+            "--spool-root",
+            dir.path().join("spool").to_str().expect("UTF-8"),
         ],
         dir.path().join("simulate.stderr"),
         Stdin::Null,
