@@ -17,61 +17,21 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use netbar_tests::{Mosquitto, Process, TempDir, cpu_seconds, free_port, peak_rss_kib, wait_for};
 
 const WARM_UP: Duration = Duration::from_secs(3);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn wait_port(port: u16) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(program: &str, args: &[&str]) -> Guard {
-    let child = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-    Guard(child.unwrap_or_else(|e| panic!("{program}: {e}")))
-}
-
-fn clock_ticks() -> f64 {
-    let output = Command::new("getconf").arg("CLK_TCK").output().ok();
-    output.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the parenthesised name, utime and stime are the 12th and 13th fields.
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / clock_ticks()
-}
-
-/// Peak resident set size in MB.
+/// Peak resident set size in MB (10^6 bytes), as collectd's figures are given.
 fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1000.0)
+    peak_rss_kib(pid) * 1024.0 / 1e6
+}
+
+fn spawn(program: &str, args: &[&str], dir: &Path) -> Process {
+    let name = Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Process::start(Path::new(program), args, dir.join(format!("{name}.stderr")))
 }
 
 struct Figures {
@@ -124,8 +84,8 @@ fn netbar(broker: u16, dir: &Path, window: Duration) -> Figures {
             }
         }
     });
-    let collector = spawn(env!("CARGO_BIN_EXE_netbar-collector"), &["--config", config.to_str().expect("UTF-8"), "run"]);
-    let figures = measure("netbar-collector (1 s)", collector.0.id(), window, || count.try_iter().count() as u64);
+    let collector = spawn(env!("CARGO_BIN_EXE_netbar-collector"), &["--config", config.to_str().expect("UTF-8"), "run"], dir);
+    let figures = measure("netbar-collector (1 s)", collector.id(), window, || count.try_iter().count() as u64);
     drop(client);
     figures
 }
@@ -140,17 +100,17 @@ fn collectd(broker: u16, dir: &Path, window: Duration) -> Option<Figures> {
         dir = dir.display()
     );
     std::fs::write(&config, text).ok()?;
-    let collectd = spawn(binary, &["-f", "-C", config.to_str()?]);
+    let collectd = spawn(binary, &["-f", "-C", config.to_str()?], dir);
     // One sample of every plugin per interval.
-    Some(measure("collectd 5.12 (Interval 1)", collectd.0.id(), window, || 1))
+    Some(measure("collectd 5.12 (Interval 1)", collectd.id(), window, || 1))
 }
 
-fn node_exporter(window: Duration) -> Option<Figures> {
+fn node_exporter(dir: &Path, window: Duration) -> Option<Figures> {
     let binary = ["/usr/bin/prometheus-node-exporter", "/usr/local/bin/node_exporter"].into_iter().find(|p| Path::new(p).exists())?;
     let port = free_port();
     let address = format!("--web.listen-address=127.0.0.1:{port}");
-    let exporter = spawn(binary, &[&address]);
-    wait_port(port);
+    let exporter = spawn(binary, &[&address], dir);
+    wait_for("node_exporter to listen", Duration::from_secs(10), || TcpStream::connect(("127.0.0.1", port)).is_ok());
     let scrape = || {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return 0 };
         let request = format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
@@ -160,37 +120,35 @@ fn node_exporter(window: Duration) -> Option<Figures> {
         let mut body = Vec::new();
         u64::from(stream.read_to_end(&mut body).is_ok() && body.len() > 1000)
     };
-    Some(measure("node_exporter 1.5 (scraped 1/s)", exporter.0.id(), window, scrape))
-}
-
-fn mosquitto(dir: &Path) -> Option<(Guard, u16)> {
-    let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists())?;
-    let port = free_port();
-    let config = dir.join("mosquitto.conf");
-    std::fs::write(&config, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).ok()?;
-    let broker = spawn(binary, &["-c", config.to_str()?]);
-    wait_port(port);
-    Some((broker, port))
+    Some(measure("node_exporter 1.5 (scraped 1/s)", exporter.id(), window, scrape))
 }
 
 fn main() {
     let window = Duration::from_secs(std::env::var("NETBAR_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
-    let dir: PathBuf = std::env::temp_dir().join(format!("netbar-footprint-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let (_broker, port) = mosquitto(&dir).expect("mosquitto is installed");
-    let ours = netbar(port, &dir, window);
-    let peers = [collectd(port, &dir, window), node_exporter(window)];
+    let scratch = TempDir::new("footprint");
+    let dir = scratch.path();
+    let broker = Mosquitto::start();
+    let port = broker.port;
+    let ours = netbar(port, dir, window);
+    let peers = [collectd(port, dir, window), node_exporter(dir, window)];
     println!("footprint over {} s after {} s warm-up (peak RSS = VmHWM; CPU = utime+stime)", window.as_secs(), WARM_UP.as_secs());
     println!("{:<32} {:>12} {:>14} {:>8} {:>12} {:>12}", "", "peak RSS MB", "CPU ms/sample", "samples", "RSS / ours", "CPU / ours");
     let row = |f: &Figures| {
+        // CPU is counted in 10 ms ticks: over a short window ours may be zero,
+        // and a ratio to zero says nothing.
+        let cpu_ratio = if ours.cpu_ms_per_sample > 0.0 {
+            format!("{:.2}x", f.cpu_ms_per_sample / ours.cpu_ms_per_sample)
+        } else {
+            "n/a (window too short)".to_owned()
+        };
         println!(
-            "{:<32} {:>12.2} {:>14.2} {:>8} {:>11.2}x {:>11.2}x",
+            "{:<32} {:>12.2} {:>14.2} {:>8} {:>11.2}x {:>12}",
             f.name,
             f.rss_mb,
             f.cpu_ms_per_sample,
             f.samples,
             f.rss_mb / ours.rss_mb.max(0.001),
-            f.cpu_ms_per_sample / ours.cpu_ms_per_sample.max(0.0001)
+            cpu_ratio
         )
     };
     row(&ours);
@@ -200,5 +158,4 @@ fn main() {
             None => println!("{name:<32} not installed"),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use netbar_protocol::messages::{Activity, Evidence};
 use netbar_protocol::{Envelope, Message, MessageId, Sender, StationKey, decode, encode};
-use netbar_tests::{Mosquitto, Process, Stdin, TempDir, binary, free_port, http, wait_for};
+use netbar_tests::{Mosquitto, Process, Stdin, TempDir, binary, cpu_seconds, free_port, http, peak_rss_kib, wait_for};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -36,22 +36,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 struct Figures {
@@ -227,7 +211,7 @@ fn run(name: &'static str, stations: u64, window: Duration, external: Option<&Mo
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let mut check_in = check_ins.join().unwrap_or_default();
-    let rss = peak_rss_mib(agent.id());
+    let rss = peak_rss_kib(agent.id()) / 1024.0;
     enforcement.sort_by(f64::total_cmp);
     check_in.sort_by(f64::total_cmp);
     for half in [&mut halves.0, &mut halves.1] {

@@ -314,3 +314,27 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Opti
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        let output = Command::new("getconf").arg("CLK_TCK").output().ok();
+        output.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesised name, utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<f64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0.0)).collect();
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / ticks
+}
+
+/// Peak resident set size (VmHWM) of process `pid` in KiB, from /proc.
+pub fn peak_rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
