@@ -121,13 +121,7 @@ impl Default for Rules {
 }
 
 /// Why a configuration was refused: the file, the key and the reason.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {}{reason}", path.display(), if key.is_empty() { String::new() } else { format!("key `{key}`: ") })]
-pub(crate) struct ConfigError {
-    pub(crate) path: PathBuf,
-    pub(crate) key: String,
-    pub(crate) reason: String,
-}
+pub(crate) type ConfigError = netbar_protocol::settings::FileError;
 
 /// A configuration with its policy and zone resolved.
 #[derive(Debug, Clone)]
@@ -140,7 +134,7 @@ pub(crate) struct Loaded {
 impl Config {
     /// Parses and checks `text`, read from `path` (policy files are relative to it).
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
-        let error = |key: &str, reason: String| ConfigError { path: path.to_owned(), key: key.to_owned(), reason };
+        let error = |key: &str, reason: String| ConfigError::new(path, key, reason);
         let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(&e.key, e.reason))?;
         let zone = jiff::tz::TimeZone::get(&config.venue.zone)
             .map_err(|e| error("venue.zone", format!("{:?} is not a known time zone: {e}", config.venue.zone)))?;
@@ -170,11 +164,7 @@ impl Config {
 
     /// Reads and parses the file at `path`.
     pub(crate) fn load(path: &Path) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "", format!("cannot read: {e}")))?;
         Config::parse(path, &text)
     }
 }

@@ -7,7 +7,6 @@
 //! user's configuration directory (`directories`). A file that does not parse
 //! is refused at start with its path, the key and the reason.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -268,30 +267,13 @@ fn default_poll() -> Duration {
     Duration::from_secs(10)
 }
 
-/// Why a configuration was refused.
-#[derive(Debug)]
-pub(crate) struct ConfigError {
-    pub(crate) path: PathBuf,
-    pub(crate) key: String,
-    pub(crate) reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.path.display(), self.reason)
-        } else {
-            write!(f, "{}: key `{}`: {}", self.path.display(), self.key, self.reason)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// Why a configuration was refused: the file, the key and the reason.
+pub(crate) type ConfigError = netbar_protocol::settings::FileError;
 
 impl Config {
     /// Parses `text`, read from `path`, and checks what types cannot.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let error = |key: String, reason: String| ConfigError { path: path.to_owned(), key, reason };
+        let error = |key: String, reason: String| ConfigError::new(path, key, reason);
         let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(e.key, e.reason))?;
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
         // A relative key file sits next to the configuration, as enrollment writes them.
@@ -337,11 +319,7 @@ impl Config {
 
     /// Reads and parses the file at `path`.
     pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            key: String::new(),
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(path, "", format!("cannot read: {e}")))?;
         Config::parse(path, &text)
     }
 

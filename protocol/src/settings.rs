@@ -19,6 +19,23 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+/// What is wrong with a settings file: the file, the key and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {error}", path.display())]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong in it.
+    pub error: SettingsError,
+}
+
+impl FileError {
+    /// An error about `key` (empty for the file as a whole) in `path`.
+    pub fn new(path: &std::path::Path, key: impl Into<String>, reason: impl Into<String>) -> FileError {
+        FileError { path: path.to_owned(), error: SettingsError { key: key.into(), reason: reason.into() } }
+    }
+}
+
 /// Parses `text` as a `T`, naming the key of the first error.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, SettingsError> {
     let deserializer = toml::Deserializer::parse(text)
