@@ -62,6 +62,8 @@ impl Clock {
 enum StoreRequest {
     Append(Timestamp, &'static str, serde_json::Value, oneshot::Sender<Result<Entry, StoreError>>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
+    /// Answered once everything queued before it is done.
+    Flush(oneshot::Sender<()>),
 }
 
 /// The store's owner: a thread serving requests in order.
@@ -74,20 +76,82 @@ fn stopped() -> StoreError {
     StoreError::Unwritable("the store stopped".into())
 }
 
+/// Most entries committed in one transaction.
+const BATCH: usize = 256;
+
+/// An entry queued for the store; [`Pending::committed`] waits for its commit.
+pub(crate) struct Pending(oneshot::Receiver<Result<Entry, StoreError>>);
+
+impl Pending {
+    pub(crate) async fn committed(self) -> Result<Entry, StoreError> {
+        self.0.await.map_err(|_| stopped())?
+    }
+}
+
+/// The entries some event caused, on their way to the store.
+#[derive(Default)]
+struct Commits(Vec<Pending>);
+
+impl Commits {
+    /// Waits until every entry is committed; the first failure otherwise.
+    async fn done(self) -> Result<(), StoreError> {
+        for pending in self.0 {
+            pending.committed().await?;
+        }
+        Ok(())
+    }
+}
+
 impl StoreHandle {
     fn start(mut store: Store) -> anyhow::Result<StoreHandle> {
-        let (requests, mut queue) = mpsc::channel::<StoreRequest>(1024);
+        let (requests, mut queue) = mpsc::channel::<StoreRequest>(4096);
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
-                while let Some(request) = queue.blocking_recv() {
+                let mut next = queue.blocking_recv();
+                while let Some(request) = next.take() {
                     match request {
                         StoreRequest::Append(at, kind, body, reply) => {
-                            let _ = reply.send(store.append(at, kind, &body));
+                            // Whatever queued up meanwhile commits with it:
+                            // one sync for a burst, in the order received.
+                            let mut batch = vec![(at, kind, body, reply)];
+                            while batch.len() < BATCH {
+                                match queue.try_recv() {
+                                    Ok(StoreRequest::Append(at, kind, body, reply)) => batch.push((at, kind, body, reply)),
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            let entries: Vec<_> = batch.iter().map(|(at, kind, body, _)| (*at, *kind, body)).collect();
+                            match store.append_all(&entries) {
+                                Ok(committed) => {
+                                    for ((.., reply), entry) in batch.into_iter().zip(committed) {
+                                        let _ = reply.send(Ok(entry));
+                                    }
+                                }
+                                Err(error) => {
+                                    let text = error.to_string();
+                                    for (.., reply) in batch {
+                                        let _ = reply.send(Err(match error {
+                                            StoreError::Full => StoreError::Full,
+                                            _ => StoreError::Unwritable(text.clone()),
+                                        }));
+                                    }
+                                }
+                            }
                         }
                         StoreRequest::Purge(now, reply) => {
                             let _ = reply.send(store.purge(now));
                         }
+                        StoreRequest::Flush(reply) => {
+                            let _ = reply.send(());
+                        }
+                    }
+                    if next.is_none() {
+                        next = queue.blocking_recv();
                     }
                 }
             })
@@ -95,11 +159,15 @@ impl StoreHandle {
         Ok(StoreHandle { requests })
     }
 
-    /// Appends and returns once the entry is committed durably.
-    pub(crate) async fn append(&self, at: Timestamp, kind: &'static str, body: serde_json::Value) -> Result<Entry, StoreError> {
+    /// Queues an entry; it is committed, in order, soon after.
+    pub(crate) async fn queue(&self, at: Timestamp, kind: &'static str, body: serde_json::Value) -> Pending {
         let (reply, committed) = oneshot::channel();
-        self.requests.send(StoreRequest::Append(at, kind, body, reply)).await.map_err(|_| stopped())?;
-        committed.await.map_err(|_| stopped())?
+        if let Err(mpsc::error::SendError(StoreRequest::Append(.., reply))) =
+            self.requests.send(StoreRequest::Append(at, kind, body, reply)).await
+        {
+            let _ = reply.send(Err(stopped()));
+        }
+        Pending(committed)
     }
 
     /// Removes entries older than the retention period.
@@ -107,6 +175,14 @@ impl StoreHandle {
         let (reply, done) = oneshot::channel();
         self.requests.send(StoreRequest::Purge(now, reply)).await.map_err(|_| stopped())?;
         done.await.map_err(|_| stopped())?
+    }
+
+    /// Returns once everything queued so far is done.
+    async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.requests.send(StoreRequest::Flush(reply)).await.is_ok() {
+            let _ = done.await;
+        }
     }
 }
 
@@ -207,6 +283,12 @@ impl Seen {
     }
 }
 
+/// What the agent takes back when an event's log entries cannot be committed.
+enum Undo {
+    CheckIn(String),
+    Incident(Box<crate::venue::Incident>),
+}
+
 /// The running agent's bus side.
 struct Agent {
     loaded: Loaded,
@@ -218,10 +300,16 @@ struct Agent {
     seen: Seen,
     refusals: Arc<Refusals>,
     clock: Clock,
+    /// Answers waiting for their commits: receipts, API replies.
+    waiting: tokio::task::JoinSet<()>,
+    undo: mpsc::UnboundedSender<Undo>,
+    /// Subscriptions the broker has yet to acknowledge.
+    unsubscribed: usize,
 }
 
 impl Agent {
-    fn publish_to(&self, station: &StationId, channel: StationChannel, message: impl Into<Message>) {
+    /// A message to a station, signed with its key: the topic and payload.
+    fn signed(&self, station: &StationId, channel: StationChannel, message: impl Into<Message>) -> Option<(String, Vec<u8>)> {
         let topic = Topic::Station { venue: self.loaded.config.venue.id.clone(), station: station.clone(), channel }.to_string();
         let mut envelope = Envelope::new(
             MessageId::from_parts(Timestamp::now(), rand::random()),
@@ -231,15 +319,22 @@ impl Agent {
             0,
             message,
         );
-        let Some(key) = self.enrolled.stations.get(station.as_str()) else { return };
+        let key = self.enrolled.stations.get(station.as_str())?;
         key.sign(&topic, &mut envelope);
-        if let Err(error) = self.client.try_publish(topic, QoS::AtLeastOnce, false, encode(&envelope)) {
+        Some((topic, encode(&envelope).into_bytes()))
+    }
+
+    fn publish_to(&self, station: &StationId, channel: StationChannel, message: impl Into<Message>) {
+        let Some((topic, payload)) = self.signed(station, channel, message) else { return };
+        if let Err(error) = self.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
             tracing::warn!(%station, %error, "cannot publish to station");
         }
     }
 
-    /// Applies effects; log entries are committed before this returns.
-    async fn apply(&mut self, effects: Vec<Effect>) -> Result<(), StoreError> {
+    /// Applies effects: commands leave at once, log entries are queued for
+    /// the store, in order; the returned commits say when they are durable.
+    async fn apply(&mut self, effects: Vec<Effect>) -> Commits {
+        let mut commits = Commits::default();
         for effect in effects {
             match effect {
                 Effect::Command { station, mut action } => {
@@ -250,16 +345,25 @@ impl Agent {
                     self.publish_to(&station, StationChannel::Command, command);
                 }
                 Effect::Record { kind, body } => {
-                    self.store.append(self.clock.now(), kind, body).await?;
+                    commits.0.push(self.store.queue(self.clock.now(), kind, body).await);
                 }
                 Effect::Incident { id, transition } => {
                     tracing::warn!(incident = %id, ?transition, "incident");
                     let body = serde_json::json!({ "incident": id, "transition": transition });
-                    self.store.append(self.clock.now(), "incident", body).await?;
+                    commits.0.push(self.store.queue(self.clock.now(), "incident", body).await);
                 }
             }
         }
-        Ok(())
+        commits
+    }
+
+    /// Runs `then` with the outcome once `commits` are durable, without
+    /// holding up the next event.
+    fn after<F>(&mut self, commits: Commits, then: impl FnOnce(Result<(), StoreError>) -> F + Send + 'static)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.waiting.spawn(async move { then(commits.done().await).await });
     }
 
     async fn on_message(&mut self, topic: &str, payload: &[u8]) {
@@ -282,22 +386,31 @@ impl Agent {
             }
         };
         let sequenced = envelope.seq > 0;
+        let receipt = |delivery| DeliveryAck { entries: vec![DeliveryEntry { id: envelope.id, seq: envelope.seq, delivery }] };
         if sequenced && !self.seen.first_time(station.as_str(), envelope.id) {
-            self.acknowledge(&station, &envelope, Delivery::Duplicate);
+            self.publish_to(&station, StationChannel::Delivery, receipt(Delivery::Duplicate));
             return;
         }
         let effects = self.venue.on_message(self.clock.now(), &station, &envelope.message);
-        match self.apply(effects).await {
-            Ok(()) if sequenced => self.acknowledge(&station, &envelope, Delivery::Stored),
-            Ok(()) => {}
-            // Not stored: no receipt, so the station keeps it and sends it again.
-            Err(error) => tracing::error!(%station, %error, "message not stored; the station will resend it"),
+        let commits = self.apply(effects).await;
+        if commits.0.is_empty() && !sequenced {
+            return;
         }
-    }
-
-    fn acknowledge(&self, station: &StationId, envelope: &Envelope, delivery: Delivery) {
-        let ack = DeliveryAck { entries: vec![DeliveryEntry { id: envelope.id, seq: envelope.seq, delivery }] };
-        self.publish_to(station, StationChannel::Delivery, ack);
+        // The receipt leaves only once the entries are committed; without
+        // it the station keeps the message and sends it again.
+        let stored = if sequenced { self.signed(&station, StationChannel::Delivery, receipt(Delivery::Stored)) } else { None };
+        let client = self.client.clone();
+        self.after(commits, move |result| async move {
+            match (result, stored) {
+                (Ok(()), Some((topic, payload))) => {
+                    if let Err(error) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+                        tracing::warn!(%station, %error, "cannot send a receipt");
+                    }
+                }
+                (Ok(()), None) => {}
+                (Err(error), _) => tracing::error!(%station, %error, "message not stored; the station will resend it"),
+            }
+        });
     }
 
     async fn on_request(&mut self, request: Request) {
@@ -305,57 +418,135 @@ impl Agent {
         match request {
             Request::CheckIn { document, circumstances, reply } => {
                 let (outcome, effects) = self.venue.check_in(now, &document, circumstances, rand::random);
-                let result = match self.apply(effects).await {
-                    Ok(()) => Ok(outcome),
-                    Err(error) => {
-                        if let crate::venue::CheckInOutcome::Admitted { ticket, .. } = &outcome {
-                            self.venue.cancel_check_in(ticket);
+                let commits = self.apply(effects).await;
+                let undo = self.undo.clone();
+                self.after(commits, move |result| async move {
+                    let _ = reply.send(match result {
+                        Ok(()) => Ok(outcome),
+                        Err(error) => {
+                            if let crate::venue::CheckInOutcome::Admitted { ticket, .. } = outcome {
+                                let _ = undo.send(Undo::CheckIn(ticket));
+                            }
+                            tracing::error!(%error, "check-in refused: it cannot be recorded");
+                            Err(error.to_string())
                         }
-                        tracing::error!(%error, "check-in refused: it cannot be recorded");
-                        Err(error.to_string())
-                    }
-                };
-                let _ = reply.send(result);
+                    });
+                });
             }
-            Request::CheckOut { ticket, reply } => {
-                let result = match self.venue.check_out(now, &ticket) {
-                    None => Ok(false),
-                    Some(effects) => self.apply(effects).await.map(|()| true).map_err(|error| error.to_string()),
-                };
-                let _ = reply.send(result);
-            }
+            Request::CheckOut { ticket, reply } => match self.venue.check_out(now, &ticket) {
+                None => {
+                    let _ = reply.send(Ok(false));
+                }
+                Some(effects) => {
+                    let commits = self.apply(effects).await;
+                    self.after(commits, move |result| async move {
+                        let _ = reply.send(result.map(|()| true).map_err(|error| error.to_string()));
+                    });
+                }
+            },
             Request::Stations { reply } => {
                 let _ = reply.send(self.venue.stations_json());
             }
             Request::Sessions { reply } => {
                 let _ = reply.send(self.venue.sessions_json());
             }
-            Request::Command { station, action, by, reply } => {
-                let result = match self.venue.staff_command(now, &station, action, &by) {
-                    None => Err(format!("station {station} is not known to the venue")),
-                    Some(effects) => self.apply(effects).await.map_err(|error| error.to_string()),
-                };
-                let _ = reply.send(result);
-            }
+            Request::Command { station, action, by, reply } => match self.venue.staff_command(now, &station, action, &by) {
+                None => {
+                    let _ = reply.send(Err(format!("station {station} is not known to the venue")));
+                }
+                Some(effects) => {
+                    let commits = self.apply(effects).await;
+                    self.after(commits, move |result| async move {
+                        let _ = reply.send(result.map_err(|error| error.to_string()));
+                    });
+                }
+            },
             Request::Incidents { reply } => {
                 let _ = reply.send(serde_json::json!({ "incidents": self.venue.incidents() }));
             }
             Request::Transition { id, by, resolve, reply } => {
-                let result = match self.venue.transition(now, &id, &by, resolve) {
-                    Err(error) => Err(TransitionFailure::Refused(error)),
-                    Ok(effects) => self.apply(effects).await.map_err(|error| TransitionFailure::NotRecorded(error.to_string())),
-                };
-                let _ = reply.send(result);
+                let before = self.venue.incident(&id).cloned();
+                match self.venue.transition(now, &id, &by, resolve) {
+                    Err(error) => {
+                        let _ = reply.send(Err(TransitionFailure::Refused(error)));
+                    }
+                    Ok(effects) => {
+                        let commits = self.apply(effects).await;
+                        let undo = self.undo.clone();
+                        self.after(commits, move |result| async move {
+                            let _ = reply.send(result.map_err(|error| {
+                                if let Some(before) = before {
+                                    let _ = undo.send(Undo::Incident(Box::new(before)));
+                                }
+                                TransitionFailure::NotRecorded(error.to_string())
+                            }));
+                        });
+                    }
+                }
             }
         }
     }
 
-    fn subscribe(&self) {
-        let venue = &self.loaded.config.venue.id;
-        for channel in [StationChannel::Status, StationChannel::Telemetry, StationChannel::Event, StationChannel::Ack] {
-            let _ = self.client.try_subscribe(Topic::stations_filter(venue, channel), QoS::AtLeastOnce);
+    /// Takes back what could not be recorded.
+    fn on_undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::CheckIn(ticket) => self.venue.cancel_check_in(&ticket),
+            Undo::Incident(before) => self.venue.restore_incident(*before),
         }
-        let _ = self.client.try_subscribe(Topic::sensors_filter(venue), QoS::AtLeastOnce);
+    }
+
+    fn subscribe(&mut self) {
+        let venue = &self.loaded.config.venue.id;
+        let mut filters: Vec<String> = [StationChannel::Status, StationChannel::Telemetry, StationChannel::Event, StationChannel::Ack]
+            .into_iter()
+            .map(|channel| Topic::stations_filter(venue, channel))
+            .collect();
+        filters.push(Topic::sensors_filter(venue));
+        self.unsubscribed = filters.len();
+        for filter in filters {
+            if let Err(error) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                tracing::error!(%error, "cannot subscribe to the stations");
+            }
+        }
+    }
+}
+
+/// The agent's retained status on the bus (its last will says offline).
+struct AgentStatusTopic {
+    topic: String,
+    venue: netbar_protocol::VenueId,
+    policy: String,
+    started: Timestamp,
+    clock: Clock,
+}
+
+impl AgentStatusTopic {
+    fn new(loaded: &Loaded, clock: Clock) -> AgentStatusTopic {
+        let venue = loaded.config.venue.id.clone();
+        AgentStatusTopic {
+            topic: Topic::Agent { venue: venue.clone() }.to_string(),
+            venue,
+            policy: loaded.config.venue.policy.clone(),
+            started: clock.now(),
+            clock,
+        }
+    }
+
+    fn payload(&self, online: bool) -> Vec<u8> {
+        let status = netbar_protocol::messages::AgentStatus {
+            online,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            policy: self.policy.clone(),
+            started: self.started,
+        };
+        let id = MessageId::from_parts(Timestamp::now(), rand::random());
+        encode(&Envelope::new(id, self.clock.now(), self.venue.clone(), Sender::agent(AGENT), 0, status)).into_bytes()
+    }
+
+    fn publish(&self, client: &AsyncClient, online: bool) {
+        if let Err(error) = client.try_publish(self.topic.clone(), QoS::AtLeastOnce, true, self.payload(online)) {
+            tracing::warn!(%error, "cannot publish the agent's status");
+        }
     }
 }
 
@@ -413,6 +604,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         }
     };
     let mut options = options;
+    let clock = Clock::from_env()?;
+    let status = AgentStatusTopic::new(&loaded, clock);
+    options.set_last_will(rumqttc::LastWill::new(status.topic.clone(), status.payload(false), QoS::AtLeastOnce, true));
     options.set_keep_alive(Duration::from_secs(15));
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     options.set_clean_session(true);
@@ -435,7 +629,6 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
         .await
         .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
-    let clock = Clock::from_env()?;
     let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone(), clock).router();
     tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
     tokio::spawn(async move {
@@ -443,7 +636,10 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             tracing::error!(%error, "the HTTP API stopped");
         }
     });
-    let mut agent = Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals, clock };
+    let (undo, mut undone) = mpsc::unbounded_channel();
+    let waiting = tokio::task::JoinSet::new();
+    let mut agent =
+        Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals, clock, waiting, undo, unsubscribed: 0 };
     // Old records go on a schedule, never younger than the retention period.
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -456,8 +652,15 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     tracing::info!("connected to the bus");
                     agent.subscribe();
+                    status.publish(&agent.client, true);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => agent.on_message(&publish.topic, &publish.payload).await,
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    agent.unsubscribed = agent.unsubscribed.saturating_sub(1);
+                    if agent.unsubscribed == 0 {
+                        tracing::info!("listening to the stations");
+                    }
+                }
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "bus connection lost; reconnecting");
@@ -466,11 +669,16 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             },
             _ = async { tokio::time::sleep(wait.unwrap_or(Duration::ZERO)).await }, if wait.is_some() => {
                 let effects = agent.venue.tick(agent.clock.now());
-                if let Err(error) = agent.apply(effects).await {
-                    tracing::error!(%error, "cannot record the end of a session");
-                }
+                let commits = agent.apply(effects).await;
+                agent.after(commits, |result| async move {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "cannot record what the venue's timer did");
+                    }
+                });
             }
             Some(request) = requests.recv() => agent.on_request(request).await,
+            Some(undo) = undone.recv() => agent.on_undo(undo),
+            Some(_) = agent.waiting.join_next(), if !agent.waiting.is_empty() => {}
             _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "registration records past the retention period purged"),
@@ -479,13 +687,26 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             () = &mut shutdown => break,
         }
     }
-    // Every acknowledged entry is committed already (appends are synchronous
-    // with their answers); finish what the API queued, then stop.
+    // Finish what the API queued, let the store commit everything, send the
+    // answers and receipts that waited for it, then stop.
     requests.close();
     while let Some(request) = requests.recv().await {
         agent.on_request(request).await;
     }
+    agent.store.flush().await;
+    while agent.waiting.join_next().await.is_some() {}
+    // A clean disconnect sends no last will: say it.
+    status.publish(&agent.client, false);
     let _ = agent.client.disconnect().await;
+    // Drive the connection until the receipts and the disconnect are out.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(event) = event_loop.poll().await {
+            if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
+                break;
+            }
+        }
+    })
+    .await;
     tracing::info!(refused = ?agent.refusals.snapshot(), "stopped");
     Ok(())
 }

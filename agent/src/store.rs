@@ -217,19 +217,32 @@ impl Store {
 
     /// Appends an entry and commits it durably before returning.
     pub(crate) fn append(&mut self, at: Timestamp, kind: &str, body: &serde_json::Value) -> Result<Entry, StoreError> {
-        let seq = self.head.0 + 1;
-        let at_text = at.to_string();
-        let body_text = body.to_string();
-        let hash = entry_hash(&self.head.1, seq, &at_text, kind, &body_text);
+        let mut entries = self.append_all(&[(at, kind, body)])?;
+        entries.pop().ok_or_else(|| StoreError::Unwritable("nothing was appended".into()))
+    }
+
+    /// Appends entries in order and commits them durably together (one
+    /// transaction, one sync): all of them or, on error, none.
+    pub(crate) fn append_all(&mut self, entries: &[(Timestamp, &str, &serde_json::Value)]) -> Result<Vec<Entry>, StoreError> {
         let transaction = self.connection.transaction()?;
-        transaction.execute(
-            "INSERT INTO log (seq, at, at_unix, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![seq as i64, at_text, at.as_second(), kind, body_text, self.head.1, hash],
-        )?;
+        let mut head = self.head.clone();
+        let mut appended = Vec::with_capacity(entries.len());
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO log (seq, at, at_unix, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+            for &(at, kind, body) in entries {
+                let seq = head.0 + 1;
+                let at_text = at.to_string();
+                let body_text = body.to_string();
+                let hash = entry_hash(&head.1, seq, &at_text, kind, &body_text);
+                insert.execute(params![seq as i64, at_text, at.as_second(), kind, body_text, head.1, hash])?;
+                appended.push(Entry { seq, at, kind: kind.to_owned(), body: body.clone(), prev_hash: head.1, hash: hash.clone() });
+                head = (seq, hash);
+            }
+        }
         transaction.commit()?;
-        let entry = Entry { seq, at, kind: kind.to_owned(), body: body.clone(), prev_hash: self.head.1.clone(), hash: hash.clone() };
-        self.head = (seq, hash);
-        Ok(entry)
+        self.head = head;
+        Ok(appended)
     }
 
     /// Checks the whole chain from the checkpoint; the first bad entry otherwise.
@@ -445,6 +458,23 @@ mod tests {
         assert_eq!(third.prev_hash, second.hash);
         let verified = store.verify().unwrap().unwrap();
         assert_eq!((verified.entries, verified.head), (3, (3, third.hash)));
+    }
+
+    #[test]
+    fn a_batch_commits_whole_or_not_at_all() {
+        let scratch = Scratch::new("batch");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let (a, b) = (json!({ "n": 1 }), json!({ "n": 2 }));
+        let at = at("2026-11-22T10:00:00Z");
+        let batch = store.append_all(&[(at, "check_in", &a), (at, "ticket", &b)]).unwrap();
+        assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(batch[1].prev_hash, batch[0].hash);
+        // A batch whose second entry cannot be written leaves nothing behind.
+        store.raw("CREATE TRIGGER refuse_bad BEFORE INSERT ON log WHEN NEW.kind = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END").unwrap();
+        assert!(store.append_all(&[(at, "check_in", &a), (at, "bad", &b)]).is_err());
+        assert_eq!(store.head(), (2, batch[1].hash.as_str()));
+        assert_eq!(store.append(at, "check_in", &a).unwrap().seq, 3);
+        assert_eq!(store.verify().unwrap().unwrap().entries, 3);
     }
 
     #[test]

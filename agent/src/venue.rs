@@ -256,6 +256,19 @@ impl Venue {
         self.incidents.values().rev().collect()
     }
 
+    /// One incident, by its id.
+    pub(crate) fn incident(&self, id: &str) -> Option<&Incident> {
+        self.incidents.values().find(|incident| incident.id == id)
+    }
+
+    /// Puts an incident back as it was before a transition whose log entry
+    /// could not be committed.
+    pub(crate) fn restore_incident(&mut self, before: Incident) {
+        if let Some(incident) = self.incidents.values_mut().find(|incident| incident.id == before.id) {
+            *incident = before;
+        }
+    }
+
     /// Staff acknowledges or resolves an incident.
     pub(crate) fn transition(
         &mut self,
@@ -815,6 +828,11 @@ mod tests {
         assert!(
             matches!(&venue.transition(now, &id, "li", None).unwrap()[0], Effect::Incident { transition: IncidentTransition::Acknowledged { by }, .. } if by == "li")
         );
+        // A transition that could not be recorded is taken back.
+        let before = venue.incident(&id).unwrap().clone();
+        venue.transition(now, &id, "wang", Some("not recorded".into())).unwrap();
+        venue.restore_incident(before);
+        assert_eq!(venue.incident(&id).map(|incident| incident.resolved.is_none()), Some(true));
         venue.transition(now, &id, "wang", Some("false alarm: toast".into())).unwrap();
         assert_eq!(venue.transition(now, &id, "li", None), Err(TransitionError::Resolved(id.clone())));
         assert_eq!(venue.transition(now, "i-x", "li", None), Err(TransitionError::Unknown("i-x".into())));

@@ -299,6 +299,12 @@ impl Client {
 /// A minimal HTTP/1.1 client for the agent's API: sends one request and
 /// returns the status and the body parsed as JSON (Null when not JSON).
 pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let (status, body) = http_text(port, method, path, token, body);
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// Like [`http`], with the response body as text.
+pub fn http_text(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&serde_json::Value>) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the API listens");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -312,7 +318,7 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Opti
     stream.read_to_string(&mut response).expect("response read");
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (status, body.to_owned())
 }
 
 /// CPU seconds (user + system) process `pid` has used, from /proc.

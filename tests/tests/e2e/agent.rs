@@ -131,9 +131,12 @@ impl Venue {
             &env,
         );
         let (port, http) = (self.port, self.http);
-        // The API comes up last: after the store, the broker and the bus.
-        netbar_tests::wait_for("the agent's broker and API", std::time::Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+        // The API comes up after the store and the broker; the agent says
+        // when the broker has acknowledged its subscriptions.
+        netbar_tests::wait_for("the agent's broker, API and subscriptions", std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", http)).is_ok()
+                && agent.stderr().contains("listening to the stations")
         });
         self.agent = Some(agent);
     }
@@ -226,7 +229,20 @@ fn unregistered_use_is_locked_through_mosquitto_and_recorded() {
 
 #[test]
 fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
-    let mut venue = Venue::new("forged");
+    forged_messages_are_refused(Venue::new("forged"), true);
+}
+
+#[test]
+fn forged_unenrolled_and_malformed_messages_are_refused_and_survived_over_mosquitto() {
+    let broker = netbar_tests::Mosquitto::start();
+    // The test's mosquitto lets anyone in: the agent's checks alone stop them.
+    forged_messages_are_refused(Venue::external("forged-mosquitto", &broker), false);
+}
+
+/// Forged, unenrolled and malformed messages: refused, counted in /metrics,
+/// logged with their reason; the agent survives and records nothing. With
+/// `broker_logins`, the broker itself refuses strangers and stolen names.
+fn forged_messages_are_refused(mut venue: Venue, broker_logins: bool) {
     venue.enroll("st-1");
     let liar = venue.enroll("st-2");
     venue.start();
@@ -245,8 +261,10 @@ fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
         });
         (client, connection, accepted == Some(true))
     };
-    assert!(!connects("st-9", "guess").2);
-    assert!(!connects("st-1", &key.broker_password()).2);
+    if broker_logins {
+        assert!(!connects("st-9", "guess").2);
+        assert!(!connects("st-1", &key.broker_password()).2);
+    }
 
     // st-2, logged in as itself, publishes on st-1's topics.
     let (client, mut connection, accepted) = connects("st-2", &key.broker_password());
@@ -286,6 +304,15 @@ fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
         assert!(log.contains(reason), "{reason} missing in {log}");
     }
     assert!(venue.agent.as_mut().unwrap().running(), "the agent survived");
+    let token = venue.sign_in("li", "cashier");
+    let metrics = netbar_tests::http_text(venue.http, "GET", "/metrics", Some(&token), None).1;
+    for line in [
+        "netbar_messages_refused_total{reason=\"forged\"} 2",
+        "netbar_messages_refused_total{reason=\"unenrolled_sensor\"} 1",
+        "netbar_messages_refused_total{reason=\"decode\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in {metrics}");
+    }
     // Nothing was locked or recorded on st-1's behalf.
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(!export.contains("incident"), "{export}");
@@ -293,18 +320,30 @@ fn forged_unenrolled_and_malformed_messages_are_refused_and_survived() {
 
 #[test]
 fn check_in_login_session_logout_and_a_refused_minor() {
-    check_in_flow(Venue::new("flow"));
+    check_in_flow(&mut Venue::new("flow"));
 }
 
 #[test]
 fn check_in_login_session_logout_and_a_refused_minor_over_mosquitto() {
     let broker = netbar_tests::Mosquitto::start();
-    check_in_flow(Venue::external("flow-mosquitto", &broker));
+    let mut venue = Venue::external("flow-mosquitto", &broker);
+    check_in_flow(&mut venue);
+    // The agent's status is retained on the bus; its last will says offline.
+    let topic = "netbar/v1/venue-1/agent/status";
+    let bus = netbar_tests::Client::connect(broker.port, &[topic]);
+    let online = |envelope: netbar_protocol::Envelope| match envelope.message {
+        netbar_protocol::Message::AgentStatus(status) => status.online,
+        other => panic!("{other:?}"),
+    };
+    let deadline = std::time::Duration::from_secs(10);
+    assert!(online(bus.expect_message(topic, netbar_protocol::Kind::AgentStatus, deadline)));
+    venue.agent.as_mut().unwrap().kill();
+    assert!(!online(bus.expect_message(topic, netbar_protocol::Kind::AgentStatus, deadline)));
 }
 
 /// The desk and a station, end to end: a refused minor, an invalid number,
 /// an admitted adult who logs in, logs out and is checked out.
-fn check_in_flow(mut venue: Venue) {
+fn check_in_flow(venue: &mut Venue) {
     let station = venue.enroll("st-1");
     venue.start();
     let (status, body) = netbar_tests::http(venue.http, "GET", "/api/v1/stations", None, None);
@@ -384,7 +423,18 @@ fn check_in_flow(mut venue: Venue) {
 
 #[test]
 fn smoke_evacuates_and_opens_a_critical_incident_staff_can_handle() {
-    let mut venue = Venue::new("smoke");
+    smoke_evacuates(Venue::new("smoke"));
+}
+
+#[test]
+fn smoke_evacuates_and_opens_a_critical_incident_over_mosquitto() {
+    let broker = netbar_tests::Mosquitto::start();
+    smoke_evacuates(Venue::external("smoke-mosquitto", &broker));
+}
+
+/// A smoke detector at a real collector: evacuation notices, a critical
+/// incident the cashier acknowledges and the manager resolves.
+fn smoke_evacuates(mut venue: Venue) {
     let station = venue.enroll("st-1");
     let sensor = Run::new(binary("netbar-agent"))
         .args(["enroll", "--config", venue.config.to_str().unwrap(), "sensor", "smoke-1", "--station", "st-1", "--kind", "smoke"])
@@ -431,19 +481,33 @@ fn smoke_evacuates_and_opens_a_critical_incident_staff_can_handle() {
 }
 
 #[test]
-fn sigterm_stops_the_agent_cleanly_with_the_log_intact() {
+fn sigterm_stops_the_agent_cleanly_and_verify_catches_an_edited_entry() {
     let mut venue = Venue::new("sigterm");
     venue.start();
     let token = venue.sign_in("li", "cashier");
     let adult = serde_json::json!({"document_type": "cn_id", "number": "11010519491231002X"});
     assert_eq!(netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&adult)).0, 201);
+    let visitor = serde_json::json!({"document_type": "other", "number": "P1234567", "birth_date": "1990-01-01"});
+    assert_eq!(netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&visitor)).0, 201);
     let pid = venue.agent.as_ref().unwrap().id().to_string();
     assert!(Run::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let agent = venue.agent.as_mut().unwrap();
     netbar_tests::wait_for("the agent to exit", std::time::Duration::from_secs(20), || !agent.running());
     assert!(venue.log().contains("stopped"), "{}", venue.log());
     let verify = venue.records("verify");
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 1 entries"), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact: 2 entries"), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    // Someone with the file drops the guard and rewrites the first entry.
+    let db = rusqlite::Connection::open(venue.dir.path().join("data").join("netbar.sqlite")).unwrap();
+    db.execute_batch(
+        "DROP TRIGGER log_append_only; UPDATE log SET body = replace(body, '11010519491231002X', '110105200912310011') WHERE seq = 1",
+    )
+    .unwrap();
+    assert_eq!(db.changes(), 1);
+    drop(db);
+    let verify = venue.records("verify");
+    let report = String::from_utf8_lossy(&verify.stdout).into_owned() + &String::from_utf8_lossy(&verify.stderr);
+    assert!(!verify.status.success() && report.contains("entry 1: its content does not match its hash"), "{report}");
 }
 
 #[test]
