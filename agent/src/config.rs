@@ -25,6 +25,9 @@ pub(crate) struct Config {
     pub(crate) rules: Rules,
     #[serde(default)]
     pub(crate) log: netbar_protocol::settings::Log,
+    /// The regulator feed; none without this section.
+    #[serde(default)]
+    pub(crate) uplink: Option<Uplink>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -120,6 +123,173 @@ impl Default for Rules {
     }
 }
 
+/// The MQTT version spoken to the regulator's broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub(crate) enum MqttVersion {
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// How much of a person a registration record sent to the regulator carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Disclosure {
+    None,
+    #[default]
+    Pseudonymised,
+    Full,
+}
+
+/// The `[uplink]` section as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Uplink {
+    pub(crate) broker: String,
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) client_key: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) insecure: bool,
+    #[serde(default)]
+    pub(crate) username: Option<String>,
+    #[serde(default)]
+    pub(crate) password: Option<String>,
+    #[serde(default)]
+    pub(crate) protocol: MqttVersion,
+    #[serde(default = "Uplink::default_prefix")]
+    pub(crate) prefix: String,
+    pub(crate) region: String,
+    #[serde(default = "Uplink::default_summary_period", with = "netbar_protocol::settings::seconds")]
+    pub(crate) summary_period: Duration,
+    #[serde(default = "Uplink::default_heartbeat_period", with = "netbar_protocol::settings::seconds")]
+    pub(crate) heartbeat_period: Duration,
+    #[serde(default)]
+    pub(crate) records: Disclosure,
+    #[serde(default = "Uplink::default_outbox_max")]
+    pub(crate) outbox_max: u64,
+}
+
+impl Uplink {
+    fn default_prefix() -> String {
+        "netbar/feed".into()
+    }
+    fn default_summary_period() -> Duration {
+        Duration::from_secs(300)
+    }
+    fn default_heartbeat_period() -> Duration {
+        Duration::from_secs(60)
+    }
+    fn default_outbox_max() -> u64 {
+        100_000
+    }
+}
+
+/// TLS files for the regulator's broker.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TlsFiles {
+    pub(crate) ca_file: PathBuf,
+    pub(crate) client_cert: Option<PathBuf>,
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+/// The `[uplink]` section checked and resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct UplinkSettings {
+    /// The broker as written, for messages.
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// None only when `insecure = true` and the URL is `mqtt://`.
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) protocol: MqttVersion,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) prefix: netbar_protocol::Prefix,
+    pub(crate) region: netbar_protocol::RegionCode,
+    pub(crate) venue: VenueId,
+    pub(crate) summary_period: Duration,
+    pub(crate) heartbeat_period: Duration,
+    pub(crate) records: Disclosure,
+    pub(crate) outbox_max: u64,
+    pub(crate) max_backoff: Duration,
+}
+
+impl Uplink {
+    /// Checks the section; `relative_to` resolves relative file names.
+    fn resolve(
+        &self,
+        venue: &VenueId,
+        relative_to: &Path,
+        error: impl Fn(&str, String) -> ConfigError,
+    ) -> Result<UplinkSettings, ConfigError> {
+        let (tls, rest) = if let Some(rest) = self.broker.strip_prefix("mqtts://") {
+            let ca_file = self
+                .ca_file
+                .as_ref()
+                .ok_or_else(|| error("uplink.ca_file", "is required with mqtts:// (the regulator's CA certificate)".into()))?;
+            let file = |path: &PathBuf| relative_to.join(path);
+            if self.client_cert.is_some() != self.client_key.is_some() {
+                return Err(error("uplink.client_cert", "client_cert and client_key go together".into()));
+            }
+            (
+                Some(TlsFiles {
+                    ca_file: file(ca_file),
+                    client_cert: self.client_cert.as_ref().map(file),
+                    client_key: self.client_key.as_ref().map(file),
+                }),
+                rest,
+            )
+        } else if let Some(rest) = self.broker.strip_prefix("mqtt://") {
+            if !self.insecure {
+                return Err(error(
+                    "uplink.broker",
+                    format!("{} is not encrypted; use mqtts://, or set insecure = true to send the feed in clear", self.broker),
+                ));
+            }
+            (None, rest)
+        } else {
+            return Err(error("uplink.broker", format!("{:?} must start with mqtts:// (or mqtt:// with insecure = true)", self.broker)));
+        };
+        let (host, port) = match rest.trim_end_matches('/').rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| error("uplink.broker", format!("{port:?} is not a port")))?),
+            None => (rest.trim_end_matches('/'), if tls.is_some() { 8883 } else { 1883 }),
+        };
+        if host.is_empty() {
+            return Err(error("uplink.broker", "names no host".into()));
+        }
+        let prefix = netbar_protocol::Prefix::new(&self.prefix).map_err(|e| error("uplink.prefix", e.to_string()))?;
+        let region = self.region.parse().map_err(|e: netbar_protocol::ids::IdError| error("uplink.region", e.to_string()))?;
+        if self.outbox_max < 100 {
+            return Err(error("uplink.outbox_max", format!("is {}, must be at least 100", self.outbox_max)));
+        }
+        Ok(UplinkSettings {
+            url: self.broker.clone(),
+            host: host.to_owned(),
+            port,
+            tls,
+            protocol: self.protocol,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            client_id: format!("netbar-{venue}"),
+            prefix,
+            region,
+            venue: venue.clone(),
+            summary_period: self.summary_period,
+            heartbeat_period: self.heartbeat_period,
+            records: self.records,
+            outbox_max: self.outbox_max,
+            max_backoff: Duration::from_secs(30),
+        })
+    }
+}
+
 /// Why a configuration was refused: the file, the key and the reason.
 pub(crate) type ConfigError = netbar_protocol::settings::FileError;
 
@@ -129,6 +299,7 @@ pub(crate) struct Loaded {
     pub(crate) config: Config,
     pub(crate) policy: Policy,
     pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) uplink: Option<UplinkSettings>,
 }
 
 impl Config {
@@ -159,7 +330,9 @@ impl Config {
         if !(30.0..=200.0).contains(&config.rules.overheat_celsius) {
             return Err(error("rules.overheat_celsius", format!("is {}, must be between 30 and 200", config.rules.overheat_celsius)));
         }
-        Ok(Loaded { config, policy, zone })
+        let relative_to = path.parent().unwrap_or(Path::new("."));
+        let uplink = config.uplink.as_ref().map(|uplink| uplink.resolve(&config.venue.id, relative_to, error)).transpose()?;
+        Ok(Loaded { config, policy, zone, uplink })
     }
 
     /// Reads and parses the file at `path`.
@@ -217,10 +390,45 @@ mod tests {
             (format!("{base}[broker]\nmode = \"cloud\"\n"), "key `broker.mode`: unknown variant `cloud`"),
             (format!("{base}[rules]\noverheat_celsius = 500\n"), "key `rules.overheat_celsius`: is 500"),
             (base.replace("[data]\ndir = \"/tmp/x\"\n", ""), "missing field `data`"),
+            (
+                format!("{base}[uplink]\nbroker = \"mqtt://feed:1883\"\nregion = \"310104\"\n"),
+                "key `uplink.broker`: mqtt://feed:1883 is not encrypted",
+            ),
+            (format!("{base}[uplink]\nbroker = \"mqtts://feed\"\nregion = \"310104\"\n"), "key `uplink.ca_file`: is required"),
+            (
+                format!("{base}[uplink]\nbroker = \"feed:8883\"\nregion = \"310104\"\n"),
+                "key `uplink.broker`: \"feed:8883\" must start with mqtts://",
+            ),
+            (format!("{base}[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"a b\"\n"), "key `uplink.region`"),
+            (
+                format!("{base}[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"r\"\nprotocol = \"4\"\n"),
+                "key `uplink.protocol`",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    #[test]
+    fn an_uplink_resolves_its_broker_files_and_defaults() {
+        let text = format!(
+            "{}\n[uplink]\nbroker = \"mqtts://feed.example\"\nca_file = \"ca.pem\"\nregion = \"310104\"\nprotocol = \"5\"\n",
+            DEFAULT_CONFIG
+        );
+        let uplink = Config::parse(Path::new("/etc/netbar/agent.toml"), &text).unwrap().uplink.unwrap();
+        assert_eq!((uplink.host.as_str(), uplink.port, uplink.protocol), ("feed.example", 8883, MqttVersion::V5));
+        assert_eq!(uplink.tls.map(|tls| tls.ca_file), Some(PathBuf::from("/etc/netbar/ca.pem")));
+        assert_eq!(
+            (uplink.summary_period, uplink.records, uplink.outbox_max),
+            (Duration::from_secs(300), Disclosure::Pseudonymised, 100_000)
+        );
+        assert_eq!(uplink.prefix.as_str(), "netbar/feed");
+        let insecure =
+            text.replace("mqtts://feed.example", "mqtt://feed.example:1884").replace("ca_file = \"ca.pem\"\n", "insecure = true\n");
+        let uplink = Config::parse(Path::new("agent.toml"), &insecure).unwrap().uplink.unwrap();
+        assert_eq!((uplink.port, uplink.tls), (1884, None));
+        assert!(parse(DEFAULT_CONFIG).unwrap().uplink.is_none(), "no feed unless configured");
     }
 }

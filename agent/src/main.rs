@@ -1,7 +1,8 @@
 //! `netbar-agent`: the venue agent on the cashier PC.
 //!
-//! For now it offers `check-id`, which validates identity documents and
-//! applies the venue's access policy, one JSON line per number.
+//! `run` is the daemon (bus, venue rules, registration log, API, regulator
+//! feed); the other subcommands are tools around it: `check-id`, `records`,
+//! `enroll`, `user`, `uplink`, service installation and configuration.
 
 use std::process::ExitCode;
 
@@ -11,15 +12,16 @@ mod broker;
 mod check_id;
 mod config;
 mod enroll;
+mod feed;
 mod http;
 mod records;
 mod run;
 #[path = "../../collector/src/service.rs"]
 mod service;
-// Until `netbar-agent run` (issue 4, in progress) appends and purges, only
-// `records` and the tests use the writing side; the expectation fails the
-// build as soon as it is used, so this cannot outlive its reason.
 mod store;
+#[path = "../../collector/src/transport.rs"]
+mod transport;
+mod uplink;
 mod users;
 mod venue;
 
@@ -87,6 +89,14 @@ enum Command {
         config: Option<std::path::PathBuf>,
         #[command(subcommand)]
         what: users::Command,
+    },
+    /// The regulator feed: `uplink status`.
+    Uplink {
+        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        what: uplink::Command,
     },
     /// Print the configuration with every key at its default, commented.
     PrintConfig,
@@ -222,6 +232,9 @@ fn main() -> ExitCode {
         Command::User { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| users::run(&loaded, what)),
+        Command::Uplink { config, what } => config::Config::load(&config::locate(config.as_deref()))
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| uplink::run_command(&loaded, what)),
         Command::PrintConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)

@@ -21,11 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::broker;
 use crate::config::{BrokerMode, Loaded};
 use crate::http::{Api, Request, TransitionFailure};
-use crate::store::{Entry, Store, StoreError};
+use crate::store::{Entry, Outbound, Queued, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
 /// The client id and user name of the agent on the bus.
-const AGENT: &str = "netbar-agent";
+pub(crate) const AGENT: &str = "netbar-agent";
 
 /// The venue's clock. Normally the system's; `NETBAR_AGENT_CLOCK` (an RFC
 /// 3339 instant) starts it elsewhere, for demos and tests of time-bound
@@ -60,7 +60,15 @@ impl Clock {
 
 /// What the store thread does, in order.
 enum StoreRequest {
-    Append(Timestamp, &'static str, serde_json::Value, oneshot::Sender<Result<Entry, StoreError>>),
+    Append(Timestamp, &'static str, serde_json::Value, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
+    /// A message for the regulator on its own (a summary).
+    Enqueue(Timestamp, Outbound, oneshot::Sender<Result<Option<u64>, StoreError>>),
+    QueuedAfter(u64, usize, oneshot::Sender<Result<Vec<Queued>, StoreError>>),
+    /// Acknowledged by the regulator's broker: out of the outbox.
+    Remove(Vec<u64>, oneshot::Sender<()>),
+    Connected(bool, Timestamp),
+    /// The outbox's size and the log's head, for heartbeats.
+    Facts(oneshot::Sender<(u64, (u64, String))>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
     /// Answered once everything queued before it is done.
     Flush(oneshot::Sender<()>),
@@ -70,6 +78,8 @@ enum StoreRequest {
 #[derive(Debug, Clone)]
 pub(crate) struct StoreHandle {
     requests: mpsc::Sender<StoreRequest>,
+    /// Woken whenever a message for the regulator was queued.
+    pub(crate) queued: Arc<tokio::sync::Notify>,
 }
 
 fn stopped() -> StoreError {
@@ -78,6 +88,168 @@ fn stopped() -> StoreError {
 
 /// Most entries committed in one transaction.
 const BATCH: usize = 256;
+
+/// A request to the store thread that carries an entry to append.
+type Appending = (Timestamp, &'static str, serde_json::Value, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>);
+
+/// Appends a batch in one transaction and answers each request.
+fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queued: &tokio::sync::Notify) {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut bodies = Vec::with_capacity(batch.len());
+    let mut uplinked = false;
+    for (at, kind, body, outbound, reply) in batch {
+        uplinked |= outbound.is_some();
+        bodies.push((at, kind, body, outbound));
+        replies.push(reply);
+    }
+    let entries = bodies.iter_mut().map(|(at, kind, body, outbound)| ((*at, *kind, &*body), outbound.take())).collect();
+    match store.append_uplinked(entries, outbox_max) {
+        Ok(committed) => {
+            for (reply, entry) in replies.into_iter().zip(committed) {
+                let _ = reply.send(Ok(entry));
+            }
+            if uplinked {
+                queued.notify_one();
+            }
+        }
+        Err(error) => {
+            let text = error.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(match error {
+                    StoreError::Full => StoreError::Full,
+                    _ => StoreError::Unwritable(text.clone()),
+                }));
+            }
+        }
+    }
+}
+
+impl StoreHandle {
+    fn start(mut store: Store, outbox_max: u64) -> anyhow::Result<StoreHandle> {
+        let (requests, mut queue) = mpsc::channel::<StoreRequest>(4096);
+        let queued = Arc::new(tokio::sync::Notify::new());
+        let notify = queued.clone();
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                let mut next = queue.blocking_recv();
+                while let Some(request) = next.take() {
+                    match request {
+                        StoreRequest::Append(at, kind, body, outbound, reply) => {
+                            // Whatever queued up meanwhile commits with it:
+                            // one sync for a burst, in the order received.
+                            let mut batch = vec![(at, kind, body, outbound, reply)];
+                            while batch.len() < BATCH {
+                                match queue.try_recv() {
+                                    Ok(StoreRequest::Append(at, kind, body, outbound, reply)) => {
+                                        batch.push((at, kind, body, outbound, reply))
+                                    }
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            commit_batch(&mut store, batch, outbox_max, &notify);
+                        }
+                        StoreRequest::Enqueue(at, outbound, reply) => {
+                            let result = store.enqueue_alone(at, outbox_max, outbound);
+                            if matches!(result, Ok(Some(_))) {
+                                notify.notify_one();
+                            }
+                            let _ = reply.send(result);
+                        }
+                        StoreRequest::QueuedAfter(after, limit, reply) => {
+                            let _ = reply.send(store.queued_after(after, limit));
+                        }
+                        StoreRequest::Remove(seqs, done) => {
+                            if let Err(error) = store.acknowledged(&seqs) {
+                                tracing::error!(%error, "cannot remove acknowledged messages from the outbox; they will be sent again");
+                            }
+                            drop(done);
+                        }
+                        StoreRequest::Connected(connected, at) => {
+                            if let Err(error) = store.set_connected(connected, at) {
+                                tracing::warn!(%error, "cannot note the uplink's state");
+                            }
+                        }
+                        StoreRequest::Facts(reply) => {
+                            let pending = store.outbox_status().map(|status| status.pending).unwrap_or(0);
+                            let (index, hash) = store.head();
+                            let _ = reply.send((pending, (index, hash.to_owned())));
+                        }
+                        StoreRequest::Purge(now, reply) => {
+                            let _ = reply.send(store.purge(now));
+                        }
+                        StoreRequest::Flush(reply) => {
+                            let _ = reply.send(());
+                        }
+                    }
+                    if next.is_none() {
+                        next = queue.blocking_recv();
+                    }
+                }
+            })
+            .context("cannot start the store thread")?;
+        Ok(StoreHandle { requests, queued })
+    }
+
+    /// Sends a request whose answer comes on a oneshot channel.
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> StoreRequest) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(request(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Queues an entry, with the message for the regulator it causes; it is
+    /// committed, in order, soon after.
+    pub(crate) async fn queue(&self, at: Timestamp, kind: &'static str, body: serde_json::Value, outbound: Option<Outbound>) -> Pending {
+        let (reply, committed) = oneshot::channel();
+        if let Err(mpsc::error::SendError(StoreRequest::Append(.., reply))) =
+            self.requests.send(StoreRequest::Append(at, kind, body, outbound, reply)).await
+        {
+            let _ = reply.send(Err(stopped()));
+        }
+        Pending(committed)
+    }
+
+    /// Queues a message for the regulator on its own; its sequence number,
+    /// or None when the outbox is full.
+    pub(crate) async fn enqueue(&self, at: Timestamp, outbound: Outbound) -> Result<Option<u64>, StoreError> {
+        self.ask(|reply| StoreRequest::Enqueue(at, outbound, reply)).await.ok_or_else(stopped)?
+    }
+
+    pub(crate) async fn queued_after(&self, after: u64, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        self.ask(|reply| StoreRequest::QueuedAfter(after, limit, reply)).await.ok_or_else(stopped)?
+    }
+
+    /// Removes acknowledged messages; the receiver closes once done.
+    pub(crate) async fn remove(&self, seqs: Vec<u64>) -> oneshot::Receiver<()> {
+        let (done, finished) = oneshot::channel();
+        let _ = self.requests.send(StoreRequest::Remove(seqs, done)).await;
+        finished
+    }
+
+    pub(crate) async fn set_connected(&self, connected: bool) {
+        let _ = self.requests.send(StoreRequest::Connected(connected, Timestamp::now())).await;
+    }
+
+    /// The outbox's size and the log's head (index, hash).
+    pub(crate) async fn facts(&self) -> (u64, (u64, String)) {
+        self.ask(StoreRequest::Facts).await.unwrap_or((0, (0, crate::store::GENESIS.to_owned())))
+    }
+
+    /// Removes entries older than the retention period.
+    pub(crate) async fn purge(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.ask(|reply| StoreRequest::Purge(now, reply)).await.ok_or_else(stopped)?
+    }
+
+    /// Returns once everything queued so far is done.
+    async fn flush(&self) {
+        self.ask(StoreRequest::Flush).await;
+    }
+}
 
 /// An entry queued for the store; [`Pending::committed`] waits for its commit.
 pub(crate) struct Pending(oneshot::Receiver<Result<Entry, StoreError>>);
@@ -99,90 +271,6 @@ impl Commits {
             pending.committed().await?;
         }
         Ok(())
-    }
-}
-
-impl StoreHandle {
-    fn start(mut store: Store) -> anyhow::Result<StoreHandle> {
-        let (requests, mut queue) = mpsc::channel::<StoreRequest>(4096);
-        std::thread::Builder::new()
-            .name("store".into())
-            .spawn(move || {
-                let mut next = queue.blocking_recv();
-                while let Some(request) = next.take() {
-                    match request {
-                        StoreRequest::Append(at, kind, body, reply) => {
-                            // Whatever queued up meanwhile commits with it:
-                            // one sync for a burst, in the order received.
-                            let mut batch = vec![(at, kind, body, reply)];
-                            while batch.len() < BATCH {
-                                match queue.try_recv() {
-                                    Ok(StoreRequest::Append(at, kind, body, reply)) => batch.push((at, kind, body, reply)),
-                                    Ok(other) => {
-                                        next = Some(other);
-                                        break;
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                            let entries: Vec<_> = batch.iter().map(|(at, kind, body, _)| (*at, *kind, body)).collect();
-                            match store.append_all(&entries) {
-                                Ok(committed) => {
-                                    for ((.., reply), entry) in batch.into_iter().zip(committed) {
-                                        let _ = reply.send(Ok(entry));
-                                    }
-                                }
-                                Err(error) => {
-                                    let text = error.to_string();
-                                    for (.., reply) in batch {
-                                        let _ = reply.send(Err(match error {
-                                            StoreError::Full => StoreError::Full,
-                                            _ => StoreError::Unwritable(text.clone()),
-                                        }));
-                                    }
-                                }
-                            }
-                        }
-                        StoreRequest::Purge(now, reply) => {
-                            let _ = reply.send(store.purge(now));
-                        }
-                        StoreRequest::Flush(reply) => {
-                            let _ = reply.send(());
-                        }
-                    }
-                    if next.is_none() {
-                        next = queue.blocking_recv();
-                    }
-                }
-            })
-            .context("cannot start the store thread")?;
-        Ok(StoreHandle { requests })
-    }
-
-    /// Queues an entry; it is committed, in order, soon after.
-    pub(crate) async fn queue(&self, at: Timestamp, kind: &'static str, body: serde_json::Value) -> Pending {
-        let (reply, committed) = oneshot::channel();
-        if let Err(mpsc::error::SendError(StoreRequest::Append(.., reply))) =
-            self.requests.send(StoreRequest::Append(at, kind, body, reply)).await
-        {
-            let _ = reply.send(Err(stopped()));
-        }
-        Pending(committed)
-    }
-
-    /// Removes entries older than the retention period.
-    pub(crate) async fn purge(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let (reply, done) = oneshot::channel();
-        self.requests.send(StoreRequest::Purge(now, reply)).await.map_err(|_| stopped())?;
-        done.await.map_err(|_| stopped())?
-    }
-
-    /// Returns once everything queued so far is done.
-    async fn flush(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.requests.send(StoreRequest::Flush(reply)).await.is_ok() {
-            let _ = done.await;
-        }
     }
 }
 
@@ -305,6 +393,11 @@ struct Agent {
     undo: mpsc::UnboundedSender<Undo>,
     /// Subscriptions the broker has yet to acknowledge.
     unsubscribed: usize,
+    /// The regulator feed, when there is one.
+    feed: Option<crate::feed::Feed>,
+    /// What happened since the last summary, and since when.
+    tally: crate::feed::Tally,
+    period_start: Timestamp,
 }
 
 impl Agent {
@@ -335,7 +428,10 @@ impl Agent {
     /// the store, in order; the returned commits say when they are durable.
     async fn apply(&mut self, effects: Vec<Effect>) -> Commits {
         let mut commits = Commits::default();
+        let now = self.clock.now();
         for effect in effects {
+            self.tally.observe(&effect);
+            let outbound = self.feed.as_ref().and_then(|feed| feed.outbound(&effect, now));
             match effect {
                 Effect::Command { station, mut action } => {
                     if let netbar_protocol::messages::Action::Unlock { until: Some(until), .. } = &mut action {
@@ -345,12 +441,12 @@ impl Agent {
                     self.publish_to(&station, StationChannel::Command, command);
                 }
                 Effect::Record { kind, body } => {
-                    commits.0.push(self.store.queue(self.clock.now(), kind, body).await);
+                    commits.0.push(self.store.queue(now, kind, body, outbound).await);
                 }
                 Effect::Incident { id, transition } => {
                     tracing::warn!(incident = %id, ?transition, "incident");
                     let body = serde_json::json!({ "incident": id, "transition": transition });
-                    commits.0.push(self.store.queue(self.clock.now(), "incident", body).await);
+                    commits.0.push(self.store.queue(now, "incident", body, outbound).await);
                 }
             }
         }
@@ -487,6 +583,55 @@ impl Agent {
         }
     }
 
+    /// Queues the summary of the period that ends now for the regulator.
+    async fn summarise(&mut self) {
+        let Some(feed) = &self.feed else { return };
+        let now = self.clock.now();
+        let tally = std::mem::take(&mut self.tally);
+        let from = std::mem::replace(&mut self.period_start, now);
+        let open: Vec<(netbar_protocol::messages::Severity, bool)> = self
+            .venue
+            .incidents()
+            .into_iter()
+            .filter(|incident| incident.resolved.is_none())
+            .map(|incident| (incident.severity, incident.acknowledged.is_some()))
+            .collect();
+        let silent = self
+            .venue
+            .incidents()
+            .into_iter()
+            .filter(|incident| incident.resolved.is_none() && incident.kind == netbar_protocol::messages::IncidentKind::SensorFault)
+            .count() as u32;
+        let (pending, _) = self.store.facts().await;
+        let occupancy = self.venue.occupancy();
+        let sensors_enrolled = self.enrolled.sensors.len() as u32;
+        let summary = netbar_protocol::messages::Summary {
+            from,
+            to: now.max(from + jiff::SignedDuration::from_millis(1)),
+            stations_enrolled: (self.enrolled.stations.len() as u32).max(occupancy.online),
+            stations_online: occupancy.online,
+            sessions_open: occupancy.sessions,
+            customers_present: occupancy.customers,
+            registrations: tally.admitted,
+            refusals: tally.refusals(),
+            unregistered_use: tally.unregistered_use,
+            incidents_opened: tally.opened,
+            incidents_acknowledged: tally.acknowledged,
+            incidents_resolved: tally.resolved,
+            incidents_open: open.len() as u32,
+            incidents_open_by_severity: crate::feed::by_severity(&open),
+            sensors_enrolled,
+            sensors_silent: silent.min(sensors_enrolled),
+            compliance: crate::feed::compliance(&open, silent, pending * 2 > feed.outbox_max),
+            log_head: netbar_protocol::messages::LogHead { index: 0, hash: crate::store::GENESIS.to_owned() },
+        };
+        match self.store.enqueue(now, feed.summary(summary)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::error!(pending, "the regulator outbox is full: this period's summary is NOT queued"),
+            Err(error) => tracing::error!(%error, "cannot queue the summary for the regulator"),
+        }
+    }
+
     /// Takes back what could not be recorded.
     fn on_undo(&mut self, undo: Undo) {
         match undo {
@@ -561,7 +706,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         log_head = store.head().0,
         "registration log open"
     );
-    let store = StoreHandle::start(store)?;
+    let outbox_max = loaded.uplink.as_ref().map_or(u64::MAX, |uplink| uplink.outbox_max);
+    let store = StoreHandle::start(store, outbox_max)?;
 
     let agent_password = format!("{:032x}", rand::random::<u128>());
     let options = match loaded.config.broker.mode {
@@ -611,6 +757,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     options.set_clean_session(true);
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
+    event_loop.set_network_options(crate::transport::nodelay());
 
     let rules = &loaded.config.rules;
     let seconds = |duration: Duration| jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX);
@@ -636,10 +783,44 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             tracing::error!(%error, "the HTTP API stopped");
         }
     });
+    let feed = match &loaded.uplink {
+        None => None,
+        Some(uplink) => Some(crate::feed::Feed {
+            venue: loaded.config.venue.id.clone(),
+            clock,
+            disclosure: uplink.records,
+            pseudonym_key: crate::feed::Feed::pseudonym_key(&loaded.config.data.dir.join("pseudonym.key"))?,
+            outbox_max: uplink.outbox_max,
+        }),
+    };
+    let uplink_state: Arc<crate::uplink::LinkState> = Arc::default();
     let (undo, mut undone) = mpsc::unbounded_channel();
     let waiting = tokio::task::JoinSet::new();
-    let mut agent =
-        Agent { loaded, client, store, enrolled, database, venue, seen: Seen::default(), refusals, clock, waiting, undo, unsubscribed: 0 };
+    let mut agent = Agent {
+        loaded,
+        client,
+        store,
+        enrolled,
+        database,
+        venue,
+        seen: Seen::default(),
+        refusals,
+        clock,
+        waiting,
+        undo,
+        unsubscribed: 0,
+        feed,
+        tally: crate::feed::Tally::default(),
+        period_start: clock.now(),
+    };
+    // The regulator feed: summaries on a schedule, the outbox sent by its own task.
+    let summary_period = agent.loaded.uplink.as_ref().map_or(Duration::from_secs(86_400), |uplink| uplink.summary_period);
+    let mut summaries = tokio::time::interval_at(tokio::time::Instant::now() + summary_period, summary_period);
+    summaries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(settings) = agent.loaded.uplink.clone() {
+        let uplink = crate::uplink::Uplink { settings, store: agent.store.clone(), state: uplink_state.clone(), clock: agent.clock };
+        tokio::spawn(uplink.run());
+    }
     // Old records go on a schedule, never younger than the retention period.
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -678,6 +859,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             }
             Some(request) = requests.recv() => agent.on_request(request).await,
             Some(undo) = undone.recv() => agent.on_undo(undo),
+            _ = summaries.tick(), if agent.feed.is_some() => agent.summarise().await,
             Some(_) = agent.waiting.join_next(), if !agent.waiting.is_empty() => {}
             _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {
                 Ok(0) => {}

@@ -10,7 +10,7 @@
 //! entry's position and hash stay behind as a checkpoint the chain is
 //! verified from.
 //!
-//! Appends commit with WAL and `synchronous = FULL`: once [`Store::append`]
+//! Appends commit with WAL and `synchronous = FULL`: once [`Store::append_all`]
 //! returns, the entry survives a kill -9 or a power cut. When the disk is
 //! full or the file cannot be written, it returns an error and nothing is
 //! acknowledged.
@@ -102,6 +102,49 @@ pub(crate) enum Format {
     Csv,
 }
 
+/// A message queued for the regulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Queued {
+    /// Its place in the venue's feed: contiguous from 1, across restarts.
+    pub(crate) seq: u64,
+    /// The regulator channel it goes on ("summary", "incident", "record").
+    pub(crate) channel: String,
+    /// The encoded envelope.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// Builds a message for the outbox from its sequence number and the log's
+/// head at that moment: the channel and the encoded envelope, or nothing.
+pub(crate) type Outbound = Box<dyn FnOnce(u64, Head<'_>) -> Option<(&'static str, Vec<u8>)> + Send>;
+
+/// An entry to append: when, what kind, its body.
+pub(crate) type NewEntry<'a> = (Timestamp, &'a str, &'a serde_json::Value);
+
+/// The log entry a message for the regulator goes with, or the log's head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) index: u64,
+    pub(crate) hash: &'a str,
+    /// The hash before it (empty when only the head is known).
+    pub(crate) prev_hash: &'a str,
+}
+
+/// The outbox at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct OutboxStatus {
+    /// Messages not yet acknowledged by the regulator's broker.
+    pub(crate) pending: u64,
+    /// When the oldest of them was queued.
+    pub(crate) oldest: Option<Timestamp>,
+    /// The last sequence number given out.
+    pub(crate) last_seq: u64,
+    /// The highest sequence number the regulator's broker acknowledged.
+    pub(crate) last_acked: u64,
+    /// Whether the agent was connected to the regulator, and since when.
+    pub(crate) connected: bool,
+    pub(crate) since: Option<Timestamp>,
+}
+
 /// The hash of an entry.
 fn entry_hash(prev_hash: &str, seq: u64, at: &str, kind: &str, body: &str) -> String {
     let mut hasher = Sha256::new();
@@ -164,6 +207,20 @@ WHEN OLD.at_unix > CAST(strftime('%s', 'now') AS INTEGER) - (SELECT days FROM re
 BEGIN
     SELECT RAISE(ABORT, 'registration records younger than the retention period cannot be deleted');
 END;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    queued_unix INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uplink (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL,
+    last_acked INTEGER NOT NULL,
+    connected INTEGER NOT NULL,
+    changed_unix INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO uplink (id, last_seq, last_acked, connected, changed_unix) VALUES (1, 0, 0, 0, 0);
 CREATE TRIGGER IF NOT EXISTS retention_never_shorter BEFORE UPDATE ON retention
 WHEN NEW.days < OLD.days
 BEGIN
@@ -216,6 +273,7 @@ impl Store {
     }
 
     /// Appends an entry and commits it durably before returning.
+    #[cfg(test)]
     pub(crate) fn append(&mut self, at: Timestamp, kind: &str, body: &serde_json::Value) -> Result<Entry, StoreError> {
         let mut entries = self.append_all(&[(at, kind, body)])?;
         entries.pop().ok_or_else(|| StoreError::Unwritable("nothing was appended".into()))
@@ -223,19 +281,30 @@ impl Store {
 
     /// Appends entries in order and commits them durably together (one
     /// transaction, one sync): all of them or, on error, none.
+    #[cfg(test)]
     pub(crate) fn append_all(&mut self, entries: &[(Timestamp, &str, &serde_json::Value)]) -> Result<Vec<Entry>, StoreError> {
+        self.append_uplinked(entries.iter().map(|&entry| (entry, None)).collect(), u64::MAX)
+    }
+
+    /// Like [`Store::append_all`], each entry with the message for the
+    /// regulator it causes, queued in the same transaction (see
+    /// [`Store::enqueue`]; `limit` bounds the outbox).
+    pub(crate) fn append_uplinked(&mut self, entries: Vec<(NewEntry<'_>, Option<Outbound>)>, limit: u64) -> Result<Vec<Entry>, StoreError> {
         let transaction = self.connection.transaction()?;
         let mut head = self.head.clone();
         let mut appended = Vec::with_capacity(entries.len());
         {
             let mut insert = transaction
                 .prepare_cached("INSERT INTO log (seq, at, at_unix, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-            for &(at, kind, body) in entries {
+            for ((at, kind, body), uplink) in entries {
                 let seq = head.0 + 1;
                 let at_text = at.to_string();
                 let body_text = body.to_string();
                 let hash = entry_hash(&head.1, seq, &at_text, kind, &body_text);
                 insert.execute(params![seq as i64, at_text, at.as_second(), kind, body_text, head.1, hash])?;
+                if let Some(build) = uplink {
+                    Store::enqueue(&transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build)?;
+                }
                 appended.push(Entry { seq, at, kind: kind.to_owned(), body: body.clone(), prev_hash: head.1, hash: hash.clone() });
                 head = (seq, hash);
             }
@@ -243,6 +312,95 @@ impl Store {
         transaction.commit()?;
         self.head = head;
         Ok(appended)
+    }
+
+    /// Queues a message for the regulator inside `transaction`; its
+    /// sequence number is the next of the feed. `Ok(None)` when `build`
+    /// makes nothing or the outbox is full (incidents are queued even then).
+    fn enqueue(
+        transaction: &rusqlite::Transaction<'_>,
+        head: Head<'_>,
+        limit: u64,
+        at: Timestamp,
+        build: Outbound,
+    ) -> Result<Option<u64>, StoreError> {
+        let last: i64 = transaction.query_row("SELECT last_seq FROM uplink WHERE id = 1", [], |row| row.get(0))?;
+        let seq = last as u64 + 1;
+        let Some((channel, payload)) = build(seq, head) else { return Ok(None) };
+        let pending = transaction.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64;
+        if pending >= limit && channel != "incident" {
+            tracing::error!(channel, pending, limit, "the regulator outbox is full: this message is NOT queued");
+            return Ok(None);
+        }
+        // Loud well before it fills: at half, then every tenth more.
+        if limit < u64::MAX && (5..10).any(|tenths| pending + 1 == limit / 10 * tenths) {
+            tracing::warn!(pending = pending + 1, limit, "the regulator outbox is filling up: is the regulator's broker reachable?");
+        }
+        transaction.execute(
+            "INSERT INTO outbox (seq, channel, payload, queued_unix) VALUES (?1, ?2, ?3, ?4)",
+            params![seq as i64, channel, payload, at.as_second()],
+        )?;
+        transaction.execute("UPDATE uplink SET last_seq = ?1 WHERE id = 1", params![seq as i64])?;
+        Ok(Some(seq))
+    }
+
+    /// Queues a message for the regulator on its own (a summary).
+    pub(crate) fn enqueue_alone(&mut self, at: Timestamp, limit: u64, build: Outbound) -> Result<Option<u64>, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let head = Head { index: self.head.0, hash: &self.head.1, prev_hash: "" };
+        let seq = Store::enqueue(&transaction, head, limit, at, build)?;
+        transaction.commit()?;
+        Ok(seq)
+    }
+
+    /// Up to `limit` queued messages after sequence number `after`, in order.
+    pub(crate) fn queued_after(&self, after: u64, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT seq, channel, payload FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = statement.query_map(params![after as i64, limit as i64], |row| {
+            Ok(Queued { seq: row.get::<_, i64>(0)? as u64, channel: row.get(1)?, payload: row.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes messages the regulator's broker acknowledged.
+    pub(crate) fn acknowledged(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction()?;
+        {
+            let mut delete = transaction.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+            for seq in seqs {
+                delete.execute(params![*seq as i64])?;
+            }
+        }
+        if let Some(highest) = seqs.iter().max() {
+            transaction.execute("UPDATE uplink SET last_acked = max(last_acked, ?1) WHERE id = 1", params![*highest as i64])?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Notes whether the agent is connected to the regulator.
+    pub(crate) fn set_connected(&mut self, connected: bool, at: Timestamp) -> Result<(), StoreError> {
+        self.connection.execute("UPDATE uplink SET connected = ?1, changed_unix = ?2 WHERE id = 1", params![connected, at.as_second()])?;
+        Ok(())
+    }
+
+    /// The outbox at a glance.
+    pub(crate) fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
+        let (pending, oldest): (i64, Option<i64>) =
+            self.connection.query_row("SELECT count(*), min(queued_unix) FROM outbox", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let (last_seq, last_acked, connected, changed): (i64, i64, bool, i64) =
+            self.connection.query_row("SELECT last_seq, last_acked, connected, changed_unix FROM uplink WHERE id = 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+        Ok(OutboxStatus {
+            pending: pending as u64,
+            oldest: oldest.and_then(|at| Timestamp::from_second(at).ok()),
+            last_seq: last_seq as u64,
+            last_acked: last_acked as u64,
+            connected,
+            since: (changed > 0).then(|| Timestamp::from_second(changed).ok()).flatten(),
+        })
     }
 
     /// Checks the whole chain from the checkpoint; the first bad entry otherwise.
@@ -475,6 +633,41 @@ mod tests {
         assert_eq!(store.head(), (2, batch[1].hash.as_str()));
         assert_eq!(store.append(at, "check_in", &a).unwrap().seq, 3);
         assert_eq!(store.verify().unwrap().unwrap().entries, 3);
+    }
+
+    #[test]
+    fn the_outbox_numbers_contiguously_across_restarts_and_is_bounded() {
+        let scratch = Scratch::new("outbox");
+        let at = at("2026-11-25T10:00:00Z");
+        let message = |channel: &'static str| -> Outbound {
+            Box::new(move |seq, head: Head<'_>| Some((channel, format!("{seq}@{}", head.index).into_bytes())))
+        };
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let body = json!({});
+        // An entry and its message commit together; the message sees the entry.
+        store.append_uplinked(vec![((at, "check_in", &body), Some(message("record")))], 3).unwrap();
+        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(2));
+        drop(store);
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(3));
+        // Full: a summary is refused (and said so), an incident still goes in.
+        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), None);
+        assert_eq!(store.enqueue_alone(at, 3, message("incident")).unwrap(), Some(4));
+        let queued = store.queued_after(0, 10).unwrap();
+        assert_eq!(
+            queued.iter().map(|q| (q.seq, q.channel.as_str())).collect::<Vec<_>>(),
+            [(1, "record"), (2, "summary"), (3, "summary"), (4, "incident")]
+        );
+        assert_eq!(queued[0].payload, b"1@1");
+        assert_eq!(store.queued_after(2, 1).unwrap()[0].seq, 3);
+        store.acknowledged(&[1, 3]).unwrap();
+        let status = store.outbox_status().unwrap();
+        assert_eq!((status.pending, status.last_seq, status.last_acked, status.oldest), (2, 4, 3, Some(at)));
+        store.acknowledged(&[2, 4]).unwrap();
+        drop(store);
+        // Empty again after a restart, the feed goes on from 5.
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(5));
     }
 
     #[test]

@@ -88,6 +88,14 @@ pub(crate) struct Station {
     pub(crate) session: Option<Session>,
 }
 
+/// How full the venue is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Occupancy {
+    pub(crate) online: u32,
+    pub(crate) sessions: u32,
+    pub(crate) customers: u32,
+}
+
 /// An open session.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Session {
@@ -254,6 +262,15 @@ impl Venue {
     /// The incidents, newest first.
     pub(crate) fn incidents(&self) -> Vec<&Incident> {
         self.incidents.values().rev().collect()
+    }
+
+    /// Stations online, sessions open and customers checked in, now.
+    pub(crate) fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            online: self.stations.values().filter(|station| station.online).count() as u32,
+            sessions: self.stations.values().filter(|station| station.session.is_some()).count() as u32,
+            customers: self.tickets.len() as u32,
+        }
     }
 
     /// One incident, by its id.

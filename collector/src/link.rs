@@ -6,14 +6,14 @@
 //! before the next attempt, so a venue's stations do not all hammer a
 //! restarted agent in the same second.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::mpsc;
 
-use crate::config::{Broker, Tls};
+use crate::config::Broker;
+pub(crate) use crate::transport::Backoff;
+use crate::transport::tls_configuration;
 
 /// What happened on the link.
 #[derive(Debug)]
@@ -44,45 +44,15 @@ pub(crate) fn options(broker: &Broker, client_id: &str, will: Option<(String, Ve
         options.set_credentials(username.clone(), broker.password.clone().unwrap_or_default());
     }
     if let Some(tls) = &broker.tls {
-        options.set_transport(Transport::Tls(tls_configuration(tls)?));
+        options.set_transport(Transport::Tls(tls_configuration(&tls.ca_file, tls.client_cert.as_deref(), tls.client_key.as_deref())?));
     }
     Ok(options)
 }
 
-fn tls_configuration(tls: &Tls) -> anyhow::Result<TlsConfiguration> {
-    let read_pem = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_pemfile::certs(&mut read_pem(&tls.ca_file)?.as_slice()) {
-        let certificate = certificate.with_context(|| format!("{}: not a PEM certificate", tls.ca_file.display()))?;
-        roots.add(certificate).with_context(|| format!("{}: certificate refused", tls.ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        anyhow::bail!("{}: holds no certificate", tls.ca_file.display());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots);
-    let config = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let chain = rustls_pemfile::certs(&mut read_pem(cert)?.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
-            let key = rustls_pemfile::private_key(&mut read_pem(key)?.as_slice())
-                .with_context(|| format!("{}: not a PEM private key", key.display()))?
-                .with_context(|| format!("{}: holds no private key", key.display()))?;
-            builder.with_client_auth_cert(chain, key).context("client certificate and key do not match")?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        _ => anyhow::bail!("broker.tls: client_cert and client_key go together"),
-    };
-    Ok(TlsConfiguration::Rustls(Arc::new(config)))
-}
-
 /// Starts the client and its event loop task.
 pub(crate) fn start(options: MqttOptions, max_backoff: Duration) -> (AsyncClient, mpsc::Receiver<LinkEvent>) {
-    let (client, event_loop) = AsyncClient::new(options, 64);
+    let (client, mut event_loop) = AsyncClient::new(options, 64);
+    event_loop.set_network_options(crate::transport::nodelay());
     let (events, receiver) = mpsc::channel(256);
     tokio::spawn(drive(event_loop, events, max_backoff));
     (client, receiver)
@@ -110,49 +80,5 @@ async fn drive(mut event_loop: EventLoop, events: mpsc::Sender<LinkEvent>, max_b
         if events.send(event).await.is_err() {
             return;
         }
-    }
-}
-
-/// Exponential backoff from 0.5 s to a ceiling, with full jitter over the
-/// upper half of each step.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    step: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-
-    pub(crate) fn new(max: Duration) -> Backoff {
-        Backoff { step: Backoff::FIRST, max: max.max(Backoff::FIRST) }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.step = Backoff::FIRST;
-    }
-
-    pub(crate) fn next(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (self.step * 2).min(self.max);
-        step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_to_its_ceiling() {
-        let mut backoff = Backoff::new(Duration::from_secs(4));
-        let waits: Vec<Duration> = (0..8).map(|_| backoff.next()).collect();
-        let steps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0];
-        for (wait, step) in waits.iter().zip(steps) {
-            let wait = wait.as_secs_f64();
-            assert!(wait >= step * 0.5 && wait <= step, "{wait} outside [{}, {step}]", step * 0.5);
-        }
-        backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(500));
     }
 }

@@ -23,6 +23,7 @@ mod service;
 mod simulate;
 mod spool;
 mod station;
+mod transport;
 
 /// Reports a station's sessions, hardware and bridged sensors to the venue agent.
 #[derive(Debug, Parser)]

@@ -529,12 +529,25 @@ impl AgentStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compliance {
-    /// Nothing open.
+    /// Nothing open, every sensor heard from, the outbox at most half full.
     Green,
-    /// Something needs attention (a sensor silent, an incident acknowledged but open).
+    /// Something needs attention: an acknowledged incident still open, a
+    /// sensor or station silent, or the outbox more than half full.
     Yellow,
-    /// An incident is open and unacknowledged, or the log cannot be verified.
+    /// A critical incident is open, or an incident nobody acknowledged.
     Red,
+}
+
+/// Counts of incidents by severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityCounts {
+    /// Life at risk.
+    pub critical: u32,
+    /// To act on now.
+    pub warning: u32,
+    /// To look at today.
+    pub notice: u32,
 }
 
 /// A count of refusals with one reason code.
@@ -579,14 +592,24 @@ pub struct Summary {
     pub stations_online: u32,
     /// Sessions open at the end of the period.
     pub sessions_open: u32,
-    /// Customers registered at the desk during the period.
+    /// Customers checked in and not yet checked out, at the end of the period.
+    pub customers_present: u32,
+    /// Customers registered (admitted) at the desk during the period.
     pub registrations: u32,
     /// Refusals during the period, by reason.
     pub refusals: Vec<ReasonCount>,
     /// Stations found in use without a registration during the period.
     pub unregistered_use: u32,
+    /// Incidents opened during the period.
+    pub incidents_opened: u32,
+    /// Incidents acknowledged by staff during the period.
+    pub incidents_acknowledged: u32,
+    /// Incidents resolved during the period.
+    pub incidents_resolved: u32,
     /// Incidents open at the end of the period.
     pub incidents_open: u32,
+    /// The open incidents by severity.
+    pub incidents_open_by_severity: SeverityCounts,
     /// Sensors enrolled.
     pub sensors_enrolled: u32,
     /// Sensors not heard from in time at the end of the period.
@@ -602,6 +625,11 @@ impl Summary {
         ensure(self.from < self.to, "to", || format!("{} is not after from {}", self.to, self.from))?;
         ensure(self.stations_online <= self.stations_enrolled, "stations_online", || {
             format!("is {}, above stations_enrolled {}", self.stations_online, self.stations_enrolled)
+        })?;
+        let by_severity = &self.incidents_open_by_severity;
+        let open = u64::from(by_severity.critical) + u64::from(by_severity.warning) + u64::from(by_severity.notice);
+        ensure(open == u64::from(self.incidents_open), "incidents_open_by_severity", || {
+            format!("adds up to {open}, not incidents_open {}", self.incidents_open)
         })?;
         ensure(self.sensors_silent <= self.sensors_enrolled, "sensors_silent", || {
             format!("is {}, above sensors_enrolled {}", self.sensors_silent, self.sensors_enrolled)

@@ -71,7 +71,8 @@ macro_rules! channels {
                 match self { $($name::$variant => $wire,)* }
             }
 
-            fn from_level(level: &str) -> Option<$name> {
+            /// The channel named by a topic level (its wire name).
+            pub fn from_level(level: &str) -> Option<$name> {
                 match level { $($wire => Some($name::$variant),)* _ => None }
             }
 

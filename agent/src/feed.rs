@@ -1,0 +1,282 @@
+//! What the agent tells the regulator: the messages of the feed, built
+//! from the venue's events and queued in the outbox by the store.
+//!
+//! Compliance level in each summary (documented for regulators in the
+//! README):
+//! - red: an open critical incident, or an open incident nobody has
+//!   acknowledged;
+//! - yellow: an open incident (acknowledged), a sensor or station silent,
+//!   or the outbox more than half full;
+//! - green: none of these.
+
+use std::collections::BTreeMap;
+
+use hmac::{Hmac, Mac};
+use jiff::Timestamp;
+use netbar_protocol::messages::{
+    Compliance, IncidentEvent, IncidentKind, IncidentTransition, LogHead, Person, ReasonCount, RegistrationRecord, Severity,
+    SeverityCounts, Summary,
+};
+use netbar_protocol::{Envelope, Message, MessageId, Sender, VenueId};
+use sha2::Sha256;
+
+use crate::config::Disclosure;
+use crate::run::{AGENT, Clock};
+use crate::store::{Head, Outbound};
+use crate::venue::Effect;
+
+/// What the feed needs to build its messages.
+#[derive(Clone)]
+pub(crate) struct Feed {
+    pub(crate) venue: VenueId,
+    pub(crate) clock: Clock,
+    pub(crate) disclosure: Disclosure,
+    /// The venue's key for pseudonyms: the same person gets the same hash
+    /// at this venue, and no one without the key can find the number.
+    pub(crate) pseudonym_key: [u8; 32],
+    pub(crate) outbox_max: u64,
+}
+
+impl std::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feed").field("venue", &self.venue).field("disclosure", &self.disclosure).finish_non_exhaustive()
+    }
+}
+
+impl Feed {
+    /// Reads the venue's pseudonym key from `path`, creating it (readable by
+    /// the agent's user only) on first use.
+    pub(crate) fn pseudonym_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+        use anyhow::Context;
+        if !path.exists() {
+            let key: [u8; 32] = rand::random();
+            let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            crate::enroll::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = text.trim();
+        let mut key = [0u8; 32];
+        anyhow::ensure!(text.len() == 64, "{}: not 64 hexadecimal characters", path.display());
+        for (index, byte) in key.iter_mut().enumerate() {
+            *byte =
+                u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).with_context(|| format!("{}: not hexadecimal", path.display()))?;
+        }
+        Ok(key)
+    }
+
+    fn envelope(&self, seq: u64, message: impl Into<Message>) -> Vec<u8> {
+        let id = MessageId::from_parts(Timestamp::now(), rand::random());
+        netbar_protocol::encode(&Envelope::new(id, self.clock.now(), self.venue.clone(), Sender::agent(AGENT), seq, message)).into_bytes()
+    }
+
+    fn person_hash(&self, number: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key).expect("HMAC takes any key length");
+        mac.update(number.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The message for the regulator a log entry causes, if any.
+    pub(crate) fn outbound(&self, effect: &Effect, at: Timestamp) -> Option<Outbound> {
+        match effect {
+            Effect::Record { kind: "check_in", body } if self.disclosure != Disclosure::None => {
+                let (feed, body) = (self.clone(), body.clone());
+                Some(Box::new(move |seq, head: Head<'_>| Some(("record", feed.envelope(seq, feed.record(at, &body, head)?)))))
+            }
+            Effect::Incident { id, transition } => {
+                let event = IncidentEvent { incident_id: id.clone(), at, transition: transition.clone() };
+                let feed = self.clone();
+                Some(Box::new(move |seq, _| Some(("incident", feed.envelope(seq, event)))))
+            }
+            _ => None,
+        }
+    }
+
+    fn record(&self, at: Timestamp, body: &serde_json::Value, head: Head<'_>) -> Option<RegistrationRecord> {
+        let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
+        let birth_date: jiff::civil::Date = text("birth_date").parse().ok()?;
+        let person = match self.disclosure {
+            Disclosure::None => Person::None,
+            Disclosure::Pseudonymised => {
+                Person::Pseudonymised { person_hash: self.person_hash(&text("number")), birth_year: birth_date.year() }
+            }
+            Disclosure::Full => {
+                Person::Full { document_kind: text("document_kind"), number: text("number"), name: text("name"), birth_date }
+            }
+        };
+        let reasons =
+            body["reasons"].as_array().map(|r| r.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+        Some(RegistrationRecord {
+            index: head.index,
+            prev_hash: head.prev_hash.to_owned(),
+            hash: head.hash.to_owned(),
+            at,
+            station: None,
+            allowed: body["outcome"] == "admitted",
+            reasons,
+            person,
+        })
+    }
+
+    /// A summary, queued on its own: the log's head is filled in by the store.
+    pub(crate) fn summary(&self, summary: Summary) -> Outbound {
+        let feed = self.clone();
+        Box::new(move |seq, head: Head<'_>| {
+            let summary = Summary { log_head: LogHead { index: head.index, hash: head.hash.to_owned() }, ..summary };
+            Some(("summary", feed.envelope(seq, summary)))
+        })
+    }
+}
+
+/// What happened during a summary period, counted from the venue's effects.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) admitted: u32,
+    pub(crate) refusals: BTreeMap<String, u32>,
+    pub(crate) unregistered_use: u32,
+    pub(crate) opened: u32,
+    pub(crate) acknowledged: u32,
+    pub(crate) resolved: u32,
+}
+
+impl Tally {
+    pub(crate) fn observe(&mut self, effect: &Effect) {
+        match effect {
+            Effect::Record { kind: "check_in", body } => {
+                if body["outcome"] == "admitted" {
+                    self.admitted += 1;
+                } else {
+                    for reason in body["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+                        *self.refusals.entry(reason.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            Effect::Incident { transition, .. } => match transition {
+                IncidentTransition::Opened { incident_kind, .. } => {
+                    self.opened += 1;
+                    if *incident_kind == IncidentKind::UnregisteredUse {
+                        self.unregistered_use += 1;
+                    }
+                }
+                IncidentTransition::Acknowledged { .. } => self.acknowledged += 1,
+                IncidentTransition::Resolved { .. } => self.resolved += 1,
+            },
+            _ => {}
+        }
+    }
+
+    pub(crate) fn refusals(&self) -> Vec<ReasonCount> {
+        self.refusals.iter().map(|(reason, count)| ReasonCount { reason: reason.clone(), count: *count }).collect()
+    }
+}
+
+/// The compliance level from what is open (see the module's rules).
+pub(crate) fn compliance(open: &[(Severity, bool)], silent: u32, outbox_half_full: bool) -> Compliance {
+    if open.iter().any(|(severity, acknowledged)| *severity == Severity::Critical || !acknowledged) {
+        Compliance::Red
+    } else if !open.is_empty() || silent > 0 || outbox_half_full {
+        Compliance::Yellow
+    } else {
+        Compliance::Green
+    }
+}
+
+/// Open incidents by severity.
+pub(crate) fn by_severity(open: &[(Severity, bool)]) -> SeverityCounts {
+    let count = |wanted| open.iter().filter(|(severity, _)| *severity == wanted).count() as u32;
+    SeverityCounts { critical: count(Severity::Critical), warning: count(Severity::Warning), notice: count(Severity::Notice) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(disclosure: Disclosure) -> Feed {
+        Feed { venue: "venue-1".parse().unwrap(), clock: Clock::default(), disclosure, pseudonym_key: [7; 32], outbox_max: 1000 }
+    }
+
+    fn check_in(outcome: &str, reasons: &[&str]) -> Effect {
+        Effect::Record {
+            kind: "check_in",
+            body: serde_json::json!({
+                "outcome": outcome, "document_kind": "cn_resident_id", "number": "11010519491231002X",
+                "birth_date": "1949-12-31", "reasons": reasons,
+            }),
+        }
+    }
+
+    /// Builds the outbox message for `effect` as the store would.
+    fn built(feed: &Feed, effect: &Effect) -> Option<(&'static str, netbar_protocol::Envelope)> {
+        let build = feed.outbound(effect, "2026-11-25T10:00:00Z".parse().unwrap())?;
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let (channel, payload) = build(7, Head { index: 3, hash: &b, prev_hash: &a })?;
+        Some((channel, netbar_protocol::decode(&payload).unwrap()))
+    }
+
+    #[test]
+    fn records_disclose_what_the_venue_chose() {
+        let admitted = check_in("admitted", &[]);
+        assert!(built(&feed(Disclosure::None), &admitted).is_none(), "no record leaves with disclosure none");
+        let (channel, envelope) = built(&feed(Disclosure::Pseudonymised), &admitted).unwrap();
+        assert_eq!((channel, envelope.seq), ("record", 7));
+        let Message::Record(record) = envelope.message else { panic!("not a record") };
+        assert_eq!((record.index, record.prev_hash.as_str(), record.allowed), (3, "a".repeat(64).as_str(), true));
+        let Person::Pseudonymised { person_hash, birth_year } = &record.person else { panic!("{:?}", record.person) };
+        assert_eq!(*birth_year, 1949);
+        assert!(!person_hash.contains("11010519491231002X") && person_hash.len() == 64);
+        // The same person hashes alike at this venue, differently under another key.
+        let again = built(&feed(Disclosure::Pseudonymised), &admitted).unwrap().1;
+        assert!(
+            matches!(again.message, Message::Record(RegistrationRecord { person: Person::Pseudonymised { person_hash: ref h, .. }, .. }) if h == person_hash)
+        );
+        let other = Feed { pseudonym_key: [8; 32], ..feed(Disclosure::Pseudonymised) };
+        assert!(
+            !matches!(built(&other, &admitted).unwrap().1.message, Message::Record(RegistrationRecord { person: Person::Pseudonymised { person_hash: ref h, .. }, .. }) if h == person_hash)
+        );
+        let (_, full) = built(&feed(Disclosure::Full), &check_in("refused", &["under_age"])).unwrap();
+        let Message::Record(record) = full.message else { panic!("not a record") };
+        assert_eq!((record.allowed, record.reasons.as_slice()), (false, ["under_age".to_owned()].as_slice()));
+        assert!(matches!(record.person, Person::Full { ref number, .. } if number == "11010519491231002X"));
+    }
+
+    #[test]
+    fn incidents_always_go_up_and_are_tallied() {
+        let opened = Effect::Incident {
+            id: "i-1".into(),
+            transition: IncidentTransition::Opened {
+                incident_kind: IncidentKind::UnregisteredUse,
+                severity: Severity::Warning,
+                station: None,
+                sensor: None,
+                detail: "x".into(),
+            },
+        };
+        let (channel, envelope) = built(&feed(Disclosure::None), &opened).unwrap();
+        assert_eq!(channel, "incident");
+        assert!(matches!(envelope.message, Message::Incident(IncidentEvent { ref incident_id, .. }) if incident_id == "i-1"));
+        let mut tally = Tally::default();
+        for effect in
+            [&opened, &check_in("admitted", &[]), &check_in("refused", &["under_age", "curfew"]), &check_in("refused", &["under_age"])]
+        {
+            tally.observe(effect);
+        }
+        assert_eq!((tally.admitted, tally.opened, tally.unregistered_use), (1, 1, 1));
+        assert_eq!(
+            tally.refusals(),
+            [ReasonCount { reason: "curfew".into(), count: 1 }, ReasonCount { reason: "under_age".into(), count: 2 }]
+        );
+    }
+
+    #[test]
+    fn compliance_levels_follow_the_documented_rules() {
+        assert_eq!(compliance(&[], 0, false), Compliance::Green);
+        assert_eq!(compliance(&[], 1, false), Compliance::Yellow);
+        assert_eq!(compliance(&[], 0, true), Compliance::Yellow);
+        assert_eq!(compliance(&[(Severity::Warning, true)], 0, false), Compliance::Yellow);
+        assert_eq!(compliance(&[(Severity::Notice, false)], 0, false), Compliance::Red);
+        assert_eq!(compliance(&[(Severity::Critical, true)], 0, false), Compliance::Red);
+        assert_eq!(
+            by_severity(&[(Severity::Critical, true), (Severity::Notice, false)]),
+            SeverityCounts { critical: 1, warning: 0, notice: 1 }
+        );
+    }
+}

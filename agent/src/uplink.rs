@@ -1,0 +1,268 @@
+//! The regulator feed: the agent's outbox, sent to the regulator's broker.
+//!
+//! Messages for the regulator (summaries, incident transitions,
+//! registration records) are queued in the agent's database in the same
+//! transaction as what caused them, each with the next number of the
+//! venue's feed. This task sends them in order over MQTT (3.1.1 or 5, TLS
+//! unless explicitly insecure) at QoS 1 and removes one from the outbox
+//! only when the broker acknowledged that very packet: a PUBACK matched to
+//! the packet id the publish went out with.
+//!
+//! rumqttc keeps its own queue of unacknowledged publishes and drops it
+//! when the broker holds no session. This task never relies on it: every
+//! connection is a fresh client, and after every connect the whole outbox
+//! is sent again from its oldest message. Receivers deduplicate by message
+//! id; sequence numbers let them see gaps.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use netbar_protocol::messages::{Heartbeat, LogHead};
+use netbar_protocol::{Envelope, MessageId, RegulatorChannel, Sender, Topic, encode};
+use tokio::sync::oneshot::error::TryRecvError;
+
+use crate::config::{MqttVersion, UplinkSettings};
+use crate::run::{Clock, StoreHandle};
+use crate::transport::{Backoff, tls_configuration};
+
+/// Most messages sent and not yet acknowledged.
+const WINDOW: usize = 100;
+
+/// What the console and /metrics see of the link.
+#[derive(Debug, Default)]
+pub(crate) struct LinkState {
+    pub(crate) connected: AtomicBool,
+    pub(crate) last_acked: AtomicU64,
+}
+
+/// One connection to the regulator's broker, in either MQTT version.
+enum Wire {
+    V4(rumqttc::AsyncClient, Box<rumqttc::EventLoop>),
+    V5(rumqttc::v5::AsyncClient, Box<rumqttc::v5::EventLoop>),
+}
+
+/// What happened on the wire.
+enum WireEvent {
+    Connected,
+    /// A publish left with this packet id (in the order they were made).
+    Sent(u16),
+    /// The broker acknowledged this packet id.
+    Acked(u16),
+    /// The broker answered this packet id with a failure (MQTT 5).
+    Refused(u16, String),
+    Other,
+}
+
+impl Wire {
+    fn connect(settings: &UplinkSettings) -> anyhow::Result<Wire> {
+        let transport = match &settings.tls {
+            Some(tls) => rumqttc::Transport::Tls(tls_configuration(&tls.ca_file, tls.client_cert.as_deref(), tls.client_key.as_deref())?),
+            None => rumqttc::Transport::Tcp,
+        };
+        let keep_alive = Duration::from_secs(30);
+        Ok(match settings.protocol {
+            MqttVersion::V311 => {
+                let mut options = rumqttc::MqttOptions::new(settings.client_id.clone(), settings.host.clone(), settings.port);
+                options.set_transport(transport).set_keep_alive(keep_alive).set_clean_session(true).set_inflight(WINDOW as u16);
+                if let Some(user) = &settings.username {
+                    options.set_credentials(user.clone(), settings.password.clone().unwrap_or_default());
+                }
+                let (client, mut event_loop) = rumqttc::AsyncClient::new(options, WINDOW * 2);
+                event_loop.set_network_options(crate::transport::nodelay());
+                Wire::V4(client, Box::new(event_loop))
+            }
+            MqttVersion::V5 => {
+                let mut options = rumqttc::v5::MqttOptions::new(settings.client_id.clone(), settings.host.clone(), settings.port);
+                options
+                    .set_transport(transport)
+                    .set_keep_alive(keep_alive)
+                    .set_clean_start(true)
+                    .set_outgoing_inflight_upper_limit(WINDOW as u16);
+                if let Some(user) = &settings.username {
+                    options.set_credentials(user.clone(), settings.password.clone().unwrap_or_default());
+                }
+                options.set_network_options(crate::transport::nodelay());
+                let (client, event_loop) = rumqttc::v5::AsyncClient::new(options, WINDOW * 2);
+                Wire::V5(client, Box::new(event_loop))
+            }
+        })
+    }
+
+    async fn poll(&mut self) -> Result<WireEvent, String> {
+        use rumqttc::Outgoing;
+        match self {
+            Wire::V4(_, event_loop) => {
+                use rumqttc::{Event, Packet};
+                Ok(match event_loop.poll().await.map_err(|error| error.to_string())? {
+                    Event::Incoming(Packet::ConnAck(_)) => WireEvent::Connected,
+                    Event::Incoming(Packet::PubAck(ack)) => WireEvent::Acked(ack.pkid),
+                    Event::Outgoing(Outgoing::Publish(pkid)) => WireEvent::Sent(pkid),
+                    _ => WireEvent::Other,
+                })
+            }
+            Wire::V5(_, event_loop) => {
+                use rumqttc::v5::Event;
+                use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+                Ok(match event_loop.poll().await.map_err(|error| error.to_string())? {
+                    Event::Incoming(Packet::ConnAck(_)) => WireEvent::Connected,
+                    Event::Incoming(Packet::PubAck(ack)) => match ack.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => WireEvent::Acked(ack.pkid),
+                        reason => WireEvent::Refused(ack.pkid, format!("{reason:?}")),
+                    },
+                    Event::Outgoing(Outgoing::Publish(pkid)) => WireEvent::Sent(pkid),
+                    _ => WireEvent::Other,
+                })
+            }
+        }
+    }
+
+    fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Wire::V4(client, _) => client.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).map_err(|e| e.to_string()),
+            Wire::V5(client, _) => {
+                client.try_publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The feed's sender.
+pub(crate) struct Uplink {
+    pub(crate) settings: UplinkSettings,
+    pub(crate) store: StoreHandle,
+    pub(crate) state: Arc<LinkState>,
+    pub(crate) clock: Clock,
+}
+
+impl Uplink {
+    fn topic(&self, channel: RegulatorChannel) -> String {
+        let settings = &self.settings;
+        Topic::Regulator { prefix: settings.prefix.clone(), region: settings.region.clone(), venue: settings.venue.clone(), channel }
+            .to_string()
+    }
+
+    /// Runs for the life of the agent: connects, sends, reconnects.
+    pub(crate) async fn run(self) {
+        if self.settings.tls.is_none() {
+            tracing::warn!(broker = %self.settings.url, "the regulator feed is NOT encrypted (uplink.insecure = true)");
+        }
+        let mut backoff = Backoff::new(self.settings.max_backoff);
+        loop {
+            let reason = match Wire::connect(&self.settings) {
+                Err(error) => format!("{error:#}"),
+                Ok(mut wire) => match self.session(&mut wire, &mut backoff).await {
+                    Ok(never) => match never {},
+                    Err(reason) => reason,
+                },
+            };
+            if self.state.connected.swap(false, Ordering::Relaxed) {
+                self.store.set_connected(false).await;
+            }
+            let wait = backoff.next();
+            tracing::warn!(broker = %self.settings.url, %reason, retry_in = ?wait, "the regulator's broker is unreachable; the outbox keeps everything");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One connection: everything unacknowledged goes again, in order.
+    async fn session(&self, wire: &mut Wire, backoff: &mut Backoff) -> Result<std::convert::Infallible, String> {
+        while !matches!(wire.poll().await?, WireEvent::Connected) {}
+        backoff.reset();
+        self.state.connected.store(true, Ordering::Relaxed);
+        self.store.set_connected(true).await;
+        tracing::info!(broker = %self.settings.url, "connected to the regulator's broker");
+        // Sequence numbers sent and waiting for their packet id; 0 is a heartbeat.
+        let mut sent: VecDeque<u64> = VecDeque::new();
+        let mut in_flight: HashMap<u16, u64> = HashMap::new();
+        let mut acked: Vec<u64> = Vec::new();
+        let mut removing: Option<tokio::sync::oneshot::Receiver<()>> = None;
+        let mut cursor = 0;
+        let mut drained = false;
+        let mut heartbeat = tokio::time::interval(self.settings.heartbeat_period);
+        loop {
+            let free = WINDOW.saturating_sub(sent.len() + in_flight.len());
+            if !drained && free >= WINDOW / 4 {
+                let batch = self.store.queued_after(cursor, free).await.map_err(|error| error.to_string())?;
+                drained = batch.len() < free;
+                for message in batch {
+                    let channel = RegulatorChannel::from_level(&message.channel).unwrap_or(RegulatorChannel::Summary);
+                    wire.publish(self.topic(channel), message.payload)?;
+                    sent.push_back(message.seq);
+                    cursor = message.seq;
+                }
+            }
+            // Acknowledged messages leave the outbox, one removal at a time.
+            let removed = |done: &mut tokio::sync::oneshot::Receiver<()>| !matches!(done.try_recv(), Err(TryRecvError::Empty));
+            if !acked.is_empty() && removing.as_mut().is_none_or(removed) {
+                let highest = acked.iter().copied().max().unwrap_or(0);
+                self.state.last_acked.fetch_max(highest, Ordering::Relaxed);
+                removing = Some(self.store.remove(std::mem::take(&mut acked)).await);
+            }
+            tokio::select! {
+                event = wire.poll() => match event? {
+                    WireEvent::Sent(pkid) => {
+                        if let Some(seq) = sent.pop_front() && seq > 0 {
+                            in_flight.insert(pkid, seq);
+                        }
+                    }
+                    WireEvent::Acked(pkid) => acked.extend(in_flight.remove(&pkid)),
+                    WireEvent::Refused(pkid, reason) => {
+                        return Err(format!("the broker refused message {} ({reason}); it stays in the outbox", in_flight.get(&pkid).copied().unwrap_or(0)));
+                    }
+                    WireEvent::Connected | WireEvent::Other => {}
+                },
+                () = self.store.queued.notified(), if drained => drained = false,
+                _ = heartbeat.tick() => {
+                    let payload = self.heartbeat().await;
+                    wire.publish(self.topic(RegulatorChannel::Heartbeat), payload)?;
+                    sent.push_back(0);
+                }
+            }
+        }
+    }
+
+    /// Proof of life, outside the sequence: what the outbox holds and the
+    /// log's head now.
+    async fn heartbeat(&self) -> Vec<u8> {
+        let (pending, head) = self.store.facts().await;
+        let message = Heartbeat { outbox_pending: pending, log_head: LogHead { index: head.0, hash: head.1 } };
+        let id = MessageId::from_parts(Timestamp::now(), rand::random());
+        encode(&Envelope::new(id, self.clock.now(), self.settings.venue.clone(), Sender::agent(crate::run::AGENT), 0, message)).into_bytes()
+    }
+}
+
+/// `netbar-agent uplink ...`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Connected or not, the backlog, the oldest unsent message and the
+    /// last sequence number the regulator's broker acknowledged.
+    Status,
+}
+
+pub(crate) fn run_command(loaded: &crate::config::Loaded, command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Status => {
+            let Some(settings) = &loaded.uplink else {
+                println!("no regulator feed: the configuration has no [uplink] section");
+                return Ok(std::process::ExitCode::SUCCESS);
+            };
+            let store = crate::store::Store::open(&loaded.database(), 1)?;
+            let status = store.outbox_status()?;
+            let now = Timestamp::now();
+            let ago = |at: Timestamp| {
+                let seconds = now.duration_since(at).as_secs().max(0);
+                format!("{at} ({}h {:02}m {:02}s ago)", seconds / 3600, seconds / 60 % 60, seconds % 60)
+            };
+            let since = status.since.map(ago).unwrap_or_else(|| "never".into());
+            println!("broker: {}", settings.url);
+            println!("connected: {} (since {since})", if status.connected { "yes" } else { "no" });
+            println!("backlog: {} message(s)", status.pending);
+            println!("oldest unsent: {}", status.oldest.map(ago).unwrap_or_else(|| "none".into()));
+            println!("last sequence: {}, last acknowledged: {}", status.last_seq, status.last_acked);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
