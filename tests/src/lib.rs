@@ -139,6 +139,12 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Asks it to stop (SIGTERM) and waits until it has.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -164,6 +170,7 @@ pub struct Mosquitto {
     process: Option<Process>,
     dir: TempDir,
     extra: String,
+    persistent: bool,
 }
 
 /// Where mosquitto is installed.
@@ -184,9 +191,27 @@ impl Mosquitto {
     /// Starts a broker with more configuration after the plain listener
     /// (another listener with TLS, for instance).
     pub fn start_with(extra: &str) -> Mosquitto {
-        let mut broker = Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto"), extra: extra.to_owned() };
+        let mut broker =
+            Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto"), extra: extra.to_owned(), persistent: false };
         broker.restart();
         broker
+    }
+
+    /// Like [`Mosquitto::start_with`], keeping sessions and queued messages
+    /// on disk across a [`Mosquitto::shut_down`] and restart, as a
+    /// regulator's broker would.
+    pub fn start_persistent(extra: &str) -> Mosquitto {
+        let mut broker =
+            Mosquitto { port: free_port(), process: None, dir: TempDir::new("mosquitto"), extra: extra.to_owned(), persistent: true };
+        broker.restart();
+        broker
+    }
+
+    /// Stops the broker the orderly way (SIGTERM): it saves what it keeps.
+    pub fn shut_down(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.terminate();
+        }
     }
 
     /// Stops the broker (SIGKILL): an outage.
@@ -200,8 +225,12 @@ impl Mosquitto {
     pub fn restart(&mut self) {
         self.stop();
         let config = self.dir.path().join("mosquitto.conf");
-        let text =
-            format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size 1048576\n{}", self.port, self.extra);
+        let persistence = if self.persistent {
+            format!("persistence true\npersistence_location {}/\nmax_queued_messages 100000\n", self.dir.path().display())
+        } else {
+            "persistence false\n".to_owned()
+        };
+        let text = format!("listener {} 127.0.0.1\nallow_anonymous true\n{persistence}max_packet_size 1048576\n{}", self.port, self.extra);
         std::fs::write(&config, text).expect("mosquitto config");
         let process =
             Process::start(&mosquitto_binary(), &["-c", config.to_str().expect("UTF-8 path")], self.dir.path().join("mosquitto.log"));
@@ -227,7 +256,15 @@ impl Client {
     /// Connects to 127.0.0.1:`port` and subscribes to `filters`; returns once
     /// the subscriptions are acknowledged.
     pub fn connect(port: u16, filters: &[&str]) -> Client {
-        let mut options = rumqttc::MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
+        Client::connect_as(port, &format!("test-{}", free_port()), false, filters)
+    }
+
+    /// Like [`Client::connect`] with a fixed client id; when `persistent`,
+    /// the session outlives the connection and the client reconnects after
+    /// the broker went away (for a broker restarted by the test).
+    pub fn connect_as(port: u16, id: &str, persistent: bool, filters: &[&str]) -> Client {
+        let mut options = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        options.set_clean_session(!persistent);
         options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
         options.set_keep_alive(std::time::Duration::from_secs(30));
         let (client, mut connection) = rumqttc::Client::new(options, 256);
@@ -253,6 +290,7 @@ impl Client {
                         }
                     }
                     Ok(_) => {}
+                    Err(_) if persistent => std::thread::sleep(std::time::Duration::from_millis(100)),
                     Err(_) => return,
                 }
             }
@@ -343,4 +381,30 @@ pub fn peak_rss_kib(pid: u32) -> f64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
+}
+
+/// A CA and a server certificate (for 127.0.0.1) and a client certificate
+/// (for `client`) it signed, as PEM files in `dir` named after `name`:
+/// the CA, then server certificate, server key, client certificate, client key.
+pub fn certificates(dir: &Path, name: &str, client: &str) -> (PathBuf, [PathBuf; 4]) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut files = Vec::new();
+    for (role, names) in [("server", vec!["127.0.0.1".to_owned()]), ("client", vec![client.to_owned()])] {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate = rcgen::CertificateParams::new(names).expect("parameters").signed_by(&key, &issuer).expect("certificate");
+        let (cert_path, key_path) = (dir.join(format!("{name}-{role}.pem")), dir.join(format!("{name}-{role}.key")));
+        std::fs::write(&cert_path, certificate.pem()).expect("write certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        files.push(cert_path);
+        files.push(key_path);
+    }
+    let ca_path = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_path, ca.pem()).expect("write CA");
+    let [a, b, c, d] = <[PathBuf; 4]>::try_from(files).expect("four files");
+    (ca_path, [a, b, c, d])
 }

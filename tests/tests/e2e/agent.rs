@@ -69,16 +69,16 @@ fn a_bad_agent_config_is_refused_with_file_key_and_reason() {
 }
 
 /// An agent with its embedded broker on a free port, and one station enrolled.
-struct Venue {
-    dir: TempDir,
-    config: std::path::PathBuf,
-    port: u16,
-    http: u16,
-    agent: Option<netbar_tests::Process>,
+pub(super) struct Venue {
+    pub(super) dir: TempDir,
+    pub(super) config: std::path::PathBuf,
+    pub(super) port: u16,
+    pub(super) http: u16,
+    pub(super) agent: Option<netbar_tests::Process>,
 }
 
 impl Venue {
-    fn new(name: &str) -> Venue {
+    pub(super) fn new(name: &str) -> Venue {
         let dir = TempDir::new(name);
         let config = agent_config(&dir);
         let port = netbar_tests::free_port();
@@ -93,7 +93,7 @@ impl Venue {
     }
 
     /// A venue whose agent uses an external broker (the test's mosquitto).
-    fn external(name: &str, broker: &netbar_tests::Mosquitto) -> Venue {
+    pub(super) fn external(name: &str, broker: &netbar_tests::Mosquitto) -> Venue {
         let mut venue = Venue::new(name);
         let text = std::fs::read_to_string(&venue.config)
             .unwrap()
@@ -106,7 +106,7 @@ impl Venue {
         venue
     }
 
-    fn enroll(&self, station: &str) -> std::path::PathBuf {
+    pub(super) fn enroll(&self, station: &str) -> std::path::PathBuf {
         let out = self.dir.path().join("stations");
         let output = Run::new(binary("netbar-agent"))
             .args(["enroll", "--config", self.config.to_str().unwrap(), "station", station, "--out", out.to_str().unwrap()])
@@ -116,12 +116,12 @@ impl Venue {
         out.join(station)
     }
 
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         self.start_at(None);
     }
 
     /// Starts the agent, its clock at `clock` (RFC 3339) when given.
-    fn start_at(&mut self, clock: Option<&str>) {
+    pub(super) fn start_at(&mut self, clock: Option<&str>) {
         let env: Vec<(&str, &str)> = clock.map(|clock| ("NETBAR_AGENT_CLOCK", clock)).into_iter().collect();
         let agent = netbar_tests::Process::start_with(
             &binary("netbar-agent"),
@@ -142,7 +142,7 @@ impl Venue {
     }
 
     /// Adds a console user and signs in; returns the token.
-    fn sign_in(&self, name: &str, role: &str) -> String {
+    pub(super) fn sign_in(&self, name: &str, role: &str) -> String {
         use std::io::Write;
         let mut child = Run::new(binary("netbar-agent"))
             .args(["user", "--config", self.config.to_str().unwrap(), "add", name, "--role", role])
@@ -162,11 +162,11 @@ impl Venue {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.agent.as_ref().map(|agent| agent.stderr()).unwrap_or_default()
     }
 
-    fn records(&self, command: &str) -> std::process::Output {
+    pub(super) fn records(&self, command: &str) -> std::process::Output {
         let db = self.dir.path().join("data").join("netbar.sqlite");
         let mut args = vec!["records", command, "--db", db.to_str().unwrap()];
         if command == "export" {

@@ -542,34 +542,11 @@ fn a_modbus_tcp_sensor_is_read_and_scaled() {
     reading(1.2);
 }
 
-/// A CA, and a server and a client certificate it signed, as PEM files in `dir`.
-fn certificates(dir: &Path, name: &str) -> (std::path::PathBuf, [std::path::PathBuf; 4]) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut files = Vec::new();
-    for (role, names) in [("server", vec!["127.0.0.1".to_owned()]), ("client", vec![STATION.to_owned()])] {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
-        let (cert_path, key_path) = (dir.join(format!("{name}-{role}.pem")), dir.join(format!("{name}-{role}.key")));
-        std::fs::write(&cert_path, certificate.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        files.push(cert_path);
-        files.push(key_path);
-    }
-    let ca_path = dir.join(format!("{name}-ca.pem"));
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    (ca_path, files.try_into().unwrap())
-}
-
 #[test]
 fn tls_with_a_client_certificate_and_a_refused_wrong_ca() {
     let dir = TempDir::new("tls");
-    let (ca, [server_cert, server_key, client_cert, client_key]) = certificates(dir.path(), "venue");
-    let (other_ca, _) = certificates(dir.path(), "other");
+    let (ca, [server_cert, server_key, client_cert, client_key]) = netbar_tests::certificates(dir.path(), "venue", STATION);
+    let (other_ca, _) = netbar_tests::certificates(dir.path(), "other", STATION);
     let tls_port = free_port();
     let broker = Mosquitto::start_with(&format!(
         "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
