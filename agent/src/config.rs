@@ -173,6 +173,8 @@ pub(crate) struct Uplink {
     pub(crate) records: Disclosure,
     #[serde(default = "Uplink::default_outbox_max")]
     pub(crate) outbox_max: u64,
+    #[serde(default = "Uplink::default_max_backoff", with = "netbar_protocol::settings::seconds")]
+    pub(crate) max_backoff: Duration,
 }
 
 impl Uplink {
@@ -188,6 +190,31 @@ impl Uplink {
     fn default_outbox_max() -> u64 {
         100_000
     }
+    fn default_max_backoff() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+/// An MQTT broker's URL: `mqtts://host[:port]` (TLS, port 8883 unless
+/// given) or `mqtt://host[:port]` (in clear, 1883); whether it is TLS, the
+/// host and the port.
+pub(crate) fn broker_address(url: &str) -> Result<(bool, String, u16), String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("mqtt://") {
+        (false, rest)
+    } else {
+        return Err(format!("{url:?} must start with mqtts:// (or mqtt:// in clear)"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("{port:?} is not a port"))?),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} names no host"));
+    }
+    Ok((tls, host.to_owned(), port))
 }
 
 /// TLS files for the regulator's broker.
@@ -229,7 +256,8 @@ impl Uplink {
         relative_to: &Path,
         error: impl Fn(&str, String) -> ConfigError,
     ) -> Result<UplinkSettings, ConfigError> {
-        let (tls, rest) = if let Some(rest) = self.broker.strip_prefix("mqtts://") {
+        let (encrypted, host, port) = broker_address(&self.broker).map_err(|reason| error("uplink.broker", reason))?;
+        let tls = if encrypted {
             let ca_file = self
                 .ca_file
                 .as_ref()
@@ -238,31 +266,21 @@ impl Uplink {
             if self.client_cert.is_some() != self.client_key.is_some() {
                 return Err(error("uplink.client_cert", "client_cert and client_key go together".into()));
             }
-            (
-                Some(TlsFiles {
-                    ca_file: file(ca_file),
-                    client_cert: self.client_cert.as_ref().map(file),
-                    client_key: self.client_key.as_ref().map(file),
-                }),
-                rest,
-            )
-        } else if let Some(rest) = self.broker.strip_prefix("mqtt://") {
-            if !self.insecure {
-                return Err(error(
-                    "uplink.broker",
-                    format!("{} is not encrypted; use mqtts://, or set insecure = true to send the feed in clear", self.broker),
-                ));
-            }
-            (None, rest)
+            Some(TlsFiles {
+                ca_file: file(ca_file),
+                client_cert: self.client_cert.as_ref().map(file),
+                client_key: self.client_key.as_ref().map(file),
+            })
+        } else if self.insecure {
+            None
         } else {
-            return Err(error("uplink.broker", format!("{:?} must start with mqtts:// (or mqtt:// with insecure = true)", self.broker)));
+            return Err(error(
+                "uplink.broker",
+                format!("{} is not encrypted; use mqtts://, or set insecure = true to send the feed in clear", self.broker),
+            ));
         };
-        let (host, port) = match rest.trim_end_matches('/').rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| error("uplink.broker", format!("{port:?} is not a port")))?),
-            None => (rest.trim_end_matches('/'), if tls.is_some() { 8883 } else { 1883 }),
-        };
-        if host.is_empty() {
-            return Err(error("uplink.broker", "names no host".into()));
+        if self.max_backoff.is_zero() {
+            return Err(error("uplink.max_backoff", "must be at least 1 second".into()));
         }
         let prefix = netbar_protocol::Prefix::new(&self.prefix).map_err(|e| error("uplink.prefix", e.to_string()))?;
         let region = self.region.parse().map_err(|e: netbar_protocol::ids::IdError| error("uplink.region", e.to_string()))?;
@@ -271,7 +289,7 @@ impl Uplink {
         }
         Ok(UplinkSettings {
             url: self.broker.clone(),
-            host: host.to_owned(),
+            host,
             port,
             tls,
             protocol: self.protocol,
@@ -285,7 +303,7 @@ impl Uplink {
             heartbeat_period: self.heartbeat_period,
             records: self.records,
             outbox_max: self.outbox_max,
-            max_backoff: Duration::from_secs(30),
+            max_backoff: self.max_backoff,
         })
     }
 }

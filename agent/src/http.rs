@@ -108,6 +108,8 @@ pub(crate) struct Api {
     refusals: Arc<Refusals>,
     zone: jiff::tz::TimeZone,
     clock: crate::run::Clock,
+    /// The regulator's broker and the outbox's bound, when there is a feed.
+    uplink: Option<(String, u64)>,
 }
 
 impl std::fmt::Debug for Api {
@@ -125,8 +127,20 @@ impl Api {
         refusals: Arc<Refusals>,
         zone: jiff::tz::TimeZone,
         clock: crate::run::Clock,
+        uplink: Option<(String, u64)>,
     ) -> Api {
-        Api { requests, sessions: Arc::default(), database, refusals, zone, clock }
+        Api { requests, sessions: Arc::default(), database, refusals, zone, clock, uplink }
+    }
+
+    /// The feed's state as the store has it, with the broker and the bound.
+    async fn uplink_status(&self) -> Result<Option<(crate::store::OutboxStatus, &str, u64)>, ApiError> {
+        let Some((broker, max)) = &self.uplink else { return Ok(None) };
+        let database = self.database.clone();
+        let status = tokio::task::spawn_blocking(move || crate::store::Store::open(&database, 1).and_then(|store| store.outbox_status()))
+            .await
+            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()))?
+            .map_err(|error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string()))?;
+        Ok(Some((status, broker, *max)))
     }
 
     /// The routes.
@@ -144,6 +158,7 @@ impl Api {
             .route("/api/v1/stations/{id}/commands", post(command))
             .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
             .route("/api/v1/incidents/{id}/resolve", post(resolve))
+            .route("/api/v1/uplink", get(uplink))
             .with_state(self)
     }
 
@@ -375,6 +390,36 @@ async fn resolve(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Stri
     transition(&api, id, session.user, Some(note)).await
 }
 
+/// The regulator feed for the console: connected or not, the backlog
+/// against the outbox's bound, and a warning from half full.
+async fn uplink(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    let Some((status, broker, max)) = api.uplink_status().await? else {
+        return Ok(Json(json!({ "configured": false })).into_response());
+    };
+    let percent = status.pending as f64 * 100.0 / max as f64;
+    let warning = (status.pending * 2 >= max).then(|| {
+        format!(
+            "The regulator outbox is {percent:.0}% full ({} of {max} messages waiting). Check the connection to {broker}; when it is full, new check-ins are refused.",
+            status.pending
+        )
+    });
+    Ok(Json(json!({
+        "configured": true,
+        "broker": broker,
+        "connected": status.connected,
+        "since": status.since,
+        "backlog": status.pending,
+        "outbox_max": max,
+        "fill_percent": percent,
+        "oldest_unsent": status.oldest,
+        "last_seq": status.last_seq,
+        "last_acknowledged": status.last_acked,
+        "warning": warning,
+    }))
+    .into_response())
+}
+
 async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     api.session(&headers)?;
     let mut text = String::from(
@@ -382,6 +427,17 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     );
     for (reason, count) in api.refusals.snapshot() {
         text.push_str(&format!("netbar_messages_refused_total{{reason=\"{reason}\"}} {count}\n"));
+    }
+    if let Some((status, _, max)) = api.uplink_status().await? {
+        text.push_str(&format!(
+            "# HELP netbar_uplink_connected Whether the regulator's broker is connected.\n# TYPE netbar_uplink_connected gauge\nnetbar_uplink_connected {}\n\
+             # HELP netbar_uplink_backlog Messages in the outbox not yet acknowledged by the regulator's broker.\n# TYPE netbar_uplink_backlog gauge\nnetbar_uplink_backlog {}\n\
+             # HELP netbar_uplink_outbox_max The outbox's bound.\n# TYPE netbar_uplink_outbox_max gauge\nnetbar_uplink_outbox_max {max}\n\
+             # HELP netbar_uplink_last_acknowledged The highest sequence number the regulator's broker acknowledged.\n# TYPE netbar_uplink_last_acknowledged gauge\nnetbar_uplink_last_acknowledged {}\n",
+            u8::from(status.connected),
+            status.pending,
+            status.last_acked
+        ));
     }
     Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
 }

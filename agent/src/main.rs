@@ -2,7 +2,8 @@
 //!
 //! `run` is the daemon (bus, venue rules, registration log, API, regulator
 //! feed); the other subcommands are tools around it: `check-id`, `records`,
-//! `enroll`, `user`, `uplink`, service installation and configuration.
+//! `enroll`, `user`, `uplink`, `regulator tail` (the regulator's side of
+//! the feed), service installation and configuration.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ mod enroll;
 mod feed;
 mod http;
 mod records;
+mod regulator;
 mod run;
 #[path = "../../collector/src/service.rs"]
 mod service;
@@ -98,6 +100,9 @@ enum Command {
         #[command(subcommand)]
         what: uplink::Command,
     },
+    /// The regulator's side: `regulator tail` follows a district's feed.
+    #[command(subcommand)]
+    Regulator(regulator::Command),
     /// Print the configuration with every key at its default, commented.
     PrintConfig,
     /// Check the configuration file and exit.
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
         Command::Uplink { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| uplink::run_command(&loaded, what)),
+        Command::Regulator(what) => regulator::run_command(what),
         Command::PrintConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)

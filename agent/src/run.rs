@@ -776,7 +776,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
         .await
         .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
-    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone(), clock).router();
+    let uplink = loaded.uplink.as_ref().map(|uplink| (uplink.url.clone(), uplink.outbox_max));
+    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone(), clock, uplink).router();
     tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {

@@ -70,6 +70,24 @@ fn channel_entry(address: &str, kinds: &[Kind], parameters: &[(&str, &str)], des
     json!({ "address": address, "description": description, "messages": messages, "parameters": parameters })
 }
 
+/// What a regulator reads about one channel of the feed.
+fn regulator_description(channel: RegulatorChannel) -> &'static str {
+    match channel {
+        RegulatorChannel::Summary => {
+            "A venue's summary every period (default 5 minutes): stations, customers present, check-ins admitted and refused by reason, unregistered use, incidents opened, acknowledged, resolved and open by severity, sensor health, the compliance level (red: an open critical incident or one nobody acknowledged; yellow: an open acknowledged incident, a silent sensor or station, or the outbox more than half full; green otherwise) and the head of the registration log's hash chain. QoS 1, numbered in the venue's feed sequence."
+        }
+        RegulatorChannel::Incident => {
+            "Each incident transition (opened, acknowledged, resolved) as it happens; incident_id ties them together. QoS 1, numbered in the venue's feed sequence."
+        }
+        RegulatorChannel::Record => {
+            "One entry of the registration log per check-in attempt, admitted or refused with its reasons, with the person as the jurisdiction requires (none, pseudonymised by a key kept at the venue, or in full) and the entry's place in the hash chain. QoS 1, numbered in the venue's feed sequence."
+        }
+        RegulatorChannel::Heartbeat => {
+            "Proof of life every heartbeat period: the messages waiting in the venue's outbox and the log's head. seq 0: outside the sequence."
+        }
+    }
+}
+
 /// The AsyncAPI 3 document of the whole contract: every topic, who sends on
 /// it, and the schema of every message.
 pub fn asyncapi() -> Value {
@@ -117,7 +135,7 @@ pub fn asyncapi() -> Value {
                 &address,
                 channel.kinds(),
                 &[("prefix", "The regulator's topic prefix, one or more levels."), ("region", "The regulator's district code."), VENUE],
-                "A venue's topic on the regulator's broker.",
+                regulator_description(channel),
             ),
         );
         operation(format!("send_{name}"), "send", &name, channel.kinds());
@@ -140,7 +158,7 @@ pub fn asyncapi() -> Value {
         "info": {
             "title": "netbar",
             "version": format!("{SCHEMA_VERSION}"),
-            "description": "The MQTT contract between netbar's station collectors, the venue agent and the regulator's broker. Generated from netbar-protocol; do not edit by hand."
+            "description": "The MQTT contract between netbar's station collectors, the venue agent and the regulator's broker. On the regulator's broker, summaries, incidents and records of a venue share one sequence (seq), contiguous from 1 across restarts of the agent; a message leaves the venue's outbox only when the broker acknowledged it, and everything unacknowledged is sent again after a reconnect, so a message may arrive twice: deduplicate by id, and a gap in seq is a lost message. Generated from netbar-protocol; do not edit by hand."
         },
         "defaultContentType": "application/json",
         "channels": channels,

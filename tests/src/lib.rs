@@ -83,7 +83,8 @@ pub fn wait_for(what: &str, deadline: std::time::Duration, mut condition: impl F
     }
 }
 
-/// A child process killed when dropped, its standard error kept in a file.
+/// A child process killed when dropped, its standard output and error kept
+/// in a file.
 #[derive(Debug)]
 pub struct Process {
     child: std::process::Child,
@@ -100,12 +101,12 @@ pub enum Stdin {
 }
 
 impl Process {
-    /// Starts `program` with `args`, standard error to `stderr`.
+    /// Starts `program` with `args`, standard output and error to `stderr`.
     pub fn start(program: &Path, args: &[&str], stderr: PathBuf) -> Process {
         Process::start_with(program, args, stderr, Stdin::Null, &[])
     }
 
-    /// Starts `program` with `args`, standard error to `stderr`, the given
+    /// Starts `program` with `args`, standard output and error to `stderr`, the given
     /// standard input and extra environment variables.
     pub fn start_with(program: &Path, args: &[&str], stderr: PathBuf, stdin: Stdin, env: &[(&str, &str)]) -> Process {
         let log = std::fs::File::create(&stderr).expect("stderr file");
@@ -113,7 +114,7 @@ impl Process {
             .args(args)
             .envs(env.iter().copied())
             .stdin(if stdin == Stdin::Piped { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("stderr file"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", program.display()));
@@ -128,7 +129,7 @@ impl Process {
         stdin.flush().expect("flush to the process");
     }
 
-    /// What it wrote to standard error so far.
+    /// What it wrote to standard output and error so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -207,6 +208,11 @@ impl Mosquitto {
         broker
     }
 
+    /// What the broker logged since it last started.
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(Process::stderr).unwrap_or_default()
+    }
+
     /// Stops the broker the orderly way (SIGTERM): it saves what it keeps.
     pub fn shut_down(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -226,7 +232,13 @@ impl Mosquitto {
         self.stop();
         let config = self.dir.path().join("mosquitto.conf");
         let persistence = if self.persistent {
-            format!("persistence true\npersistence_location {}/\nmax_queued_messages 100000\n", self.dir.path().display())
+            // Started as root, mosquitto drops to its own user: that user
+            // must be able to write the database.
+            let store = self.dir.path().join("persistence");
+            std::fs::create_dir_all(&store).expect("persistence directory");
+            #[cfg(unix)]
+            std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("persistence directory mode");
+            format!("persistence true\npersistence_location {}/\nmax_queued_messages 100000\n", store.display())
         } else {
             "persistence false\n".to_owned()
         };

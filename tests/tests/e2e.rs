@@ -8,5 +8,6 @@ mod e2e {
     mod check_id;
     mod collector;
     mod schemas;
+    mod uplink;
     mod workspace;
 }

@@ -147,6 +147,7 @@ impl Venue {
         let mut child = Run::new(binary("netbar-agent"))
             .args(["user", "--config", self.config.to_str().unwrap(), "add", name, "--role", role])
             .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
@@ -178,7 +179,7 @@ impl Venue {
 
 /// Starts a collector from its enrollment directory, with `extra` appended
 /// and its lock state read from a file that starts as `state`.
-fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_tests::Process {
+pub(super) fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_tests::Process {
     let state_file = station_dir.join("locked");
     std::fs::write(&state_file, state).unwrap();
     let mut text = std::fs::read_to_string(station_dir.join("collector.toml")).unwrap();

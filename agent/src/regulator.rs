@@ -1,0 +1,411 @@
+//! `netbar-agent regulator tail`: the regulator's side of the feed, with
+//! nothing but this command.
+//!
+//! It subscribes to `{prefix}/{region}/+/+` on the regulator's broker and
+//! prints summaries, incidents and records as lines a person reads; per
+//! venue it follows the sequence numbers and reports every gap (a number
+//! skipped), every duplicate (a number seen twice: receivers deduplicate by
+//! message id, so this is harmless but shows resends) and every venue gone
+//! quiet (nothing, not even a heartbeat, for `--quiet-after` seconds).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use netbar_protocol::messages::{IncidentEvent, IncidentTransition, Person, RegistrationRecord, Summary};
+use netbar_protocol::{Envelope, Message, Prefix, Topic};
+
+/// `netbar-agent regulator ...`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Follow a district's feed: print it, report gaps, duplicates and
+    /// venues gone quiet.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TailArgs {
+    /// The regulator's broker: mqtts://host:port, or mqtt://host:port in clear.
+    #[arg(long, value_name = "URL")]
+    broker: String,
+    /// The CA that signed the broker's certificate (required with mqtts://).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
+    /// A client certificate, when the broker asks for one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// A user name at the broker; the password is read from
+    /// $NETBAR_REGULATOR_PASSWORD.
+    #[arg(long)]
+    username: Option<String>,
+    /// Only this district (default: every region under the prefix).
+    #[arg(long, value_name = "CODE")]
+    region: Option<netbar_protocol::RegionCode>,
+    /// The feed's topic prefix.
+    #[arg(long, default_value = "netbar/feed")]
+    prefix: String,
+    /// Keep a session on the broker under this client id, so nothing
+    /// published while the tail is away (a broker restart) is missed.
+    #[arg(long, value_name = "NAME")]
+    session: Option<String>,
+    /// Seconds without any message from a venue before it is reported quiet.
+    #[arg(long, default_value_t = 180)]
+    quiet_after: u64,
+    /// Print heartbeats too.
+    #[arg(long)]
+    heartbeats: bool,
+}
+
+/// What the sequence of one venue showed.
+#[derive(Debug, PartialEq, Eq)]
+enum Finding {
+    /// Numbers skipped, inclusive.
+    Gap(u64, u64),
+    /// A number seen before.
+    Duplicate(u64),
+    /// A number inside an earlier gap arrived after all.
+    Late(u64),
+}
+
+/// The sequence numbers of one venue: the next one expected and those
+/// received beyond it.
+#[derive(Debug, Default)]
+struct Sequence {
+    next: Option<u64>,
+    ahead: BTreeSet<u64>,
+}
+
+impl Sequence {
+    fn receive(&mut self, seq: u64) -> Option<Finding> {
+        if seq == 0 {
+            return None;
+        }
+        let Some(next) = self.next else {
+            // The tail joins a feed under way: its first number is the start.
+            self.next = Some(seq + 1);
+            return None;
+        };
+        if seq < next || self.ahead.contains(&seq) {
+            return Some(Finding::Duplicate(seq));
+        }
+        let highest = self.ahead.last().copied().unwrap_or(next - 1);
+        if seq > highest {
+            self.ahead.insert(seq);
+            let from = highest + 1;
+            return (from < seq).then_some(Finding::Gap(from, seq - 1)).or_else(|| self.advance(next));
+        }
+        // Inside a gap reported earlier.
+        self.ahead.insert(seq);
+        self.advance(next);
+        Some(Finding::Late(seq))
+    }
+
+    /// Moves `next` over the numbers now contiguous.
+    fn advance(&mut self, mut next: u64) -> Option<Finding> {
+        while self.ahead.remove(&next) {
+            next += 1;
+        }
+        self.next = Some(next);
+        None
+    }
+}
+
+/// Everything the tail knows of one venue.
+#[derive(Debug)]
+struct VenueFeed {
+    sequence: Sequence,
+    heard: Instant,
+    quiet: bool,
+}
+
+/// Per venue: sequences and silence.
+#[derive(Debug, Default)]
+struct Tracker {
+    venues: BTreeMap<String, VenueFeed>,
+}
+
+impl Tracker {
+    /// A message from `venue` (as `region/venue`); the lines to print about its sequence.
+    fn receive(&mut self, venue: &str, seq: u64, now: Instant) -> Vec<String> {
+        let feed =
+            self.venues.entry(venue.to_owned()).or_insert_with(|| VenueFeed { sequence: Sequence::default(), heard: now, quiet: false });
+        let mut lines = Vec::new();
+        if feed.quiet {
+            lines.push(format!("{venue} HEARD AGAIN after {} s", now.duration_since(feed.heard).as_secs()));
+            feed.quiet = false;
+        }
+        feed.heard = now;
+        match feed.sequence.receive(seq) {
+            Some(Finding::Gap(from, to)) if from == to => lines.push(format!("{venue} GAP: #{from} missing")),
+            Some(Finding::Gap(from, to)) => lines.push(format!("{venue} GAP: #{from}..#{to} missing ({} messages)", to - from + 1)),
+            Some(Finding::Duplicate(seq)) => lines.push(format!("{venue} DUPLICATE: #{seq} received again")),
+            Some(Finding::Late(seq)) => lines.push(format!("{venue} LATE: #{seq} arrived after a gap was reported")),
+            None => {}
+        }
+        lines
+    }
+
+    /// Venues silent for `limit` and not yet reported.
+    fn quiet(&mut self, limit: Duration, now: Instant) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (venue, feed) in &mut self.venues {
+            let silent = now.duration_since(feed.heard);
+            if !feed.quiet && silent >= limit {
+                feed.quiet = true;
+                lines.push(format!("{venue} QUIET: nothing for {} s, not even a heartbeat", silent.as_secs()));
+            }
+        }
+        lines
+    }
+}
+
+fn name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+fn summary_line(s: &Summary) -> String {
+    let refused: u32 = s.refusals.iter().map(|r| r.count).sum();
+    let mut line = format!(
+        "summary {}..{}: compliance {}; stations {}/{} online, {} in use; customers present {}; check-ins {} admitted, {refused} refused",
+        s.from,
+        s.to,
+        name(&s.compliance).to_uppercase(),
+        s.stations_online,
+        s.stations_enrolled,
+        s.sessions_open,
+        s.customers_present,
+        s.registrations,
+    );
+    if !s.refusals.is_empty() {
+        let reasons: Vec<String> = s.refusals.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
+        let _ = write!(line, " ({})", reasons.join(", "));
+    }
+    let open = &s.incidents_open_by_severity;
+    let _ = write!(
+        line,
+        "; unregistered use {}; incidents opened {}, acknowledged {}, resolved {}, open {} (critical {}, warning {}, notice {}); sensors {}/{} online; log head #{} {}",
+        s.unregistered_use,
+        s.incidents_opened,
+        s.incidents_acknowledged,
+        s.incidents_resolved,
+        s.incidents_open,
+        open.critical,
+        open.warning,
+        open.notice,
+        s.sensors_enrolled - s.sensors_silent.min(s.sensors_enrolled),
+        s.sensors_enrolled,
+        s.log_head.index,
+        short(&s.log_head.hash),
+    );
+    line
+}
+
+fn incident_line(event: &IncidentEvent) -> String {
+    let id = &event.incident_id;
+    match &event.transition {
+        IncidentTransition::Opened { incident_kind, severity, station, sensor, detail } => {
+            let place = match (station, sensor) {
+                (Some(station), _) => format!(" at {station}"),
+                (None, Some(sensor)) => format!(" from {sensor}"),
+                (None, None) => String::new(),
+            };
+            format!("incident {id} OPENED {}: {} {}{place}: {detail}", event.at, name(severity).to_uppercase(), name(incident_kind))
+        }
+        IncidentTransition::Acknowledged { by } => format!("incident {id} acknowledged {} by {by}", event.at),
+        IncidentTransition::Resolved { by, note } => format!("incident {id} resolved {} by {by}: {note}", event.at),
+    }
+}
+
+fn record_line(record: &RegistrationRecord) -> String {
+    let outcome = if record.allowed { "admitted".to_owned() } else { format!("refused ({})", record.reasons.join(", ")) };
+    let person = match &record.person {
+        Person::None => "no personal data".to_owned(),
+        Person::Pseudonymised { person_hash, birth_year } => format!("person {} born {birth_year}", short(person_hash)),
+        Person::Full { document_kind, number, name, birth_date } => format!("{name}, {document_kind} {number}, born {birth_date}"),
+    };
+    format!("record log #{} {}: {outcome}, {person}", record.index, record.at)
+}
+
+/// The line for one message, or None for a heartbeat not asked for.
+fn describe(envelope: &Envelope, heartbeats: bool) -> Option<String> {
+    Some(match &envelope.message {
+        Message::Summary(summary) => summary_line(summary),
+        Message::Incident(event) => incident_line(event),
+        Message::Record(record) => record_line(record),
+        Message::Heartbeat(beat) if heartbeats => {
+            format!(
+                "heartbeat {}: outbox {} waiting, log head #{} {}",
+                envelope.ts,
+                beat.outbox_pending,
+                beat.log_head.index,
+                short(&beat.log_head.hash)
+            )
+        }
+        Message::Heartbeat(_) => return None,
+        other => format!("unexpected {} on the feed", other.kind()),
+    })
+}
+
+pub(crate) fn run_command(command: Command) -> anyhow::Result<std::process::ExitCode> {
+    match command {
+        Command::Tail(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(tail(args))
+        }
+    }
+}
+
+async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    let prefix = Prefix::new(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+    let (tls, host, port) = crate::config::broker_address(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    let client_id = args.session.clone().unwrap_or_else(|| format!("netbar-tail-{:08x}", rand::random::<u32>()));
+    let mut options = rumqttc::MqttOptions::new(client_id, host, port);
+    options.set_keep_alive(Duration::from_secs(30)).set_clean_session(args.session.is_none());
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    if tls {
+        let ca = args.ca.as_deref().context("--ca is required with mqtts:// (the CA that signed the broker's certificate)")?;
+        options.set_transport(rumqttc::Transport::Tls(crate::transport::tls_configuration(ca, args.cert.as_deref(), args.key.as_deref())?));
+    } else {
+        eprintln!("warning: {} is not encrypted", args.broker);
+    }
+    if let Some(user) = &args.username {
+        options.set_credentials(user.clone(), std::env::var("NETBAR_REGULATOR_PASSWORD").unwrap_or_default());
+    }
+    let region = args.region.as_ref().map_or("+".to_owned(), ToString::to_string);
+    let filter = format!("{}/{region}/+/+", prefix.as_str());
+    let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 16);
+    let quiet_after = Duration::from_secs(args.quiet_after);
+    let mut tracker = Tracker::default();
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    let mut connected_once = false;
+    loop {
+        tokio::select! {
+            event = event_loop.poll() => match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                    eprintln!("connected to {}; following {filter}", args.broker);
+                    if !connected_once || !ack.session_present {
+                        client.subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce).await?;
+                    }
+                    connected_once = true;
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                    for line in on_message(&prefix, &publish.topic, &publish.payload, &mut tracker, args.heartbeats) {
+                        println!("{line}");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) if !connected_once => {
+                    eprintln!("error: cannot follow the feed at {}: {error}", args.broker);
+                    return Ok(std::process::ExitCode::FAILURE);
+                }
+                Err(error) => {
+                    eprintln!("warning: lost {}: {error}; reconnecting", args.broker);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            _ = check.tick() => {
+                for line in tracker.quiet(quiet_after, Instant::now()) {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// The lines one message on the feed prints.
+fn on_message(prefix: &Prefix, topic: &str, payload: &[u8], tracker: &mut Tracker, heartbeats: bool) -> Vec<String> {
+    let (region, venue) = match Topic::parse_regulator(prefix, topic) {
+        Ok(Topic::Regulator { region, venue, .. }) => (region, venue),
+        Ok(_) => return Vec::new(),
+        Err(error) => return vec![format!("{topic} UNREADABLE topic: {error}")],
+    };
+    let label = format!("{region}/{venue}");
+    let envelope = match netbar_protocol::decode(payload) {
+        Ok(envelope) => envelope,
+        Err(error) => return vec![format!("{label} UNREADABLE message: {error}")],
+    };
+    if envelope.venue != venue {
+        return vec![format!("{label} MISMATCH: a message of venue {} on this venue's topic", envelope.venue)];
+    }
+    let mut lines = tracker.receive(&label, envelope.seq, Instant::now());
+    if let Some(text) = describe(&envelope, heartbeats) {
+        let seq = if envelope.seq > 0 { format!(" #{}", envelope.seq) } else { String::new() };
+        lines.insert(0, format!("{label}{seq} {text}"));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_show_gaps_duplicates_and_late_arrivals() {
+        let mut sequence = Sequence::default();
+        assert_eq!(sequence.receive(7), None, "the first number seen is the start");
+        assert_eq!(sequence.receive(8), None);
+        assert_eq!(sequence.receive(0), None, "heartbeats are outside the sequence");
+        assert_eq!(sequence.receive(8), Some(Finding::Duplicate(8)));
+        assert_eq!(sequence.receive(11), Some(Finding::Gap(9, 10)));
+        assert_eq!(sequence.receive(12), None);
+        assert_eq!(sequence.receive(11), Some(Finding::Duplicate(11)));
+        assert_eq!(sequence.receive(14), Some(Finding::Gap(13, 13)));
+        assert_eq!(sequence.receive(10), Some(Finding::Late(10)));
+        assert_eq!(sequence.next, Some(9));
+        assert_eq!(sequence.receive(9), Some(Finding::Late(9)));
+        assert_eq!(sequence.next, Some(13), "9..12 now contiguous");
+        assert_eq!(sequence.receive(13), Some(Finding::Late(13)));
+        assert_eq!(sequence.next, Some(15));
+        assert!(sequence.ahead.is_empty());
+        assert_eq!(sequence.receive(15), None);
+    }
+
+    #[test]
+    fn a_quiet_venue_is_reported_once_and_again_when_heard() {
+        let mut tracker = Tracker::default();
+        let start = Instant::now();
+        assert!(tracker.receive("310104/venue-1", 1, start).is_empty());
+        assert!(tracker.quiet(Duration::from_secs(60), start + Duration::from_secs(59)).is_empty());
+        let quiet = tracker.quiet(Duration::from_secs(60), start + Duration::from_secs(61));
+        assert_eq!(quiet, ["310104/venue-1 QUIET: nothing for 61 s, not even a heartbeat"]);
+        assert!(tracker.quiet(Duration::from_secs(60), start + Duration::from_secs(90)).is_empty(), "reported once");
+        let back = tracker.receive("310104/venue-1", 3, start + Duration::from_secs(100));
+        assert_eq!(back, ["310104/venue-1 HEARD AGAIN after 100 s", "310104/venue-1 GAP: #2 missing"]);
+    }
+
+    #[test]
+    fn messages_print_readably_and_bad_ones_are_named() {
+        let prefix = Prefix::new("netbar/feed").unwrap();
+        let mut tracker = Tracker::default();
+        let example = netbar_protocol::examples::envelope;
+        let mut summary = example(netbar_protocol::Kind::Summary);
+        summary.seq = 5;
+        let topic = format!("netbar/feed/310104/{}/summary", summary.venue);
+        let lines = on_message(&prefix, &topic, netbar_protocol::encode(&summary).as_bytes(), &mut tracker, false);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(&format!("310104/{} #5 summary ", summary.venue)), "{}", lines[0]);
+        assert!(lines[0].contains("compliance "), "{}", lines[0]);
+        let incident = example(netbar_protocol::Kind::Incident);
+        let text =
+            on_message(&prefix, &topic.replace("summary", "incident"), netbar_protocol::encode(&incident).as_bytes(), &mut tracker, false);
+        assert!(text.iter().any(|line| line.contains("incident ")), "{text:?}");
+        let garbage = on_message(&prefix, &topic, b"{not json", &mut tracker, false);
+        assert!(garbage[0].contains("UNREADABLE message"), "{garbage:?}");
+        let stranger = on_message(
+            &prefix,
+            "netbar/feed/310104/other-venue/summary",
+            netbar_protocol::encode(&summary).as_bytes(),
+            &mut tracker,
+            false,
+        );
+        assert!(stranger[0].contains("MISMATCH"), "{stranger:?}");
+    }
+}
