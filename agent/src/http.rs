@@ -1,10 +1,14 @@
 //! The HTTP API for the console and ID-card reader bridges, under /api/v1.
 //!
 //! Every answer that is not a success is JSON with a stable `code` and a
-//! `message` a person can read. Nothing but /healthz answers without a
-//! session token: `POST /api/v1/login` with a user's name and password
-//! returns one (valid 12 hours), sent as `Authorization: Bearer …`.
-//! /metrics is in Prometheus' text format.
+//! `message` a person can read. Nothing but /healthz and the console's
+//! static files answers without a session: `POST /api/v1/login` with a
+//! user's name and password opens one (valid 12 hours). Programs (ID-card
+//! reader bridges) send its token as `Authorization: Bearer …`; the console
+//! gets it as a cookie (HttpOnly, SameSite=Strict) and sends the session's
+//! CSRF token in `X-CSRF-Token` with every request that changes something.
+//! Five wrong passwords for one user within 15 minutes lock that user out
+//! for 5 minutes. /metrics is in Prometheus' text format.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +34,8 @@ use crate::venue::CheckInOutcome;
 pub(crate) enum Request {
     CheckIn {
         document: identity::Document,
+        /// The customer's name as on the document, when the desk typed it.
+        name: Option<String>,
         circumstances: Circumstances,
         reply: oneshot::Sender<Result<CheckInOutcome, String>>,
     },
@@ -51,6 +57,26 @@ pub(crate) enum Request {
         station: netbar_protocol::StationId,
         action: netbar_protocol::messages::Action,
         by: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The floor map and the venue's counts, for the console.
+    Floor {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// Customers present and sessions open through the last 24 hours.
+    Occupancy {
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// Staff opens a station for a ticket.
+    Open {
+        station: netbar_protocol::StationId,
+        ticket: String,
+        by: String,
+        reply: oneshot::Sender<Result<(), (StatusCode, &'static str, String)>>,
+    },
+    /// Someone is about to see or export personal data: logged first.
+    Audit {
+        body: serde_json::Value,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Acknowledge (no note) or resolve (with a note) an incident.
@@ -97,13 +123,31 @@ struct Session {
     user: String,
     role: Role,
     expires: Timestamp,
+    /// What a console must echo in `X-CSRF-Token` when it signs in by cookie.
+    csrf: String,
 }
+
+/// Wrong passwords for one user name.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    first: Timestamp,
+    locked_until: Option<Timestamp>,
+}
+
+/// Wrong passwords within [`FAILURE_WINDOW_MINUTES`] before a lock-out.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW_MINUTES: i64 = 15;
+const LOCKOUT_MINUTES: i64 = 5;
+/// The session cookie's name.
+const COOKIE: &str = "netbar_session";
 
 /// What the handlers share.
 #[derive(Clone)]
 pub(crate) struct Api {
     requests: mpsc::Sender<Request>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
+    failures: Arc<Mutex<HashMap<String, Failures>>>,
     database: std::path::PathBuf,
     refusals: Arc<Refusals>,
     zone: jiff::tz::TimeZone,
@@ -129,7 +173,7 @@ impl Api {
         clock: crate::run::Clock,
         uplink: Option<(String, u64)>,
     ) -> Api {
-        Api { requests, sessions: Arc::default(), database, refusals, zone, clock, uplink }
+        Api { requests, sessions: Arc::default(), failures: Arc::default(), database, refusals, zone, clock, uplink }
     }
 
     /// The feed's state as the store has it, with the broker and the bound.
@@ -149,6 +193,7 @@ impl Api {
             .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
             .route("/metrics", get(metrics))
             .route("/api/v1/login", post(login))
+            .route("/api/v1/logout", post(logout))
             .route("/api/v1/checkins", post(check_in))
             .route("/api/v1/checkins/{ticket}", delete(check_out))
             .route("/api/v1/stations", get(stations))
@@ -159,29 +204,45 @@ impl Api {
             .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
             .route("/api/v1/incidents/{id}/resolve", post(resolve))
             .route("/api/v1/uplink", get(uplink))
+            .route("/api/v1/floor", get(floor))
+            .route("/api/v1/events", get(events))
+            .route("/api/v1/occupancy", get(occupancy))
+            .route("/api/v1/stations/{id}/open", post(open))
+            .route("/api/v1/records", get(records))
+            .route("/", get(|| async { crate::console::page("index.html") }))
+            .route("/console/{file}", get(|Path(file): Path<String>| async move { crate::console::page(&file) }))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), csrf_guard))
             .with_state(self)
     }
 
-    /// The signed-in user behind the request's bearer token.
+    /// The signed-in user behind the request's bearer token or cookie.
     fn session(&self, headers: &HeaderMap) -> Result<Session, ApiError> {
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "Sign in first: POST /api/v1/login, then send Authorization: Bearer <token>.",
+                "Sign in first: POST /api/v1/login, then send Authorization: Bearer <token> (or the session cookie).",
             )
         };
-        let token =
-            headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
+        let token = session_token(headers).ok_or_else(unauthorized)?;
         let mut sessions = self.sessions.lock().map_err(|_| unauthorized())?;
-        match sessions.get(token) {
+        match sessions.get(&token) {
             Some(session) if session.expires > Timestamp::now() => Ok(session.clone()),
             Some(_) => {
-                sessions.remove(token);
+                sessions.remove(&token);
                 Err(unauthorized())
             }
             None => Err(unauthorized()),
         }
+    }
+
+    /// A manager's session, or why not.
+    fn manager(&self, headers: &HeaderMap, what: &str) -> Result<Session, ApiError> {
+        let session = self.session(headers)?;
+        if session.role != Role::Manager {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "manager_only", format!("Only a manager may {what}.")));
+        }
+        Ok(session)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
@@ -199,7 +260,81 @@ struct Credentials {
     password: String,
 }
 
+/// The session token of a request: its bearer token, else its cookie.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(bearer.trim().to_owned());
+    }
+    cookie_token(headers)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned))
+}
+
+/// A request that changes something and signs in by cookie must carry the
+/// session's CSRF token: another site's page cannot read it.
+async fn csrf_guard(State(api): State<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    let headers = request.headers();
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes
+        && headers.get("authorization").is_none()
+        && request.uri().path() != "/api/v1/login"
+        && let Some(token) = cookie_token(headers)
+    {
+        let expected = api.sessions.lock().ok().and_then(|sessions| sessions.get(&token).map(|session| session.csrf.clone()));
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        if expected.is_none() || sent != expected.as_deref() {
+            return ApiError::new(StatusCode::FORBIDDEN, "csrf", "This page is out of date or not ours: reload it and try again.")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+impl Api {
+    /// Refuses a user locked out by wrong passwords.
+    fn locked_out(&self, name: &str, now: Timestamp) -> Result<(), ApiError> {
+        let failures = self.failures.lock().ok().and_then(|failures| failures.get(name).copied());
+        match failures.and_then(|f| f.locked_until).filter(|until| *until > now) {
+            Some(until) => {
+                let minutes = (until.duration_since(now).as_secs() + 59) / 60;
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "locked_out",
+                    format!("Too many wrong passwords for {name}: try again in {minutes} minute(s), or ask a manager."),
+                ))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong password; the fifth in the window locks the user out.
+    fn failed(&self, name: &str, now: Timestamp) {
+        let Ok(mut failures) = self.failures.lock() else { return };
+        let entry = failures.entry(name.to_owned()).or_insert(Failures { count: 0, first: now, locked_until: None });
+        if now.duration_since(entry.first).as_secs() > FAILURE_WINDOW_MINUTES * 60 {
+            *entry = Failures { count: 0, first: now, locked_until: None };
+        }
+        entry.count += 1;
+        if entry.count >= MAX_FAILURES {
+            entry.locked_until = Some(now + SignedDuration::from_mins(LOCKOUT_MINUTES));
+            entry.count = 0;
+            entry.first = now;
+            tracing::warn!(user = name, minutes = LOCKOUT_MINUTES, "console user locked out after {MAX_FAILURES} wrong passwords");
+        }
+    }
+}
+
 async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> ApiResult {
+    let now = Timestamp::now();
+    api.locked_out(&credentials.name, now)?;
     let database = api.database.clone();
     let name = credentials.name.clone();
     // Argon2 is slow on purpose: off the async threads.
@@ -211,14 +346,33 @@ async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> 
     .await
     .ok()
     .flatten();
-    let role = checked.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Unknown user or wrong password."))?;
-    let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
-    let expires = Timestamp::now() + SignedDuration::from_hours(SESSION_HOURS);
-    if let Ok(mut sessions) = api.sessions.lock() {
-        sessions.retain(|_, session| session.expires > Timestamp::now());
-        sessions.insert(token.clone(), Session { user: credentials.name.clone(), role, expires });
+    let Some(role) = checked else {
+        api.failed(&credentials.name, now);
+        api.locked_out(&credentials.name, now)?;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Unknown user or wrong password."));
+    };
+    if let Ok(mut failures) = api.failures.lock() {
+        failures.remove(&credentials.name);
     }
-    Ok(Json(json!({ "token": token, "user": credentials.name, "role": role, "expires": expires })).into_response())
+    let random = || format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    let (token, csrf) = (random(), random());
+    let expires = now + SignedDuration::from_hours(SESSION_HOURS);
+    if let Ok(mut sessions) = api.sessions.lock() {
+        sessions.retain(|_, session| session.expires > now);
+        sessions.insert(token.clone(), Session { user: credentials.name.clone(), role, expires, csrf: csrf.clone() });
+    }
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_HOURS * 3600);
+    let body = json!({ "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires });
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+async fn logout(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    if let (Some(token), Ok(mut sessions)) = (session_token(&headers), api.sessions.lock()) {
+        sessions.remove(&token);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(json!({ "signed_out": true }))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +384,9 @@ struct CheckInRequest {
     /// For "other" documents: the birth date as typed from the document.
     #[serde(default)]
     birth_date: Option<jiff::civil::Date>,
+    /// The name on the document (kept in the registration log).
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     guardian: bool,
 }
@@ -269,10 +426,20 @@ async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Jso
     };
     let document = document
         .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", format!("{} ({})", error, error.code())))?;
-    let outcome =
-        api.ask(|reply| Request::CheckIn { document, circumstances: Circumstances { guardian: request.guardian }, reply }).await?.map_err(
-            |error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-in was NOT recorded: {error}")),
-        )?;
+    let name = request.name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty());
+    if name.as_ref().is_some_and(|name| name.chars().count() > 100 || name.chars().any(char::is_control)) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+            "A name has at most 100 characters and no control characters.",
+        ));
+    }
+    let outcome = api
+        .ask(|reply| Request::CheckIn { document, name, circumstances: Circumstances { guardian: request.guardian }, reply })
+        .await?
+        .map_err(|error| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-in was NOT recorded: {error}"))
+        })?;
     let body = match &outcome {
         CheckInOutcome::Admitted { .. } => json!({ "checked_in_by": session.user, "result": outcome }),
         CheckInOutcome::Refused { reasons, .. } => {
@@ -298,7 +465,7 @@ async fn check_out(State(api): State<Api>, headers: HeaderMap, Path(ticket): Pat
 
 async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let session = api.session(&headers)?;
-    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires })).into_response())
+    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf })).into_response())
 }
 
 async fn stations(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
@@ -325,10 +492,7 @@ enum StaffCommand {
 }
 
 async fn command(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(command): Json<StaffCommand>) -> ApiResult {
-    let session = api.session(&headers)?;
-    if session.role != Role::Manager {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "manager_only", "Only a manager may command a station."));
-    }
+    let session = api.manager(&headers, "command a station")?;
     let station: netbar_protocol::StationId = id
         .parse()
         .map_err(|error: netbar_protocol::ids::IdError| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "station", error.to_string()))?;
@@ -379,15 +543,140 @@ struct Resolution {
 }
 
 async fn resolve(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(resolution): Json<Resolution>) -> ApiResult {
-    let session = api.session(&headers)?;
-    if session.role != Role::Manager {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "manager_only", "Only a manager may resolve an incident."));
-    }
+    let session = api.manager(&headers, "resolve an incident")?;
     let note = resolution.note.trim().to_owned();
     if note.is_empty() || note.len() > 1000 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "note_required", "Say in 1 to 1000 characters what was done."));
     }
     transition(&api, id, session.user, Some(note)).await
+}
+
+async fn floor(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    Ok(Json(api.ask(|reply| Request::Floor { reply }).await?).into_response())
+}
+
+/// The floor map as server-sent events: `floor` with the whole map each
+/// time it changes (looked at every second), a comment every 15 s to keep
+/// proxies from closing the stream.
+async fn events(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    api.session(&headers)?;
+    let token = session_token(&headers).unwrap_or_default();
+    let stream = futures_util::stream::unfold((api, String::new(), true), move |(api, last, first)| {
+        let token = token.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            loop {
+                // The stream ends with the session (signed out or expired).
+                let signed_in = api.sessions.lock().ok()?.get(&token).is_some_and(|session| session.expires > Timestamp::now());
+                if !signed_in {
+                    return None;
+                }
+                let floor = api.ask(|reply| Request::Floor { reply }).await.ok()?;
+                let mut text = floor.to_string();
+                // "now" changes every time; compare without it.
+                let key =
+                    floor.as_object().map(|o| o.iter().filter(|(k, _)| *k != "now").map(|(k, v)| format!("{k}={v}")).collect::<String>());
+                let key = key.unwrap_or_default();
+                if key != last {
+                    let event = Event::default().event("floor").data(std::mem::take(&mut text));
+                    return Some((Ok::<_, std::convert::Infallible>(event), (api, key, false)));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))).into_response())
+}
+
+async fn occupancy(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.session(&headers)?;
+    Ok(Json(api.ask(|reply| Request::Occupancy { reply }).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenRequest {
+    ticket: String,
+}
+
+/// The desk opens a station for a checked-in customer's ticket.
+async fn open(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(request): Json<OpenRequest>) -> ApiResult {
+    let session = api.session(&headers)?;
+    let station: netbar_protocol::StationId = id
+        .parse()
+        .map_err(|error: netbar_protocol::ids::IdError| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "station", error.to_string()))?;
+    match api.ask(|reply| Request::Open { station: station.clone(), ticket: request.ticket, by: session.user, reply }).await? {
+        Ok(()) => Ok(Json(json!({ "station": station.as_str(), "opened": true })).into_response()),
+        Err((status, code, message)) => Err(ApiError::new(status, code, message)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsQuery {
+    from: jiff::civil::Date,
+    to: jiff::civil::Date,
+    /// "json" (default: for the console's table), "csv" or "jsonl" (a download).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// Managers search and export the registration log. The access is itself
+/// recorded in the log, before any personal data leaves.
+async fn records(State(api): State<Api>, headers: HeaderMap, axum::extract::Query(query): axum::extract::Query<RecordsQuery>) -> ApiResult {
+    let session = api.manager(&headers, "see or export registration records")?;
+    let bad = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "period", message);
+    if query.to < query.from {
+        return Err(bad(format!("{} is before {}", query.to, query.from)));
+    }
+    let format = match query.format.as_deref().unwrap_or("json") {
+        "json" => None,
+        "jsonl" => Some(crate::store::Format::Jsonl),
+        "csv" => Some(crate::store::Format::Csv),
+        other => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format", format!("{other:?}: json, jsonl or csv"))),
+    };
+    let start = |date: jiff::civil::Date| date.to_zoned(api.zone.clone()).map(|zoned| zoned.timestamp()).map_err(|e| bad(e.to_string()));
+    let (from, to) = (start(query.from)?, start(query.to.tomorrow().map_err(|e| bad(e.to_string()))?)?);
+    let action = if format.is_some() { "export" } else { "view" };
+    let body = json!({ "by": session.user, "action": action, "from": query.from, "to": query.to, "at": api.clock.now() });
+    api.ask(|reply| Request::Audit { body, reply }).await?.map_err(|error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_recorded",
+            format!("The access could not be logged, so no records are shown: {error}"),
+        )
+    })?;
+    let database = api.database.clone();
+    let exported = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+        let store = crate::store::Store::open(&database, 1).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        store.export(from, to, format.unwrap_or(crate::store::Format::Jsonl), &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    })
+    .await
+    .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()))?
+    .map_err(|error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error))?;
+    match format {
+        None => {
+            let entries: Vec<serde_json::Value> =
+                String::from_utf8_lossy(&exported).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+            Ok(Json(json!({ "from": query.from, "to": query.to, "entries": entries })).into_response())
+        }
+        Some(format) => {
+            let (extension, content_type) =
+                if format == crate::store::Format::Csv { ("csv", "text/csv; charset=utf-8") } else { ("jsonl", "application/x-ndjson") };
+            let disposition = format!("attachment; filename=\"netbar-records-{}-{}.{extension}\"", query.from, query.to);
+            Ok((
+                [(axum::http::header::CONTENT_TYPE, content_type.to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)],
+                exported,
+            )
+                .into_response())
+        }
+    }
 }
 
 /// The regulator feed for the console: connected or not, the backlog

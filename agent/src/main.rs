@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 mod broker;
 mod check_id;
 mod config;
+mod console;
+mod demo;
 mod enroll;
 mod feed;
 mod http;
@@ -100,6 +102,9 @@ enum Command {
         #[command(subcommand)]
         what: uplink::Command,
     },
+    /// A whole venue on this machine: the agent with its embedded broker on
+    /// free ports, simulated stations and customers, until Ctrl-C.
+    Demo(demo::Args),
     /// The regulator's side: `regulator tail` follows a district's feed.
     #[command(subcommand)]
     Regulator(regulator::Command),
@@ -241,6 +246,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|loaded| uplink::run_command(&loaded, what)),
         Command::Regulator(what) => regulator::run_command(what),
+        Command::Demo(args) => demo::run(args),
         Command::PrintConfig => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(ExitCode::SUCCESS)

@@ -398,6 +398,10 @@ struct Agent {
     /// What happened since the last summary, and since when.
     tally: crate::feed::Tally,
     period_start: Timestamp,
+    /// The regulator link as the uplink task sees it.
+    uplink_state: Arc<crate::uplink::LinkState>,
+    /// (when, customers present, sessions open), a sample a minute for a day.
+    occupancy: std::collections::VecDeque<(Timestamp, u32, u32)>,
 }
 
 impl Agent {
@@ -512,8 +516,15 @@ impl Agent {
     async fn on_request(&mut self, request: Request) {
         let now = self.clock.now();
         match request {
-            Request::CheckIn { document, circumstances, reply } => {
-                let (outcome, effects) = self.venue.check_in(now, &document, circumstances, rand::random);
+            Request::CheckIn { document, name, circumstances, reply } => {
+                let (outcome, mut effects) = self.venue.check_in(now, &document, circumstances, rand::random);
+                if let Some(name) = name {
+                    for effect in &mut effects {
+                        if let crate::venue::Effect::Record { kind: "check_in", body } = effect {
+                            body["name"] = serde_json::Value::String(name.clone());
+                        }
+                    }
+                }
                 let commits = self.apply(effects).await;
                 let undo = self.undo.clone();
                 self.after(commits, move |result| async move {
@@ -557,6 +568,42 @@ impl Agent {
                     });
                 }
             },
+            Request::Floor { reply } => {
+                let _ = reply.send(self.floor().await);
+            }
+            Request::Occupancy { reply } => {
+                let mut points: Vec<serde_json::Value> =
+                    self.occupancy.iter().map(|(at, customers, sessions)| serde_json::json!([at, customers, sessions])).collect();
+                let occupancy = self.venue.occupancy();
+                points.push(serde_json::json!([now, occupancy.customers, occupancy.sessions]));
+                let _ = reply.send(serde_json::json!({ "points": points, "capacity": self.loaded.config.venue.capacity }));
+            }
+            Request::Open { station, ticket, by, reply } => match self.venue.open_for(now, &station, &ticket, &by) {
+                None => {
+                    let _ = reply.send(Err((
+                        axum::http::StatusCode::NOT_FOUND,
+                        "unknown_station",
+                        format!("station {station} is not known to the venue"),
+                    )));
+                }
+                Some(Err(message)) => {
+                    let _ = reply.send(Err((axum::http::StatusCode::CONFLICT, "login_refused", message)));
+                }
+                Some(Ok(effects)) => {
+                    let commits = self.apply(effects).await;
+                    self.after(commits, move |result| async move {
+                        let _ = reply.send(result.map_err(|error| {
+                            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("NOT recorded: {error}"))
+                        }));
+                    });
+                }
+            },
+            Request::Audit { body, reply } => {
+                let commits = self.apply(vec![crate::venue::Effect::Record { kind: "personal_data_access", body }]).await;
+                self.after(commits, move |result| async move {
+                    let _ = reply.send(result.map_err(|error| error.to_string()));
+                });
+            }
             Request::Incidents { reply } => {
                 let _ = reply.send(serde_json::json!({ "incidents": self.venue.incidents() }));
             }
@@ -584,6 +631,50 @@ impl Agent {
     }
 
     /// Queues the summary of the period that ends now for the regulator.
+    /// One point of the console's occupancy chart.
+    fn sample_occupancy(&mut self) {
+        let now = self.clock.now();
+        let occupancy = self.venue.occupancy();
+        self.occupancy.push_back((now, occupancy.customers, occupancy.sessions));
+        while self.occupancy.front().is_some_and(|(at, ..)| now.duration_since(*at).as_secs() > 86_400) {
+            self.occupancy.pop_front();
+        }
+    }
+
+    /// The floor map and the counts at a glance.
+    async fn floor(&self) -> serde_json::Value {
+        let occupancy = self.venue.occupancy();
+        let open: Vec<&crate::venue::Incident> = self.venue.incidents().into_iter().filter(|i| i.resolved.is_none()).collect();
+        let sensors_faulty =
+            open.iter().filter(|i| i.kind == netbar_protocol::messages::IncidentKind::SensorFault && i.sensor.is_some()).count();
+        let uplink = match &self.loaded.uplink {
+            None => serde_json::json!({ "configured": false }),
+            Some(settings) => {
+                let (pending, _) = self.store.facts().await;
+                let warning = pending * 2 >= settings.outbox_max;
+                serde_json::json!({
+                    "configured": true,
+                    "connected": self.uplink_state.connected.load(std::sync::atomic::Ordering::Relaxed),
+                    "backlog": pending,
+                    "outbox_max": settings.outbox_max,
+                    "warning": warning,
+                })
+            }
+        };
+        serde_json::json!({
+            "venue": self.loaded.config.venue.id.as_str(),
+            "now": self.clock.now(),
+            "customers": occupancy.customers,
+            "capacity": self.loaded.config.venue.capacity,
+            "sessions": occupancy.sessions,
+            "online": occupancy.online,
+            "sensors": { "enrolled": self.enrolled.sensors.len(), "healthy": self.enrolled.sensors.len().saturating_sub(sensors_faulty) },
+            "stations": self.venue.floor(),
+            "incidents": open,
+            "uplink": uplink,
+        })
+    }
+
     async fn summarise(&mut self) {
         let Some(feed) = &self.feed else { return };
         let now = self.clock.now();
@@ -813,7 +904,11 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         feed,
         tally: crate::feed::Tally::default(),
         period_start: clock.now(),
+        uplink_state: uplink_state.clone(),
+        occupancy: std::collections::VecDeque::new(),
     };
+    let mut occupancy_sample = tokio::time::interval(Duration::from_secs(60));
+    occupancy_sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The regulator feed: summaries on a schedule, the outbox sent by its own task.
     let summary_period = agent.loaded.uplink.as_ref().map_or(Duration::from_secs(86_400), |uplink| uplink.summary_period);
     let mut summaries = tokio::time::interval_at(tokio::time::Instant::now() + summary_period, summary_period);
@@ -861,6 +956,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             Some(request) = requests.recv() => agent.on_request(request).await,
             Some(undo) = undone.recv() => agent.on_undo(undo),
             _ = summaries.tick(), if agent.feed.is_some() => agent.summarise().await,
+            _ = occupancy_sample.tick() => agent.sample_occupancy(),
             Some(_) = agent.waiting.join_next(), if !agent.waiting.is_empty() => {}
             _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {
                 Ok(0) => {}

@@ -86,6 +86,9 @@ pub(crate) struct Station {
     pub(crate) last_seen: Timestamp,
     pub(crate) telemetry: Option<Telemetry>,
     pub(crate) session: Option<Session>,
+    /// Why the agent or staff locked it, until the next session starts:
+    /// "unregistered", "staff" or "policy".
+    pub(crate) held: Option<String>,
 }
 
 /// How full the venue is.
@@ -441,8 +444,60 @@ impl Venue {
         Some(effects)
     }
 
+    /// Staff at the desk opens a station for a checked-in customer's
+    /// ticket, as if it had been typed at the station. `None` for an
+    /// unknown station; the refusal's message when the ticket may not be used.
+    pub(crate) fn open_for(&mut self, now: Timestamp, station: &StationId, ticket: &str, by: &str) -> Option<Result<Vec<Effect>, String>> {
+        if !self.stations.contains_key(station) {
+            return None;
+        }
+        let request = LoginRequest { request_id: format!("desk-{}", now.as_millisecond()), ticket: ticket.to_owned() };
+        let mut effects = self.login(now, station, &request);
+        if let Some(Effect::Command { action: Action::RefuseLogin { message, .. }, .. }) = effects.first() {
+            return Some(Err(message.clone()));
+        }
+        effects.push(Effect::Record {
+            kind: "staff_command",
+            body: json!({ "station": station.as_str(), "action": "open", "ticket": request.ticket, "by": by, "at": now }),
+        });
+        Some(Ok(effects))
+    }
+
+    /// Every station as the console's floor map shows it: free, in session,
+    /// locked (held by staff or the rules), offline or alarm.
+    pub(crate) fn floor(&self) -> Vec<serde_json::Value> {
+        self.stations
+            .iter()
+            .map(|(id, station)| {
+                let alarm = self.incidents.values().find(|incident| {
+                    incident.resolved.is_none() && incident.station.as_ref() == Some(id) && incident.severity >= Severity::Warning
+                });
+                let state = match (alarm, station.online, &station.session, &station.held) {
+                    (Some(_), ..) => "alarm",
+                    (None, false, ..) => "offline",
+                    (None, true, Some(_), _) => "in_session",
+                    (None, true, None, Some(_)) => "locked",
+                    (None, true, None, None) => "free",
+                };
+                json!({
+                    "id": id.as_str(),
+                    "state": state,
+                    "held": station.held,
+                    "alarm": alarm.map(|incident| &incident.detail),
+                    "session": station.session.as_ref().map(|s| json!({ "ticket": s.ticket, "started": s.started, "until": s.until })),
+                    "cpu_percent": station.telemetry.as_ref().map(|t| t.cpu_percent),
+                })
+            })
+            .collect()
+    }
+
     /// Locks a station and ends its session for `reason`.
     fn end_session(&mut self, now: Timestamp, station: &StationId, reason: &str) -> Vec<Effect> {
+        if matches!(reason, "staff" | "policy")
+            && let Some(entry) = self.stations.get_mut(station)
+        {
+            entry.held = Some(reason.to_owned());
+        }
         let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: reason.to_owned() } }];
         if let Some(session) = self.stations.get_mut(station).and_then(|s| s.session.take()) {
             effects.push(Effect::Record {
@@ -465,6 +520,7 @@ impl Venue {
             last_seen: now,
             telemetry: None,
             session: None,
+            held: None,
         });
         entry.last_seen = now;
         match message {
@@ -505,6 +561,7 @@ impl Venue {
             }
             Message::SessionEvent(SessionEvent::Started { .. }) => Vec::new(),
             Message::Activity(activity) if entry.session.is_none() => {
+                entry.held = Some("unregistered".into());
                 let mut effects =
                     vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } }];
                 let detail = format!("station {station} in use without a registration ({:?})", activity.evidence);
@@ -546,6 +603,7 @@ impl Venue {
         if let Some(entry) = self.stations.get_mut(station) {
             entry.session =
                 Some(Session { id: session_id.clone(), ticket: code.clone(), started: now, until: decision.until, warned: false });
+            entry.held = None;
         }
         let open_sessions = self.stations.values().filter(|s| s.session.is_some()).count() as u64;
         let mut effects = Vec::new();

@@ -4,8 +4,10 @@
 //! commands, authentication) against simulated PCs, with customers who log
 //! in with a ticket, play, log out, and now and then use a station without
 //! registering. Every tenth station bridges a smoke detector; typing
-//! `smoke [N]` on standard input sets it off, `clear [N]` clears it. For
-//! demos and load tests.
+//! `smoke [N]` on standard input sets it off, `clear [N]` clears it. With
+//! `--desk`, customers wait for a real ticket from the front desk instead
+//! of inventing one: `ticket N CODE` sends station N's next customer in
+//! with CODE (what `netbar-agent demo` does). For demos and load tests.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,10 @@ pub(crate) struct Args {
     /// Telemetry interval, seconds.
     #[arg(long, default_value_t = 5.0)]
     interval: f64,
+    /// Customers log in only with tickets handed over on standard input
+    /// (`ticket N CODE`), as a front desk would give them.
+    #[arg(long)]
+    desk: bool,
 }
 
 /// The id of simulated station `n` (from 1).
@@ -71,6 +77,7 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
     let spool_root = args.spool_root.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("netbar-simulate-{venue}")));
     let (stop, stopped) = watch::channel(false);
     let mut sensors: Vec<(usize, mpsc::Sender<Sample>)> = Vec::new();
+    let mut desk: Vec<mpsc::Sender<String>> = Vec::new();
     let mut tasks = Vec::new();
     for n in 1..=args.stations {
         let id: StationId = station_id(n).parse().context("station id")?;
@@ -113,7 +120,12 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
         }
         let pc = Arc::new(Mutex::new(VirtualPc::new((n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))));
         let (locals, local_calls) = mpsc::channel(8);
-        tasks.push(tokio::spawn(customer(n, pc.clone(), locals, args.pace, stopped.clone())));
+        let tickets = args.desk.then(|| {
+            let (sender, tickets) = mpsc::channel(4);
+            desk.push(sender);
+            tickets
+        });
+        tasks.push(tokio::spawn(customer(n, pc.clone(), locals, args.pace, stopped.clone(), tickets)));
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -124,7 +136,7 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
             }
         }));
     }
-    eprintln!("simulating {} stations of venue {venue}; type `smoke [N]`, `clear [N]` or `quit`", args.stations);
+    eprintln!("simulating {} stations of venue {venue}; type `smoke [N]`, `clear [N]`, `ticket N CODE` or `quit`", args.stations);
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
@@ -134,6 +146,15 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
                     let mut words = line.split_whitespace();
                     let verb = words.next().unwrap_or("");
                     let target: Option<usize> = words.next().and_then(|word| word.parse().ok());
+                    if verb == "ticket" {
+                        match (target.and_then(|n| desk.get(n.wrapping_sub(1))), words.next()) {
+                            (Some(customers), Some(code)) => {
+                                let _ = customers.send(code.to_owned()).await;
+                            }
+                            _ => eprintln!("`ticket N CODE` needs --desk and a station number from 1 to {}", args.stations),
+                        }
+                        continue;
+                    }
                     let active = match verb {
                         "smoke" => true,
                         "clear" => false,
@@ -169,8 +190,15 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
 }
 
 /// A customer at station `n`: comes, logs in, plays, leaves; sometimes plays
-/// without logging in.
-async fn customer(n: usize, pc: Arc<Mutex<VirtualPc>>, locals: mpsc::Sender<LocalCall>, pace: f64, mut stopped: watch::Receiver<bool>) {
+/// without logging in. With `desk`, customers come with the tickets it hands over.
+async fn customer(
+    n: usize,
+    pc: Arc<Mutex<VirtualPc>>,
+    locals: mpsc::Sender<LocalCall>,
+    pace: f64,
+    mut stopped: watch::Receiver<bool>,
+    mut desk: Option<mpsc::Receiver<String>>,
+) {
     let pause = |low: f64, high: f64| Duration::from_secs_f64(uniform(low, high) * pace);
     let set_playing = |playing: bool| {
         if let Ok(mut pc) = pc.lock() {
@@ -179,13 +207,39 @@ async fn customer(n: usize, pc: Arc<Mutex<VirtualPc>>, locals: mpsc::Sender<Loca
     };
     let mut visit = 0u32;
     loop {
-        let wait = pause(5.0, 40.0);
-        tokio::select! {
-            _ = stopped.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        visit += 1;
-        if rand::random::<f64>() < 0.05 {
+        let ticket = match desk.as_mut() {
+            None => {
+                tokio::select! {
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                    _ = tokio::time::sleep(pause(5.0, 40.0)) => {}
+                }
+                visit += 1;
+                format!("T-{n:03}-{visit}")
+            }
+            Some(tickets) => {
+                let ticket = tokio::select! {
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                    ticket = tickets.recv() => match ticket {
+                        Some(ticket) => Some(ticket),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(pause(120.0, 900.0)) => None,
+                };
+                match ticket {
+                    Some(ticket) => ticket,
+                    // Nobody sent over for a while: now and then someone sits down anyway.
+                    None => {
+                        if rand::random::<f64>() < 0.1 {
+                            set_playing(true);
+                            tokio::time::sleep(pause(20.0, 60.0)).await;
+                            set_playing(false);
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        if desk.is_none() && rand::random::<f64>() < 0.05 {
             // Someone sits down and starts a game without registering.
             set_playing(true);
             tokio::time::sleep(pause(20.0, 60.0)).await;
@@ -193,7 +247,6 @@ async fn customer(n: usize, pc: Arc<Mutex<VirtualPc>>, locals: mpsc::Sender<Loca
             continue;
         }
         let (answer, answered) = oneshot::channel();
-        let ticket = format!("T-{n:03}-{visit}");
         if locals.send(LocalCall::Login(LoginCall { ticket, answer })).await.is_err() {
             return;
         }

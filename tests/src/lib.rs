@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests, which drive the real binaries from
 //! outside.
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -364,8 +366,25 @@ pub fn http_text(port: u16, method: &str, path: &str, token: Option<&str>, body:
         body.len()
     );
     stream.write_all(request.as_bytes()).expect("request sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
+    // Read up to Content-Length when there is one: some servers
+    // (chromedriver) say "Connection: close" and keep the socket open.
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let read = stream.read(&mut chunk).expect("response read");
+        response.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&response);
+        let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            head.lines()
+                .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-length")))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .is_some_and(|length| body.len() >= length)
+        });
+        if read == 0 || complete {
+            break;
+        }
+    }
+    let response = String::from_utf8_lossy(&response);
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     (status, body.to_owned())

@@ -7,6 +7,7 @@ mod e2e {
     mod agent;
     mod check_id;
     mod collector;
+    mod console;
     mod schemas;
     mod uplink;
     mod workspace;

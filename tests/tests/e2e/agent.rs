@@ -141,8 +141,8 @@ impl Venue {
         self.agent = Some(agent);
     }
 
-    /// Adds a console user and signs in; returns the token.
-    pub(super) fn sign_in(&self, name: &str, role: &str) -> String {
+    /// Adds (or updates) a console user with `netbar-agent user add`.
+    pub(super) fn add_user(&self, name: &str, role: &str, password: &str) {
         use std::io::Write;
         let mut child = Run::new(binary("netbar-agent"))
             .args(["user", "--config", self.config.to_str().unwrap(), "add", name, "--role", role])
@@ -150,8 +150,13 @@ impl Venue {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(b"correct horse battery\n").unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
         assert!(child.wait().unwrap().success());
+    }
+
+    /// Adds a console user and signs in; returns the token.
+    pub(super) fn sign_in(&self, name: &str, role: &str) -> String {
+        self.add_user(name, role, "correct horse battery");
         let (status, body) = netbar_tests::http(
             self.http,
             "POST",
@@ -433,22 +438,30 @@ fn smoke_evacuates_and_opens_a_critical_incident_over_mosquitto() {
     smoke_evacuates(Venue::external("smoke-mosquitto", &broker));
 }
 
-/// A smoke detector at a real collector: evacuation notices, a critical
-/// incident the cashier acknowledges and the manager resolves.
-fn smoke_evacuates(mut venue: Venue) {
+/// Enrolls station st-1 with smoke detector smoke-1, read from a file that
+/// holds "0" (clear; write "1" to set it off): the station's directory, that
+/// file, and the `[[sensors]]` section for its collector.
+pub(super) fn smoke_station(venue: &Venue) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let station = venue.enroll("st-1");
     let sensor = Run::new(binary("netbar-agent"))
         .args(["enroll", "--config", venue.config.to_str().unwrap(), "sensor", "smoke-1", "--station", "st-1", "--kind", "smoke"])
         .output()
         .unwrap();
     assert!(sensor.status.success(), "{}", String::from_utf8_lossy(&sensor.stderr));
-    venue.start();
     let smoke = station.join("smoke");
     std::fs::write(&smoke, "0\n").unwrap();
     let source = format!(
         "[[sensors]]\nid = \"smoke-1\"\nkind = \"smoke\"\nsource = {{ type = \"file\", path = \"{}\", interval = 0.1 }}\n",
         smoke.display()
     );
+    (station, smoke, source)
+}
+
+/// A smoke detector at a real collector: evacuation notices, a critical
+/// incident the cashier acknowledges and the manager resolves.
+fn smoke_evacuates(mut venue: Venue) {
+    let (station, smoke, source) = smoke_station(&venue);
+    venue.start();
     let _collector = collector(&station, &source, "yes\n");
     let cashier = venue.sign_in("li", "cashier");
     let manager = venue.sign_in("wang", "manager");

@@ -1,0 +1,484 @@
+// The netbar front-desk console. Plain script, no libraries: everything it
+// needs is served by the agent itself.
+"use strict";
+
+const TEXT = {
+  en: {
+    "lang.other": "中文",
+    "login.title": "Front desk", "login.name": "User", "login.password": "Password", "login.submit": "Sign in",
+    "login.bad": "Unknown user or wrong password.",
+    "login.locked": "Too many wrong passwords. Try again in a few minutes, or ask a manager.",
+    "logout": "Sign out",
+    "counts.customers": "Customers", "counts.sessions": "In session", "counts.online": "Online", "counts.sensors": "Sensors healthy",
+    "uplink.none": "No regulator feed", "uplink.ok": "Regulator: connected", "uplink.down": "Regulator: NOT connected",
+    "uplink.backlog": "waiting", "uplink.warning": "The regulator outbox is filling up ({backlog} of {max} messages). Check the internet connection to the regulator.",
+    "checkin.title": "Check in", "checkin.type": "Document", "checkin.number": "Number", "checkin.name": "Name",
+    "checkin.birth_date": "Birth date (from the document)", "checkin.guardian": "With a guardian", "checkin.submit": "Check in",
+    "doc.cn_id": "Resident ID card", "doc.kr_rrn": "Korean RRN", "doc.other": "Other document",
+    "checkin.admitted": "Admitted", "checkin.ticket": "Ticket", "checkin.station": "Free station", "checkin.no_station": "No free station right now",
+    "checkin.open_it": "Open it", "checkin.until": "Must leave by", "checkin.refused": "Refused",
+    "checkout.title": "Check out", "checkout.ticket": "Ticket", "checkout.submit": "Check out", "checkout.done": "Checked out: {ticket}",
+    "floor.title": "Floor", "state.free": "Free", "state.in_session": "In session", "state.locked": "Locked", "state.offline": "Offline", "state.alarm": "Alarm",
+    "held.unregistered": "used without registration", "held.staff": "locked by staff", "held.policy": "time is up",
+    "station.title": "Station", "station.ticket": "Ticket", "station.open": "Open for ticket", "station.lock": "Lock",
+    "station.message": "Message to the customer", "station.send": "Send", "station.opened": "Opened.", "station.locked": "Locked.", "station.sent": "Sent.",
+    "minutes": "{n} min",
+    "occupancy.title": "Occupancy today", "occupancy.customers": "customers", "occupancy.sessions": "sessions", "occupancy.capacity": "capacity",
+    "incidents.title": "Incidents", "incidents.none": "No open incidents.", "incidents.history": "Show resolved",
+    "incident.acknowledge": "Acknowledge", "incident.resolve": "Resolve", "incident.note": "What was done",
+    "incident.opened": "opened", "incident.acknowledged": "acknowledged by {by}", "incident.resolved": "resolved by {by}: {note}",
+    "severity.critical": "CRITICAL", "severity.warning": "Warning", "severity.notice": "Notice",
+    "kind.fire": "Smoke or fire", "kind.carbon_monoxide": "Carbon monoxide", "kind.exit_blocked": "Emergency exit blocked",
+    "kind.overcrowded": "Overcrowded", "kind.unregistered_use": "Unregistered use", "kind.minor_present": "Minor present",
+    "kind.sensor_fault": "Sensor or station fault",
+    "alarm.prefix": "ALARM",
+    "records.title": "Registration records", "records.from": "From", "records.to": "To", "records.search": "Search", "records.csv": "Export CSV",
+    "records.logged": "Every search and export is recorded in the log.", "records.none": "No records in this period.",
+    "reason.under_age": "Under the minimum age: minors may not be admitted.",
+    "reason.youth_hours": "Outside the hours in which young people may be admitted without a guardian.",
+    "reason.closed": "The venue is closed at this hour.",
+    "reason.already_checked_in": "This document is checked in already. Check it out first.",
+    "reason.unknown_ticket": "This ticket is not valid.",
+    "error.invalid_document": "The document number is not valid: check it and type it again.",
+    "error.birth_date_required": "Enter the birth date shown on the document.",
+    "error.not_recorded": "NOT recorded: the registration log cannot be written. Call the manager.",
+    "error.network": "The agent does not answer. Check that it is running.",
+  },
+  zh: {
+    "lang.other": "English",
+    "login.title": "前台", "login.name": "用户名", "login.password": "密码", "login.submit": "登录",
+    "login.bad": "用户名或密码错误。",
+    "login.locked": "密码错误次数过多，请几分钟后再试，或联系店长。",
+    "logout": "退出",
+    "counts.customers": "在场顾客", "counts.sessions": "上机中", "counts.online": "在线", "counts.sensors": "传感器正常",
+    "uplink.none": "未配置监管上报", "uplink.ok": "监管平台：已连接", "uplink.down": "监管平台：未连接",
+    "uplink.backlog": "条待发", "uplink.warning": "监管上报队列即将占满（{backlog}/{max} 条）。请检查到监管平台的网络连接。",
+    "checkin.title": "登记上网", "checkin.type": "证件类型", "checkin.number": "证件号码", "checkin.name": "姓名",
+    "checkin.birth_date": "出生日期（按证件填写）", "checkin.guardian": "有监护人陪同", "checkin.submit": "登记",
+    "doc.cn_id": "居民身份证", "doc.kr_rrn": "韩国居民登录号", "doc.other": "其他证件",
+    "checkin.admitted": "准许上网", "checkin.ticket": "上机码", "checkin.station": "空闲机位", "checkin.no_station": "暂无空闲机位",
+    "checkin.open_it": "开机", "checkin.until": "须在此时间前离场", "checkin.refused": "拒绝登记",
+    "checkout.title": "下机结账", "checkout.ticket": "上机码", "checkout.submit": "下机", "checkout.done": "已下机：{ticket}",
+    "floor.title": "机位图", "state.free": "空闲", "state.in_session": "上机中", "state.locked": "已锁定", "state.offline": "离线", "state.alarm": "告警",
+    "held.unregistered": "未登记使用", "held.staff": "店员锁定", "held.policy": "时间已到",
+    "station.title": "机位", "station.ticket": "上机码", "station.open": "凭码开机", "station.lock": "锁定",
+    "station.message": "发送给顾客的消息", "station.send": "发送", "station.opened": "已开机。", "station.locked": "已锁定。", "station.sent": "已发送。",
+    "minutes": "{n} 分钟",
+    "occupancy.title": "今日在场人数", "occupancy.customers": "顾客", "occupancy.sessions": "上机", "occupancy.capacity": "核定人数",
+    "incidents.title": "事件", "incidents.none": "没有未处理的事件。", "incidents.history": "显示已处理",
+    "incident.acknowledge": "确认", "incident.resolve": "处理完毕", "incident.note": "处理情况",
+    "incident.opened": "发生", "incident.acknowledged": "{by} 已确认", "incident.resolved": "{by} 已处理：{note}",
+    "severity.critical": "紧急", "severity.warning": "警告", "severity.notice": "提示",
+    "kind.fire": "烟雾或火情", "kind.carbon_monoxide": "一氧化碳", "kind.exit_blocked": "安全出口被锁",
+    "kind.overcrowded": "超员", "kind.unregistered_use": "未登记上网", "kind.minor_present": "未成年人在场",
+    "kind.sensor_fault": "传感器或机位故障",
+    "alarm.prefix": "告警",
+    "records.title": "上网登记记录", "records.from": "从", "records.to": "到", "records.search": "查询", "records.csv": "导出 CSV",
+    "records.logged": "每次查询和导出都会记入日志。", "records.none": "此期间没有记录。",
+    "reason.under_age": "未达到最低年龄：不得接纳未成年人。",
+    "reason.youth_hours": "不在未成年人无监护人可上网的时段内。",
+    "reason.closed": "此时段不营业。",
+    "reason.already_checked_in": "该证件已登记，请先下机。",
+    "reason.unknown_ticket": "上机码无效。",
+    "error.invalid_document": "证件号码无效，请核对后重新输入。",
+    "error.birth_date_required": "请输入证件上的出生日期。",
+    "error.not_recorded": "未能记录：登记日志无法写入。请联系店长。",
+    "error.network": "服务无响应，请检查程序是否在运行。",
+  },
+};
+
+let lang = localStorage.getItem("netbar.lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
+let csrf = "";
+let me = null;
+let floor = null;
+let clockOffset = 0;
+let selected = null;
+let events = null;
+let beeper = null;
+let showHistory = false;
+
+const $ = (id) => document.getElementById(id);
+const t = (key, values = {}) => (TEXT[lang][key] || TEXT.en[key] || key).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
+const el = (tag, attrs = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+};
+
+function translatePage() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
+  for (const node of document.querySelectorAll(".lang-switch")) node.textContent = t("lang.other");
+  if (floor) render(floor);
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    return { status: 0, body: { code: "network", message: t("error.network") } };
+  }
+  let data = null;
+  try { data = await response.json(); } catch (error) { data = null; }
+  return { status: response.status, body: data || {} };
+}
+
+function errorText(body) {
+  const key = "error." + body.code;
+  return TEXT.en[key] ? t(key) : body.message || body.code || "?";
+}
+
+// --- signing in and out -------------------------------------------------
+
+async function boot() {
+  translatePage();
+  const answer = await api("GET", "/api/v1/me");
+  if (answer.status === 200) start(answer.body); else showLogin();
+}
+
+function showLogin() {
+  if (events) { events.close(); events = null; }
+  stopBeeping();
+  $("app-view").hidden = true;
+  $("login-view").hidden = false;
+  $("login-name").focus();
+}
+
+async function login(event) {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  const answer = await api("POST", "/api/v1/login", { name: $("login-name").value.trim(), password: $("login-password").value });
+  $("login-password").value = "";
+  if (answer.status === 200) { start(answer.body); return; }
+  $("login-error").textContent = answer.status === 429 ? t("login.locked") : answer.status === 401 ? t("login.bad") : errorText(answer.body);
+}
+
+function start(session) {
+  me = session;
+  csrf = session.csrf;
+  document.body.classList.toggle("cashier", session.role !== "manager");
+  $("who").textContent = `${session.user} (${session.role})`;
+  $("login-view").hidden = true;
+  $("app-view").hidden = false;
+  const today = new Date().toISOString().slice(0, 10);
+  $("records-from").value = $("records-from").value || today;
+  $("records-to").value = $("records-to").value || today;
+  updateExportLink();
+  events = new EventSource("/api/v1/events");
+  events.addEventListener("floor", (event) => render(JSON.parse(event.data)));
+  events.onerror = async () => {
+    const answer = await api("GET", "/api/v1/me");
+    if (answer.status === 401) showLogin();
+  };
+  loadOccupancy();
+  $("checkin-number").focus();
+}
+
+async function logout() {
+  await api("POST", "/api/v1/logout");
+  csrf = "";
+  me = null;
+  showLogin();
+}
+
+// --- the floor ------------------------------------------------------------
+
+function minutesSince(iso) {
+  return Math.max(0, Math.floor((Date.now() + clockOffset - Date.parse(iso)) / 60000));
+}
+
+function render(data) {
+  floor = data;
+  clockOffset = Date.parse(data.now) - Date.now();
+  $("venue-name").textContent = data.venue;
+  $("count-customers").textContent = data.customers;
+  $("count-capacity").textContent = data.capacity;
+  $("count-sessions").textContent = data.sessions;
+  $("count-online").textContent = `${data.online}/${data.stations.length}`;
+  $("count-sensors").textContent = `${data.sensors.healthy}/${data.sensors.enrolled}`;
+  const uplink = data.uplink;
+  $("uplink-state").textContent = !uplink.configured ? t("uplink.none")
+    : (uplink.connected ? t("uplink.ok") : t("uplink.down")) + (uplink.backlog ? ` · ${uplink.backlog} ${t("uplink.backlog")}` : "");
+  $("uplink-warning").hidden = !(uplink.configured && uplink.warning);
+  if (uplink.configured && uplink.warning) $("uplink-warning").textContent = t("uplink.warning", { backlog: uplink.backlog, max: uplink.outbox_max });
+
+  const tiles = data.stations.map((station) => {
+    let what = t("state." + station.state);
+    if (station.state === "in_session" && station.session) what += ` · ${t("minutes", { n: minutesSince(station.session.started) })}`;
+    if (station.state === "locked" && station.held) what += ` · ${t("held." + station.held)}`;
+    const tile = el("div", { class: `tile ${station.state}${selected === station.id ? " selected" : ""}`, "data-station": station.id, "data-state": station.state,
+      onclick: () => select(station.id) }, el("div", { class: "id" }, station.id), el("div", { class: "what" }, what));
+    if (station.session) tile.append(el("div", { class: "what" }, station.session.ticket));
+    return tile;
+  });
+  $("floor").replaceChildren(...tiles);
+  if (selected) showStation(selected);
+  if (!showHistory) renderIncidents(data.incidents);
+  alarm(data.incidents);
+}
+
+function select(id) {
+  selected = selected === id ? null : id;
+  $("station-result").textContent = "";
+  $("station-result").className = "result";
+  if (floor) render(floor);
+  $("station-panel").hidden = !selected;
+}
+
+function showStation(id) {
+  const station = floor.stations.find((s) => s.id === id);
+  if (!station) return;
+  $("station-id").textContent = id;
+  let detail = t("state." + station.state);
+  if (station.session) detail += ` · ${t("checkin.ticket")} ${station.session.ticket} · ${t("minutes", { n: minutesSince(station.session.started) })}`;
+  if (station.alarm) detail += ` · ${station.alarm}`;
+  $("station-detail").textContent = detail;
+}
+
+async function stationAction(path, body, done) {
+  const answer = await api("POST", `/api/v1/stations/${encodeURIComponent(selected)}/${path}`, body);
+  const box = $("station-result");
+  const ok = answer.status === 200 || answer.status === 202;
+  box.className = "result " + (ok ? "ok" : "refused");
+  box.textContent = ok ? t(done) : errorText(answer.body);
+  return ok;
+}
+
+// --- check in and out -------------------------------------------------------
+
+function freeStation() {
+  const free = floor && floor.stations.find((station) => station.state === "free");
+  return free ? free.id : null;
+}
+
+async function checkIn(event) {
+  event.preventDefault();
+  const type = $("checkin-type").value;
+  const body = { document_type: type, number: $("checkin-number").value.trim(), guardian: $("checkin-guardian").checked };
+  const name = $("checkin-name").value.trim();
+  if (name) body.name = name;
+  if (type === "other" && $("checkin-birth-date").value) body.birth_date = $("checkin-birth-date").value;
+  $("checkin-submit").disabled = true;
+  const answer = await api("POST", "/api/v1/checkins", body);
+  $("checkin-submit").disabled = false;
+  const box = $("checkin-result");
+  box.replaceChildren();
+  if (answer.status === 201) {
+    const result = answer.body.result;
+    const station = freeStation();
+    box.className = "result ok";
+    box.append(el("div", {}, t("checkin.admitted")), el("div", { class: "ticket", id: "checkin-ticket" }, result.ticket));
+    if (result.until) box.append(el("div", {}, `${t("checkin.until")}: ${new Date(result.until).toLocaleTimeString()}`));
+    if (station) {
+      box.append(el("div", {}, `${t("checkin.station")}: `, el("b", { id: "checkin-station" }, station), " ",
+        el("button", { type: "button", onclick: async (e) => {
+          selected = station;
+          const ok = await stationAction("open", { ticket: result.ticket }, "station.opened");
+          e.target.disabled = ok;
+          $("station-panel").hidden = false;
+        } }, t("checkin.open_it"))));
+    } else {
+      box.append(el("div", {}, t("checkin.no_station")));
+    }
+    $("checkin-form").reset();
+    $("birth-date-row").hidden = true;
+  } else if (answer.status === 200) {
+    box.className = "result refused";
+    box.append(el("div", {}, el("b", {}, t("checkin.refused"))));
+    for (const reason of answer.body.result.reasons) box.append(el("div", { class: "reason", "data-reason": reason }, t("reason." + reason)));
+  } else {
+    box.className = "result refused";
+    box.append(el("div", {}, errorText(answer.body)));
+  }
+  $("checkin-number").focus();
+}
+
+async function checkOut(event) {
+  event.preventDefault();
+  const ticket = $("checkout-ticket").value.trim().toUpperCase();
+  const answer = await api("DELETE", `/api/v1/checkins/${encodeURIComponent(ticket)}`);
+  const box = $("checkout-result");
+  box.className = "result " + (answer.status === 200 ? "ok" : "refused");
+  box.textContent = answer.status === 200 ? t("checkout.done", { ticket }) : errorText(answer.body);
+  if (answer.status === 200) $("checkout-ticket").value = "";
+}
+
+// --- incidents and the alarm -----------------------------------------------
+
+function incidentView(incident) {
+  const kind = t("kind." + incident.kind);
+  const node = el("div", { class: `incident ${incident.severity}`, "data-incident": incident.id },
+    el("div", {}, el("b", {}, `${t("severity." + incident.severity)} · ${kind}`), incident.station ? ` · ${incident.station}` : ""),
+    el("div", {}, incident.detail),
+    el("div", { class: "meta" }, `${t("incident.opened")} ${new Date(incident.opened).toLocaleTimeString()}`));
+  if (incident.acknowledged) node.append(el("div", { class: "meta" }, t("incident.acknowledged", { by: incident.acknowledged[0] })));
+  if (incident.resolved) node.append(el("div", { class: "meta" }, t("incident.resolved", { by: incident.resolved[0], note: incident.resolved[2] })));
+  if (!incident.resolved) {
+    const actions = el("div", { class: "actions" });
+    if (!incident.acknowledged) actions.append(el("button", { type: "button", class: "acknowledge", onclick: () => acknowledge(incident.id) }, t("incident.acknowledge")));
+    if (me && me.role === "manager") {
+      const note = el("input", { placeholder: t("incident.note"), class: "note" });
+      actions.append(note, el("button", { type: "button", class: "resolve", onclick: () => resolve(incident.id, note.value) }, t("incident.resolve")));
+    }
+    node.append(actions);
+  }
+  return node;
+}
+
+function renderIncidents(list) {
+  const box = $("incidents");
+  box.replaceChildren(...(list.length ? list.map(incidentView) : [el("p", { class: "hint" }, t("incidents.none"))]));
+}
+
+async function acknowledge(id) {
+  await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`);
+  if (showHistory) loadHistory();
+}
+
+async function resolve(id, note) {
+  const answer = await api("POST", `/api/v1/incidents/${encodeURIComponent(id)}/resolve`, { note });
+  if (answer.status !== 200) window.alert(errorText(answer.body));
+  if (showHistory) loadHistory();
+}
+
+async function loadHistory() {
+  const answer = await api("GET", "/api/v1/incidents");
+  if (answer.status === 200) renderIncidents(answer.body.incidents);
+}
+
+function alarm(incidents) {
+  const loud = incidents.filter((incident) => incident.severity === "critical" && !incident.acknowledged);
+  $("alarm").hidden = loud.length === 0;
+  if (loud.length) {
+    $("alarm-text").textContent = `${t("alarm.prefix")}: ` + loud.map((i) => `${t("kind." + i.kind)}${i.station ? " · " + i.station : ""} — ${i.detail}`).join("; ");
+    startBeeping();
+  } else {
+    stopBeeping();
+  }
+}
+
+function startBeeping() {
+  if (beeper) return;
+  const beep = () => {
+    try {
+      const audio = new (window.AudioContext || window.webkitAudioContext)();
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.type = "square";
+      tone.frequency.value = 880;
+      gain.gain.value = 0.2;
+      tone.connect(gain).connect(audio.destination);
+      tone.start();
+      tone.stop(audio.currentTime + 0.4);
+      tone.onended = () => audio.close();
+    } catch (error) { /* no sound device: the banner still flashes */ }
+  };
+  beep();
+  beeper = setInterval(beep, 1500);
+}
+
+function stopBeeping() {
+  if (beeper) { clearInterval(beeper); beeper = null; }
+}
+
+// --- occupancy and records ---------------------------------------------------
+
+async function loadOccupancy() {
+  const answer = await api("GET", "/api/v1/occupancy");
+  if (answer.status !== 200) return;
+  const points = answer.body.points.map(([at, customers, sessions]) => [Date.parse(at), customers, sessions]);
+  const capacity = answer.body.capacity;
+  const svg = $("occupancy");
+  const [w, h, left, bottom] = [600, 160, 34, 20];
+  const first = points.length ? points[0][0] : Date.now();
+  const last = points.length ? points[points.length - 1][0] : first + 1;
+  const span = Math.max(last - first, 60000);
+  const top = Math.max(capacity, ...points.map((p) => Math.max(p[1], p[2])), 1);
+  const x = (at) => left + (w - left - 6) * (at - first) / span;
+  const y = (n) => h - bottom - (h - bottom - 8) * n / top;
+  const line = (index) => points.map((p) => `${x(p[0]).toFixed(1)},${y(p[index]).toFixed(1)}`).join(" ");
+  const ns = "http://www.w3.org/2000/svg";
+  const make = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  svg.replaceChildren(
+    make("line", { class: "capacity", x1: left, x2: w - 6, y1: y(capacity), y2: y(capacity) }),
+    make("text", { x: 2, y: y(capacity) + 4 }, String(capacity)),
+    make("text", { x: 2, y: y(0) + 4 }, "0"),
+    make("text", { x: left, y: h - 4 }, new Date(first).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+    make("text", { x: w - 60, y: h - 4 }, new Date(last).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+    make("text", { x: left + 60, y: h - 4 }, `— ${t("occupancy.customers")}  - - ${t("occupancy.sessions")}  ··· ${t("occupancy.capacity")}`),
+    make("polyline", { class: "customers", points: line(1) }),
+    make("polyline", { class: "sessions", points: line(2) }),
+  );
+}
+
+function updateExportLink() {
+  const query = `from=${$("records-from").value}&to=${$("records-to").value}`;
+  $("records-csv").href = `/api/v1/records?${query}&format=csv`;
+}
+
+async function searchRecords(event) {
+  event.preventDefault();
+  const answer = await api("GET", `/api/v1/records?from=${$("records-from").value}&to=${$("records-to").value}`);
+  const box = $("records-result");
+  if (answer.status !== 200) { box.replaceChildren(el("p", { class: "error" }, errorText(answer.body))); return; }
+  const rows = answer.body.entries.map((entry) => {
+    const body = entry.body || {};
+    const what = [body.outcome, body.name, body.number, body.ticket, body.station, body.by].filter(Boolean).join(" · ");
+    return el("tr", {}, el("td", {}, String(entry.seq)), el("td", {}, new Date(entry.at).toLocaleString()), el("td", {}, entry.kind), el("td", {}, what));
+  });
+  box.replaceChildren(rows.length ? el("table", { id: "records-table" }, ...rows) : el("p", { class: "hint" }, t("records.none")));
+}
+
+// --- wiring -------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  for (const node of document.querySelectorAll(".lang-switch")) node.addEventListener("click", () => {
+    lang = lang === "zh" ? "en" : "zh";
+    localStorage.setItem("netbar.lang", lang);
+    translatePage();
+    loadOccupancy();
+  });
+  $("checkin-type").addEventListener("change", () => { $("birth-date-row").hidden = $("checkin-type").value !== "other"; });
+  $("checkin-form").addEventListener("submit", checkIn);
+  $("checkout-form").addEventListener("submit", checkOut);
+  $("open-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await stationAction("open", { ticket: $("open-ticket").value.trim() }, "station.opened")) $("open-ticket").value = "";
+  });
+  $("station-lock").addEventListener("click", () => stationAction("commands", { action: "lock" }, "station.locked"));
+  $("message-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await stationAction("commands", { action: "notify", text: $("message-text").value }, "station.sent")) $("message-text").value = "";
+  });
+  $("alarm-ack").addEventListener("click", async () => {
+    for (const incident of (floor ? floor.incidents : [])) {
+      if (incident.severity === "critical" && !incident.acknowledged) await acknowledge(incident.id);
+    }
+  });
+  $("incidents-history").addEventListener("change", (event) => {
+    showHistory = event.target.checked;
+    if (showHistory) loadHistory(); else if (floor) renderIncidents(floor.incidents);
+  });
+  $("records-form").addEventListener("submit", searchRecords);
+  $("records-from").addEventListener("change", updateExportLink);
+  $("records-to").addEventListener("change", updateExportLink);
+  setInterval(() => { if (floor && !$("app-view").hidden) render(floor); }, 30000);
+  setInterval(() => { if (!$("app-view").hidden) loadOccupancy(); }, 60000);
+  boot();
+});

@@ -1,0 +1,162 @@
+//! The front-desk console in a real browser (headless Chromium through
+//! chromedriver) against a real agent and collector.
+//!
+//! With `NETBAR_SCREENSHOTS=DIR` the test also saves screenshots of the
+//! main screens there (the README's come from this).
+
+use std::process::Command as Run;
+use std::time::Duration;
+
+use netbar_tests::binary;
+use netbar_tests::browser::Browser;
+use serde_json::json;
+
+use super::agent::{Venue, collector, smoke_station};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn screenshot(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("NETBAR_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        browser.screenshot(&std::path::Path::new(&dir).join(format!("{name}.png")));
+    }
+}
+
+fn sign_in(browser: &Browser, name: &str, password: &str) {
+    browser.fill("#login-name", name);
+    browser.fill("#login-password", password);
+    browser.click("#login-submit");
+}
+
+/// Wrong passwords are refused, and the fifth locks the user out even
+/// for the right one; another user signs in, checks in an adult and sees a
+/// minor refused in plain words, watches a station go into session when
+/// the customer logs in at it, acknowledges a smoke alarm, switches to
+/// Chinese and signs out.
+#[test]
+fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
+    let mut venue = Venue::new("console");
+    let (station, smoke, source) = smoke_station(&venue);
+    venue.add_user("zhao", "cashier", "correct horse battery");
+    venue.add_user("li", "manager", "correct horse battery");
+    venue.start();
+    let _collector = collector(&station, &source, "yes\n");
+
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{}/", venue.http));
+    browser.wait_text("#login-submit", "Sign in", WAIT);
+    screenshot(&browser, "console-sign-in");
+
+    // A wrong password is refused; the fifth in a row locks zhao out.
+    sign_in(&browser, "zhao", "wrong");
+    browser.wait_text("#login-error", "Unknown user or wrong password.", WAIT);
+    for _ in 0..4 {
+        browser.run("document.getElementById('login-error').textContent = '';", json!([]));
+        sign_in(&browser, "zhao", "wrong");
+        browser.wait_until("an answer", "return document.getElementById('login-error').textContent !== '';", json!([]), WAIT);
+    }
+    browser.wait_text("#login-error", "Too many wrong passwords", WAIT);
+    browser.run("document.getElementById('login-error').textContent = '';", json!([]));
+    sign_in(&browser, "zhao", "correct horse battery");
+    browser.wait_text("#login-error", "Too many wrong passwords", WAIT);
+    assert!(venue.log().contains("console user locked out"), "{}", venue.log());
+
+    // The manager signs in: the floor shows the station, free.
+    sign_in(&browser, "li", "correct horse battery");
+    browser.wait_text("#who", "li (manager)", WAIT);
+    browser.wait_text("[data-station='st-1']", "Free", WAIT);
+    browser.wait_text("#count-sensors", "1/1", WAIT);
+
+    // An adult checks in: a ticket, and the free station offered.
+    browser.select("#checkin-type", "cn_id");
+    browser.fill("#checkin-number", "11010519491231002X");
+    browser.fill("#checkin-name", "张三");
+    browser.click("#checkin-submit");
+    browser.wait_until("a ticket", "return document.getElementById('checkin-ticket') !== null;", json!([]), WAIT);
+    let ticket = browser.text("#checkin-ticket");
+    assert_eq!(ticket.trim().len(), 6, "{ticket:?}");
+    assert_eq!(browser.text("#checkin-station"), "st-1");
+    screenshot(&browser, "console-checked-in");
+
+    // A minor is refused, with the reason to read aloud.
+    browser.fill("#checkin-number", "310104201001151236");
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "Refused", WAIT);
+    browser.wait_text("[data-reason='under_age']", "minors may not be admitted", WAIT);
+
+    // The customer types the ticket at the station: the tile turns blue.
+    let login = Run::new(binary("netbar-collector"))
+        .args(["--config", station.join("run.toml").to_str().unwrap(), "login", ticket.trim()])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    browser.wait_text("[data-station='st-1']", "In session", WAIT);
+    browser.wait_text("[data-station='st-1']", ticket.trim(), WAIT);
+    browser.wait_text("#count-sessions", "1", WAIT);
+    screenshot(&browser, "console-floor");
+
+    // Smoke: the banner cannot be missed, until someone acknowledges it.
+    std::fs::write(&smoke, "1\n").unwrap();
+    browser.wait_text("#alarm-text", "Smoke or fire", WAIT);
+    browser.wait_until(
+        "the station's tile to show the alarm",
+        "return document.querySelector(\"[data-station='st-1']\").dataset.state === 'alarm';",
+        json!([]),
+        WAIT,
+    );
+    screenshot(&browser, "console-alarm");
+    browser.click("#alarm-ack");
+    browser.wait_until("the banner to go", "return document.getElementById('alarm').hidden;", json!([]), WAIT);
+    browser.wait_text("#incidents", "acknowledged by li", WAIT);
+
+    // The records of today, for the manager; the search itself is logged.
+    browser.click("#records-form button[type=submit]");
+    browser.wait_text("#records-table", "check_in", WAIT);
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    assert!(export.contains("\"kind\":\"personal_data_access\"") && export.contains("\"by\":\"li\""), "{export}");
+
+    // 中文, then sign out.
+    browser.click("#app-view .lang-switch");
+    browser.wait_text("#checkin-submit", "登记", WAIT);
+    screenshot(&browser, "console-chinese");
+    browser.click("#logout");
+    browser.wait_text("#login-submit", "登录", WAIT);
+    let (status, _) = netbar_tests::http(venue.http, "GET", "/api/v1/me", None, None);
+    assert_eq!(status, 401);
+}
+
+/// The cookie alone does not let another page change anything: without
+/// the CSRF token a check-in is refused; with it, it goes through.
+#[test]
+fn a_cookie_without_the_csrf_token_changes_nothing() {
+    let mut venue = Venue::new("csrf");
+    venue.add_user("li", "cashier", "correct horse battery");
+    venue.start();
+    let (status, body) =
+        netbar_tests::http(venue.http, "POST", "/api/v1/login", None, Some(&json!({"name": "li", "password": "correct horse battery"})));
+    assert_eq!(status, 200, "{body}");
+    let (token, csrf) = (body["token"].as_str().unwrap(), body["csrf"].as_str().unwrap());
+    let check_in = |headers: &str| {
+        use std::io::{Read, Write};
+        let body = json!({"document_type": "other", "number": "C0000001", "birth_date": "1990-01-01"}).to_string();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", venue.http)).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/checkins HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nCookie: netbar_session={token}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let forged = check_in("");
+    assert!(forged.starts_with("HTTP/1.1 403") && forged.contains("\"code\":\"csrf\""), "{forged}");
+    let wrong = check_in("X-CSRF-Token: 0000\r\n");
+    assert!(wrong.starts_with("HTTP/1.1 403"), "{wrong}");
+    let genuine = check_in(&format!("X-CSRF-Token: {csrf}\r\n"));
+    assert!(genuine.starts_with("HTTP/1.1 201"), "{genuine}");
+    let page = netbar_tests::http_text(venue.http, "GET", "/", None, None);
+    assert_eq!(page.0, 200);
+    assert!(page.1.contains("/console/console.js") && !page.1.contains("http://") && !page.1.contains("https://"), "no CDN");
+}
