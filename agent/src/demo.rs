@@ -177,7 +177,7 @@ impl Desk {
             self.out.remove(&ticket);
             call(http, "DELETE", &format!("/api/v1/checkins/{ticket}"), Some(token), None).await?;
         }
-        if rand::random::<f64>() < 0.5 {
+        if rand::random::<f64>() < 0.2 {
             return Ok(());
         }
         let waiting: Vec<usize> = self.out.values().map(|(n, ..)| *n).collect();

@@ -464,13 +464,19 @@ impl Venue {
     }
 
     /// Every station as the console's floor map shows it: free, in session,
-    /// locked (held by staff or the rules), offline or alarm.
+    /// locked (held by staff or the rules), offline or alarm (an incident at
+    /// it of warning severity or above, not yet acknowledged; a critical one
+    /// until resolved).
     pub(crate) fn floor(&self) -> Vec<serde_json::Value> {
         self.stations
             .iter()
             .map(|(id, station)| {
+                // An alarm until staff acknowledged it; a critical one until it is resolved.
                 let alarm = self.incidents.values().find(|incident| {
-                    incident.resolved.is_none() && incident.station.as_ref() == Some(id) && incident.severity >= Severity::Warning
+                    incident.resolved.is_none()
+                        && incident.station.as_ref() == Some(id)
+                        && incident.severity >= Severity::Warning
+                        && (incident.acknowledged.is_none() || incident.severity == Severity::Critical)
                 });
                 let state = match (alarm, station.online, &station.session, &station.held) {
                     (Some(_), ..) => "alarm",
@@ -862,6 +868,38 @@ mod tests {
         // Still in use a moment later: locked again, but no second incident.
         let again = venue.on_message(at("2026-11-22T12:00:05Z"), &st("st-9"), &activity);
         assert_eq!(again.len(), 1);
+    }
+
+    #[test]
+    fn the_floor_map_shows_each_station_as_the_desk_needs_it() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        let state = |venue: &Venue, id: &str| {
+            venue.floor().into_iter().find(|s| s["id"] == id).map(|s| s["state"].as_str().unwrap_or_default().to_owned())
+        };
+        online(&mut venue, now, "st-1");
+        online(&mut venue, now, "st-2");
+        assert_eq!(state(&venue, "st-1").as_deref(), Some("free"));
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 12345);
+        let CheckInOutcome::Admitted { ticket, .. } = outcome else { panic!("{outcome:?}") };
+        assert!(venue.open_for(now, &st("st-1"), &ticket, "li").is_some_and(|opened| opened.is_ok()));
+        assert_eq!(state(&venue, "st-1").as_deref(), Some("in_session"));
+        assert!(venue.open_for(now, &st("st-2"), &ticket, "li").is_some_and(|opened| opened.is_err()), "the ticket is in use");
+        assert!(venue.open_for(now, &st("st-404"), &ticket, "li").is_none());
+
+        // Used without a registration: an alarm until acknowledged, then locked.
+        let activity = Message::Activity(Activity { evidence: vec![Evidence::Applications], since: now });
+        venue.on_message(now, &st("st-2"), &activity);
+        assert_eq!(state(&venue, "st-2").as_deref(), Some("alarm"));
+        let id = venue.incidents()[0].id.clone();
+        venue.transition(now, &id, "li", None).unwrap();
+        assert_eq!(state(&venue, "st-2").as_deref(), Some("locked"));
+        venue.on_message(
+            now,
+            &st("st-2"),
+            &Message::StationStatus(StationStatus { online: false, version: "1".into(), capabilities: Vec::new() }),
+        );
+        assert_eq!(state(&venue, "st-2").as_deref(), Some("offline"));
     }
 
     fn reading(sensor: &str, sensor_kind: SensorKind, reading: Reading) -> Message {

@@ -223,13 +223,13 @@ async fn customer(
                         Some(ticket) => Some(ticket),
                         None => return,
                     },
-                    _ = tokio::time::sleep(pause(120.0, 900.0)) => None,
+                    _ = tokio::time::sleep(pause(300.0, 1800.0)) => None,
                 };
                 match ticket {
                     Some(ticket) => ticket,
                     // Nobody sent over for a while: now and then someone sits down anyway.
                     None => {
-                        if rand::random::<f64>() < 0.1 {
+                        if rand::random::<f64>() < 0.05 {
                             set_playing(true);
                             tokio::time::sleep(pause(20.0, 60.0)).await;
                             set_playing(false);

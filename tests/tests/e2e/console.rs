@@ -160,3 +160,40 @@ fn a_cookie_without_the_csrf_token_changes_nothing() {
     assert_eq!(page.0, 200);
     assert!(page.1.contains("/console/console.js") && !page.1.contains("http://") && !page.1.contains("https://"), "no CDN");
 }
+
+/// `netbar-agent demo` starts beside a broker holding the standard MQTT
+/// port, prints where its console is, plays customers in and out, and
+/// stops cleanly on Ctrl-C, leaving nothing behind.
+#[test]
+fn the_demo_runs_beside_a_broker_on_1883_and_stops_on_ctrl_c() {
+    // Whoever holds 1883 (this machine's mosquitto, or this listener).
+    let _held = std::net::TcpListener::bind("127.0.0.1:1883");
+    assert!(std::net::TcpListener::bind("127.0.0.1:1883").is_err(), "1883 is taken");
+    let dir = netbar_tests::TempDir::new("demo");
+    let mut demo =
+        netbar_tests::Process::start(&binary("netbar-agent"), &["demo", "--stations", "12", "--pace", "0.05"], dir.path().join("demo.out"));
+    netbar_tests::wait_for("the demo's banner", WAIT, || demo.stderr().contains("Ctrl-C stops"));
+    let banner = demo.stderr();
+    let port: u16 = banner
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no console address in {banner}"));
+    let data = banner.lines().find_map(|line| line.trim().strip_prefix("data:")).unwrap().trim().to_owned();
+    assert!(banner.contains("manager / netbar-demo"), "{banner}");
+    let (status, body) =
+        netbar_tests::http(port, "POST", "/api/v1/login", None, Some(&json!({"name": "manager", "password": "netbar-demo"})));
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    netbar_tests::wait_for("a simulated customer in session", Duration::from_secs(60), || {
+        let (_, floor) = netbar_tests::http(port, "GET", "/api/v1/floor", Some(&token), None);
+        floor["stations"].as_array().is_some_and(|stations| stations.len() == 12)
+            && floor["sessions"].as_u64().is_some_and(|sessions| sessions >= 1)
+    });
+    assert!(std::path::Path::new(&data).exists());
+    let _ = Run::new("kill").args(["-INT", &demo.id().to_string()]).status();
+    netbar_tests::wait_for("the demo to stop", WAIT, || !demo.running());
+    assert!(demo.stderr().contains("stopping"), "{}", demo.stderr());
+    assert!(!std::path::Path::new(&data).exists(), "the demo's directory is removed");
+}
