@@ -34,6 +34,25 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
     },
+    /// Copy the database while the agent runs (SQLite's online backup),
+    /// then verify the copy's chain.
+    Backup {
+        /// The registration log database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// The copy to write (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Put a verified backup in place of the database. Stop the agent first.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The database to replace.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
 }
 
 fn open(db: &std::path::Path) -> anyhow::Result<Store> {
@@ -59,21 +78,40 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             eprintln!("{count} entries exported");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { db } => {
-            let store = open(&db)?;
-            match store.verify()? {
-                Ok(verified) => {
-                    println!(
-                        "registration log intact: {} entries from checkpoint {} to entry {} (hash {})",
-                        verified.entries, verified.from.0, verified.head.0, verified.head.1
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(bad) => {
-                    println!("registration log BROKEN at {bad}");
-                    Ok(ExitCode::from(1))
-                }
+        Command::Verify { db } => verify(&db),
+        Command::Backup { db, to } => {
+            anyhow::ensure!(db.is_file(), "{} does not exist", db.display());
+            anyhow::ensure!(!to.exists(), "{} exists already; choose a new file", to.display());
+            let pages = crate::store::backup(&db, &to).with_context(|| format!("cannot back {} up to {}", db.display(), to.display()))?;
+            eprintln!("{} pages copied to {}", pages, to.display());
+            verify(&to)
+        }
+        Command::Restore { from, db } => {
+            anyhow::ensure!(from.is_file(), "{} does not exist", from.display());
+            if verify(&from)? != ExitCode::SUCCESS {
+                anyhow::bail!("{} is damaged; nothing was restored", from.display());
             }
+            crate::store::backup(&from, &db).with_context(|| format!("cannot restore {} to {}", from.display(), db.display()))?;
+            eprintln!("{} restored to {}", from.display(), db.display());
+            verify(&db)
+        }
+    }
+}
+
+/// Verifies the chain of `db`: success, or 1 naming the first bad entry.
+fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let store = open(db)?;
+    match store.verify()? {
+        Ok(verified) => {
+            println!(
+                "registration log intact: {} entries from checkpoint {} to entry {} (hash {})",
+                verified.entries, verified.from.0, verified.head.0, verified.head.1
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(bad) => {
+            println!("registration log BROKEN at {bad}");
+            Ok(ExitCode::from(1))
         }
     }
 }

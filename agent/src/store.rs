@@ -36,6 +36,11 @@ pub(crate) enum StoreError {
     /// The database cannot be written (read-only, locked, gone).
     #[error("the registration log cannot be written: {0}")]
     Unwritable(String),
+    /// Written by a newer netbar: not touched.
+    #[error(
+        "the database has schema version {found}, written by a newer netbar; this one knows up to {known}: upgrade netbar-agent, or restore a backup made by this version"
+    )]
+    Newer { found: usize, known: usize },
     /// Any other database error.
     #[error("registration log database error: {0}")]
     Database(String),
@@ -162,7 +167,13 @@ pub(crate) struct Store {
     head: (u64, String),
 }
 
-const SCHEMA: &str = "
+/// The schema's migrations, in order: the database's `user_version` is the
+/// number of those applied. Never edit one that has shipped; add the next.
+/// Every statement is idempotent, so a database from before the numbering
+/// (user_version 0, the tables of migration 1 present) takes them all.
+const MIGRATIONS: &[&str] = &[
+    // 1: the registration log, enrollment and users (first release).
+    "
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
@@ -207,7 +218,14 @@ WHEN OLD.at_unix > CAST(strftime('%s', 'now') AS INTEGER) - (SELECT days FROM re
 BEGIN
     SELECT RAISE(ABORT, 'registration records younger than the retention period cannot be deleted');
 END;
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TRIGGER IF NOT EXISTS retention_never_shorter BEFORE UPDATE ON retention
+WHEN NEW.days < OLD.days
+BEGIN
+    SELECT RAISE(ABORT, 'the retention period of existing records cannot be shortened');
+END;
+",
+    // 2: the regulator feed's outbox and link state.
+    "CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
     payload BLOB NOT NULL,
@@ -221,12 +239,51 @@ CREATE TABLE IF NOT EXISTS uplink (
     changed_unix INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO uplink (id, last_seq, last_acked, connected, changed_unix) VALUES (1, 0, 0, 0, 0);
-CREATE TRIGGER IF NOT EXISTS retention_never_shorter BEFORE UPDATE ON retention
-WHEN NEW.days < OLD.days
-BEGIN
-    SELECT RAISE(ABORT, 'the retention period of existing records cannot be shortened');
-END;
-";
+",
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Copies the database `from` to `to` page by page with SQLite's online
+/// backup, while others go on writing `from`; `to` is readable by its owner
+/// only. Returns the pages copied.
+pub(crate) fn backup(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    // Opened for writing only so that SQLite may create the WAL index; the
+    // backup reads.
+    let source = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    source.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut target = Connection::open(to)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+    }
+    let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+    backup.run_to_completion(256, std::time::Duration::from_millis(5), None)?;
+    let pages = backup.progress().pagecount;
+    Ok(u64::try_from(pages).unwrap_or(0))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], one migration per
+/// transaction; refuses a database written by a newer netbar.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Newer { found: version, known: SCHEMA_VERSION });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.commit()?;
+        if version > 0 || index > 0 {
+            tracing::info!(from = index, to = index + 1, "database schema migrated");
+        }
+    }
+    Ok(())
+}
 
 impl Store {
     /// Opens (creating) the log at `path`, keeping records `retention_days`.
@@ -234,11 +291,11 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Unwritable(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let connection = Connection::open(path)?;
+        let mut connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.execute_batch(SCHEMA)?;
+        migrate(&mut connection)?;
         // A longer retention is always accepted; a shorter one would let
         // young records be purged, and the trigger refuses it.
         connection.execute(

@@ -8,6 +8,7 @@ mod e2e {
     mod check_id;
     mod collector;
     mod console;
+    mod deploy;
     mod schemas;
     mod uplink;
     mod workspace;

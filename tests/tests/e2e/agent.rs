@@ -184,13 +184,34 @@ impl Venue {
 
 /// Starts a collector from its enrollment directory, with `extra` appended
 /// and its lock state read from a file that starts as `state`.
+/// The name of the one program that counts as a game at this station: a
+/// copy of `sleep` named after the station's directory, so that another
+/// test's games (tests run in parallel) are not activity here.
+fn game_name(station_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    station_dir.hash(&mut hasher);
+    format!("game-{:08x}", hasher.finish() as u32)
+}
+
+/// Someone plays at the station: its game runs for a minute (or until killed).
+pub(super) fn play(station_dir: &std::path::Path) -> std::process::Child {
+    let game = station_dir.join(game_name(station_dir));
+    if !game.exists() {
+        let sleep = ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|path| std::path::Path::new(path).exists()).unwrap();
+        std::fs::copy(sleep, &game).unwrap();
+    }
+    Run::new(game).arg("60").spawn().unwrap()
+}
+
 pub(super) fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_tests::Process {
     let state_file = station_dir.join("locked");
     std::fs::write(&state_file, state).unwrap();
     let mut text = std::fs::read_to_string(station_dir.join("collector.toml")).unwrap();
     text.push_str(&format!(
-        "keep_alive = 5\nmax_backoff = 1\n[telemetry]\ninterval = 0.2\napps = [\"sleep\"]\n[spool]\ndir = \"{spool}\"\n[local]\nlisten = \"127.0.0.1:{local}\"\n[actions]\nlock = [\"sh\", \"-c\", \"echo yes > {state}\"]\nunlock = [\"sh\", \"-c\", \"echo no > {state}\"]\nnotify = [\"sh\", \"-c\", \"echo \\\"$0: $1\\\" >> {notices}\", \"{{level}}\", \"{{text}}\"]\nlock_state = [\"cat\", \"{state}\"]\n{extra}",
+        "keep_alive = 5\nmax_backoff = 1\n[telemetry]\ninterval = 0.2\napps = [\"{game}\"]\n[spool]\ndir = \"{spool}\"\n[local]\nlisten = \"127.0.0.1:{local}\"\n[actions]\nlock = [\"sh\", \"-c\", \"echo yes > {state}\"]\nunlock = [\"sh\", \"-c\", \"echo no > {state}\"]\nnotify = [\"sh\", \"-c\", \"echo \\\"$0: $1\\\" >> {notices}\", \"{{level}}\", \"{{text}}\"]\nlock_state = [\"cat\", \"{state}\"]\n{extra}",
         spool = station_dir.join("spool").display(),
+        game = game_name(station_dir),
         local = netbar_tests::free_port(),
         state = state_file.display(),
         notices = station_dir.join("notices").display(),
@@ -206,7 +227,7 @@ fn unregistered_use_is_locked(mut venue: Venue) {
     let station = venue.enroll("st-1");
     venue.start();
     // Someone plays at an unlocked station nobody registered.
-    let mut game = Run::new("sleep").arg("60").spawn().unwrap();
+    let mut game = play(&station);
     let _collector = collector(&station, "", "no\n");
     let state = station.join("locked");
     netbar_tests::wait_for("the agent to lock the station", std::time::Duration::from_secs(20), || {

@@ -152,7 +152,7 @@ fn the_feed_survives_a_broker_outage_and_a_killed_agent_and_arrives_whole() {
     assert!(status.contains("connected: yes"), "{status}");
 
     // Someone plays at a station nobody registered: an incident, at once.
-    let mut game = Run::new("sleep").arg("60").spawn().unwrap();
+    let mut game = super::agent::play(&station);
     let _collector = super::agent::collector(&station, "", "no\n");
     received.until(&regulator, "the unregistered-use incident", |by_seq| {
         by_seq.values().any(|m| {
