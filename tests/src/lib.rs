@@ -418,24 +418,35 @@ pub fn peak_rss_kib(pid: u32) -> f64 {
 /// (for `client`) it signed, as PEM files in `dir` named after `name`:
 /// the CA, then server certificate, server key, client certificate, client key.
 pub fn certificates(dir: &Path, name: &str, client: &str) -> (PathBuf, [PathBuf; 4]) {
+    let (ca, server, mut clients) = certificates_for(dir, name, &[client]);
+    let (client_cert, client_key) = clients.remove(0);
+    (ca, [server.0, server.1, client_cert, client_key])
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate for
+/// each of `clients` (its common name and only name), as PEM files in `dir`
+/// named after `name`: the CA, (server certificate, key), and (certificate,
+/// key) per client.
+pub fn certificates_for(dir: &Path, name: &str, clients: &[&str]) -> (PathBuf, (PathBuf, PathBuf), Vec<(PathBuf, PathBuf)>) {
     let ca_key = rcgen::KeyPair::generate().expect("key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
     let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut files = Vec::new();
-    for (role, names) in [("server", vec!["127.0.0.1".to_owned()]), ("client", vec![client.to_owned()])] {
+    let issue = |subject: &str, file: &str| {
         let key = rcgen::KeyPair::generate().expect("key");
-        let certificate = rcgen::CertificateParams::new(names).expect("parameters").signed_by(&key, &issuer).expect("certificate");
-        let (cert_path, key_path) = (dir.join(format!("{name}-{role}.pem")), dir.join(format!("{name}-{role}.key")));
+        let mut params = rcgen::CertificateParams::new(vec![subject.to_owned()]).expect("parameters");
+        params.distinguished_name.push(rcgen::DnType::CommonName, subject);
+        let certificate = params.signed_by(&key, &issuer).expect("certificate");
+        let (cert_path, key_path) = (dir.join(format!("{name}-{file}.pem")), dir.join(format!("{name}-{file}.key")));
         std::fs::write(&cert_path, certificate.pem()).expect("write certificate");
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");
-        files.push(cert_path);
-        files.push(key_path);
-    }
+        (cert_path, key_path)
+    };
+    let server = issue("127.0.0.1", "server");
+    let clients = clients.iter().map(|client| issue(client, &format!("client-{client}"))).collect();
     let ca_path = dir.join(format!("{name}-ca.pem"));
     std::fs::write(&ca_path, ca.pem()).expect("write CA");
-    let [a, b, c, d] = <[PathBuf; 4]>::try_from(files).expect("four files");
-    (ca_path, [a, b, c, d])
+    (ca_path, server, clients)
 }

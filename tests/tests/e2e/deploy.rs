@@ -137,3 +137,140 @@ fn a_backup_taken_while_the_agent_works_verifies_and_restores() {
     assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
     assert_eq!(exported(&restored), copied);
 }
+
+/// An MQTT client of the deploy/ broker, authenticated by its certificate.
+fn tls_client(
+    port: u16,
+    ca: &Path,
+    identity: &(std::path::PathBuf, std::path::PathBuf),
+    name: &str,
+) -> (rumqttc::Client, rumqttc::Connection) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut options = rumqttc::MqttOptions::new(format!("{name}-client"), "127.0.0.1", port);
+    let auth = (std::fs::read(&identity.0).unwrap(), std::fs::read(&identity.1).unwrap());
+    options.set_transport(rumqttc::Transport::tls(std::fs::read(ca).unwrap(), Some(auth), None));
+    options.set_keep_alive(std::time::Duration::from_secs(30));
+    rumqttc::Client::new(options, 16)
+}
+
+/// Polls a connection on its own thread until it sends DISCONNECT or fails.
+fn pump(mut connection: rumqttc::Connection) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            if matches!(event, Err(_) | Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect))) {
+                break;
+            }
+        }
+    })
+}
+
+/// The next event of interest on a connection, within the deadline.
+fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: impl FnMut(rumqttc::Event) -> Option<T>) -> T {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "timed out waiting for {what}");
+        match connection.recv_timeout(left) {
+            Ok(Ok(event)) => {
+                if let Some(found) = pick(event) {
+                    return found;
+                }
+            }
+            Ok(Err(error)) => panic!("connection failed while waiting for {what}: {error}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// mosquitto run with exactly deploy/mosquitto/netbar.conf and netbar.acl
+/// (only the file locations and the port changed): a station cannot write
+/// under another station's topics or read its commands; the agent reads
+/// everything and reaches the station; a client without a certificate is
+/// not let in.
+#[test]
+fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
+    let dir = TempDir::new("deploy-mosquitto");
+    let (ca, (server_cert, server_key), clients) = netbar_tests::certificates_for(dir.path(), "venue", &["netbar-agent", "st-1", "st-2"]);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto");
+    let port = netbar_tests::free_port();
+    let config = std::fs::read_to_string(deploy.join("netbar.conf"))
+        .unwrap()
+        .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
+        .replace("/etc/mosquitto/netbar/ca.pem", ca.to_str().unwrap())
+        .replace("/etc/mosquitto/netbar/broker.pem", server_cert.to_str().unwrap())
+        .replace("/etc/mosquitto/netbar/broker.key", server_key.to_str().unwrap())
+        .replace("/etc/mosquitto/netbar/netbar.acl", deploy.join("netbar.acl").to_str().unwrap());
+    assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
+    let config_path = dir.path().join("netbar.conf");
+    std::fs::write(&config_path, config).unwrap();
+    // Started as root, mosquitto drops to its own user: it must read the files.
+    #[cfg(unix)]
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let _broker = netbar_tests::Process::start(
+        &netbar_tests::mosquitto_binary(),
+        &["-c", config_path.to_str().unwrap()],
+        dir.path().join("mosquitto.log"),
+    );
+    netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let connected = |connection: &mut rumqttc::Connection, who: &str| {
+        next_event(connection, &format!("{who} connected"), |event| {
+            matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))).then_some(())
+        })
+    };
+
+    let (agent, mut agent_events) = tls_client(port, &ca, &clients[0], "netbar-agent");
+    connected(&mut agent_events, "the agent");
+    agent.subscribe("netbar/v1/#", rumqttc::QoS::AtLeastOnce).unwrap();
+    let granted = |connection: &mut rumqttc::Connection, what: &str| {
+        let codes = next_event(connection, what, |event| match event {
+            rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => Some(ack.return_codes),
+            _ => None,
+        });
+        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce)], "{what}");
+    };
+    granted(&mut agent_events, "the agent's subscription");
+    let (st1, mut st1_events) = tls_client(port, &ca, &clients[1], "st-1");
+    connected(&mut st1_events, "st-1");
+    st1.subscribe("netbar/v1/venue-1/station/st-1/command", rumqttc::QoS::AtLeastOnce).unwrap();
+    granted(&mut st1_events, "st-1's subscription to its commands");
+    let (st2, mut st2_events) = tls_client(port, &ca, &clients[2], "st-2");
+    connected(&mut st2_events, "st-2");
+
+    // st-2 posing as st-1, then st-2 as itself: mosquitto handles one
+    // client's publishes in order, so when the second reaches the agent the
+    // first would have, had it been let through.
+    st2.publish("netbar/v1/venue-1/station/st-1/event", rumqttc::QoS::AtLeastOnce, false, b"forged".to_vec()).unwrap();
+    st2.publish("netbar/v1/venue-1/station/st-2/event", rumqttc::QoS::AtLeastOnce, false, b"genuine".to_vec()).unwrap();
+    // st-2's connection must be polled for its publishes to leave.
+    let st2_pump = pump(st2_events);
+    let first = next_event(&mut agent_events, "st-2's message at the agent", |event| match event {
+        rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => Some((publish.topic.clone(), publish.payload.to_vec())),
+        _ => None,
+    });
+    assert_eq!(first, ("netbar/v1/venue-1/station/st-2/event".to_owned(), b"genuine".to_vec()), "the forged message was let through");
+
+    // The agent reaches st-1 with a command.
+    agent.publish("netbar/v1/venue-1/station/st-1/command", rumqttc::QoS::AtLeastOnce, false, b"lock".to_vec()).unwrap();
+    let agent_pump = pump(agent_events);
+    let command = next_event(&mut st1_events, "the command at st-1", |event| match event {
+        rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => Some(publish.payload.to_vec()),
+        _ => None,
+    });
+    assert_eq!(command, b"lock");
+    // A DISCONNECT ends each connection's event stream, and its pump.
+    st2.disconnect().unwrap();
+    agent.disconnect().unwrap();
+    let _ = (st2_pump.join(), agent_pump.join());
+
+    // A client with no certificate is not let in.
+    let mut options = rumqttc::MqttOptions::new("stranger", "127.0.0.1", port);
+    options.set_transport(rumqttc::Transport::tls(std::fs::read(&ca).unwrap(), None, None));
+    let (_stranger, mut stranger_events) = rumqttc::Client::new(options, 4);
+    let refused = stranger_events.iter().next().unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+}
