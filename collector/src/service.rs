@@ -64,6 +64,8 @@ RestrictNamespaces=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
 CPUWeight={cpu_weight}
 MemoryMax={memory_max}
 StandardError=journal
@@ -240,7 +242,7 @@ mod tests {
         let arguments = crate::SERVICE.arguments.replace("{config}", "/etc/netbar/x.toml");
         assert!(unit.contains(&format!("ExecStart=/usr/bin/x {arguments}\n")), "{unit}");
         let state = format!("StateDirectory={}", crate::SERVICE.name);
-        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", state.as_str()] {
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "SystemCallFilter=@system-service", state.as_str()] {
             assert!(unit.lines().any(|l| l == line), "missing {line}");
         }
     }

@@ -274,3 +274,45 @@ fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
     let refused = stranger_events.iter().next().unwrap();
     assert!(refused.is_err(), "{refused:?}");
 }
+
+/// The units `install-service` writes for both daemons pass
+/// `systemd-analyze verify` (where systemd-analyze is installed).
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    let dir = TempDir::new("units");
+    let agent_config = dir.path().join("agent.toml");
+    let collector_config = dir.path().join("collector.toml");
+    for (program, config) in [("netbar-agent", &agent_config), ("netbar-collector", &collector_config)] {
+        let printed = Run::new(binary(program)).arg("print-config").output().unwrap();
+        std::fs::write(config, printed.stdout).unwrap();
+    }
+    let units = dir.path().join("units");
+    let agent = Run::new(binary("netbar-agent"))
+        .args(["install-service", "--config", agent_config.to_str().unwrap(), "--unit-dir", units.to_str().unwrap(), "--no-systemctl"])
+        .output()
+        .unwrap();
+    assert!(agent.status.success(), "{}", String::from_utf8_lossy(&agent.stderr));
+    let collector = Run::new(binary("netbar-collector"))
+        .args(["--config", collector_config.to_str().unwrap(), "install-service", "--unit-dir", units.to_str().unwrap(), "--no-systemctl"])
+        .output()
+        .unwrap();
+    assert!(collector.status.success(), "{}", String::from_utf8_lossy(&collector.stderr));
+    for unit in ["netbar-agent.service", "netbar-collector.service"] {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        for hardening in ["ProtectSystem=strict", "NoNewPrivileges=yes", "SystemCallFilter=@system-service", "RestrictAddressFamilies="] {
+            assert!(text.contains(hardening), "{unit} lacks {hardening}");
+        }
+    }
+    let Ok(verify) = Run::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.join("netbar-agent.service"))
+        .arg(units.join("netbar-collector.service"))
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the units were checked for their hardening only");
+        return;
+    };
+    assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(!complaints.contains("netbar-"), "{complaints}");
+}
