@@ -182,6 +182,70 @@ fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: imp
     }
 }
 
+/// A CA with certificates for `clients`, and mosquitto started with
+/// exactly the deploy/ file `conf` (from `folder`), only its locations and
+/// port changed: each `{location}/X` becomes this test's file X (the CA is
+/// ca.pem, the broker's certificate and key broker.pem and broker.key; the
+/// ACL is deploy's own). Returns the broker, its port, the CA and the
+/// clients' (certificate, key).
+fn deploy_broker(
+    dir: &TempDir,
+    folder: &str,
+    conf: &str,
+    location: &str,
+    clients: &[&str],
+) -> (netbar_tests::Process, u16, std::path::PathBuf, Vec<(std::path::PathBuf, std::path::PathBuf)>) {
+    let (ca, (server_cert, server_key), clients) = netbar_tests::certificates_for(dir.path(), "test", clients);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(folder);
+    let port = netbar_tests::free_port();
+    let mut config = std::fs::read_to_string(deploy.join(conf))
+        .unwrap()
+        .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
+        .replace(&format!("{location}/ca.pem"), ca.to_str().unwrap())
+        .replace(&format!("{location}/broker.pem"), server_cert.to_str().unwrap())
+        .replace(&format!("{location}/broker.key"), server_key.to_str().unwrap());
+    for acl in std::fs::read_dir(&deploy).unwrap().filter_map(|entry| entry.ok()).map(|entry| entry.path()) {
+        if acl.extension().is_some_and(|extension| extension == "acl") {
+            let name = acl.file_name().unwrap().to_str().unwrap().to_owned();
+            config = config.replace(&format!("{location}/{name}"), acl.to_str().unwrap());
+        }
+    }
+    assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
+    let config_path = dir.path().join(conf);
+    std::fs::write(&config_path, config).unwrap();
+    // Started as root, mosquitto drops to its own user: it must read the files.
+    #[cfg(unix)]
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let broker = netbar_tests::Process::start(
+        &netbar_tests::mosquitto_binary(),
+        &["-c", config_path.to_str().unwrap()],
+        dir.path().join("mosquitto.log"),
+    );
+    netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (broker, port, ca, clients)
+}
+
+/// Waits for the connection's CONNACK.
+fn connected(connection: &mut rumqttc::Connection, who: &str) {
+    next_event(connection, &format!("{who} connected"), |event| {
+        matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))).then_some(())
+    })
+}
+
+/// Waits for a SUBACK and checks the subscription was granted at QoS 1.
+fn granted(connection: &mut rumqttc::Connection, what: &str) {
+    let codes = next_event(connection, what, |event| match event {
+        rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => Some(ack.return_codes),
+        _ => None,
+    });
+    assert_eq!(codes, [rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce)], "{what}");
+}
+
 /// mosquitto run with exactly deploy/mosquitto/netbar.conf and netbar.acl
 /// (only the file locations and the port changed): a station cannot write
 /// under another station's topics or read its commands; the agent reads
@@ -190,49 +254,11 @@ fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: imp
 #[test]
 fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
     let dir = TempDir::new("deploy-mosquitto");
-    let (ca, (server_cert, server_key), clients) = netbar_tests::certificates_for(dir.path(), "venue", &["netbar-agent", "st-1", "st-2"]);
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto");
-    let port = netbar_tests::free_port();
-    let config = std::fs::read_to_string(deploy.join("netbar.conf"))
-        .unwrap()
-        .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
-        .replace("/etc/mosquitto/netbar/ca.pem", ca.to_str().unwrap())
-        .replace("/etc/mosquitto/netbar/broker.pem", server_cert.to_str().unwrap())
-        .replace("/etc/mosquitto/netbar/broker.key", server_key.to_str().unwrap())
-        .replace("/etc/mosquitto/netbar/netbar.acl", deploy.join("netbar.acl").to_str().unwrap());
-    assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
-    let config_path = dir.path().join("netbar.conf");
-    std::fs::write(&config_path, config).unwrap();
-    // Started as root, mosquitto drops to its own user: it must read the files.
-    #[cfg(unix)]
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let _broker = netbar_tests::Process::start(
-        &netbar_tests::mosquitto_binary(),
-        &["-c", config_path.to_str().unwrap()],
-        dir.path().join("mosquitto.log"),
-    );
-    netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let connected = |connection: &mut rumqttc::Connection, who: &str| {
-        next_event(connection, &format!("{who} connected"), |event| {
-            matches!(event, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))).then_some(())
-        })
-    };
-
+    let (_broker, port, ca, clients) =
+        deploy_broker(&dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &["netbar-agent", "st-1", "st-2"]);
     let (agent, mut agent_events) = tls_client(port, &ca, &clients[0], "netbar-agent");
     connected(&mut agent_events, "the agent");
     agent.subscribe("netbar/v1/#", rumqttc::QoS::AtLeastOnce).unwrap();
-    let granted = |connection: &mut rumqttc::Connection, what: &str| {
-        let codes = next_event(connection, what, |event| match event {
-            rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => Some(ack.return_codes),
-            _ => None,
-        });
-        assert_eq!(codes, [rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce)], "{what}");
-    };
     granted(&mut agent_events, "the agent's subscription");
     let (st1, mut st1_events) = tls_client(port, &ca, &clients[1], "st-1");
     connected(&mut st1_events, "st-1");
@@ -315,4 +341,51 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     assert!(verify.status.success(), "{}{}", String::from_utf8_lossy(&verify.stdout), String::from_utf8_lossy(&verify.stderr));
     let complaints = String::from_utf8_lossy(&verify.stderr);
     assert!(!complaints.contains("netbar-"), "{complaints}");
+}
+
+/// A district broker run with exactly deploy/regulator/district.conf and
+/// district.acl: the agent's feed (its certificate named after the venue)
+/// reaches the regulator; another venue cannot write under this venue's
+/// topics.
+#[test]
+fn the_district_broker_config_takes_each_venue_feed_under_its_own_name_only() {
+    let dir = TempDir::new("district");
+    let (_broker, port, ca, clients) =
+        deploy_broker(&dir, "regulator", "district.conf", "/etc/mosquitto/netbar-feed", &["venue-1", "venue-2", "regulator"]);
+
+    let (regulator, mut regulator_events) = tls_client(port, &ca, &clients[2], "regulator");
+    connected(&mut regulator_events, "the regulator");
+    regulator.subscribe("netbar/feed/#", rumqttc::QoS::AtLeastOnce).unwrap();
+    granted(&mut regulator_events, "the regulator's subscription");
+
+    // The real agent of venue-1 sends its feed with its certificate.
+    let mut venue = Venue::new("district-venue");
+    let section = super::uplink::uplink_section(&format!("mqtts://127.0.0.1:{port}"), &ca, Some((&clients[0].0, &clients[0].1)), "3.1.1");
+    super::uplink::add_uplink(&venue, &section);
+    venue.start();
+    let token = venue.sign_in("li", "cashier");
+    let body = serde_json::json!({"document_type": "other", "number": "D0000001", "birth_date": "1990-01-01"});
+    assert_eq!(netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&body)).0, 201);
+    next_event(&mut regulator_events, "venue-1's record at the regulator", |event| match event {
+        rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => (publish.topic == "netbar/feed/310104/venue-1/record").then_some(()),
+        _ => None,
+    });
+
+    // venue-2 writes under venue-1's name, then under its own.
+    let (impostor, mut impostor_events) = tls_client(port, &ca, &clients[1], "venue-2");
+    connected(&mut impostor_events, "venue-2");
+    impostor.publish("netbar/feed/310104/venue-1/incident", rumqttc::QoS::AtLeastOnce, false, b"forged".to_vec()).unwrap();
+    impostor.publish("netbar/feed/310104/venue-2/heartbeat", rumqttc::QoS::AtLeastOnce, false, b"genuine".to_vec()).unwrap();
+    let impostor_pump = pump(impostor_events);
+    let mut forged = false;
+    next_event(&mut regulator_events, "venue-2's own message", |event| match event {
+        rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => {
+            forged |= publish.payload.as_ref() == b"forged";
+            (publish.payload.as_ref() == b"genuine").then_some(())
+        }
+        _ => None,
+    });
+    assert!(!forged, "venue-2 wrote under venue-1's name");
+    impostor.disconnect().unwrap();
+    let _ = impostor_pump.join();
 }

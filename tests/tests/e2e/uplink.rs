@@ -14,7 +14,7 @@ use super::agent::Venue;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The `[uplink]` section for a broker at `url`.
-fn uplink_section(url: &str, ca: &Path, client: Option<(&Path, &Path)>, protocol: &str) -> String {
+pub(super) fn uplink_section(url: &str, ca: &Path, client: Option<(&Path, &Path)>, protocol: &str) -> String {
     let mut text = format!(
         "\n[uplink]\nbroker = \"{url}\"\nca_file = \"{}\"\nregion = \"310104\"\nprotocol = \"{protocol}\"\nsummary_period = 1\nheartbeat_period = 1\nmax_backoff = 1\n",
         ca.display()
@@ -25,7 +25,7 @@ fn uplink_section(url: &str, ca: &Path, client: Option<(&Path, &Path)>, protocol
     text
 }
 
-fn add_uplink(venue: &Venue, section: &str) {
+pub(super) fn add_uplink(venue: &Venue, section: &str) {
     let mut text = std::fs::read_to_string(&venue.config).unwrap();
     text.push_str(section);
     std::fs::write(&venue.config, text).unwrap();
