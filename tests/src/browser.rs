@@ -2,23 +2,15 @@
 //! chromedriver: enough of the protocol for the console's tests, spoken with
 //! the crate's small HTTP client.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Process, TempDir, free_port, http_text, wait_for};
+use crate::{Process, TempDir, free_port, http_text, installed, wait_for};
 
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn find_program(names: &[&str]) -> PathBuf {
-    names
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .unwrap_or_else(|| panic!("{} is not installed (.ci/run installs Debian's chromium and chromium-driver)", names[0]))
-}
 
 /// One browser session; the browser and its driver stop when it is dropped.
 #[derive(Debug)]
@@ -33,8 +25,8 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile,
     /// its language English.
     pub fn start() -> Browser {
-        let driver_binary = find_program(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
-        let chromium = find_program(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+        let driver_binary = installed(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"], "chromium-driver");
+        let chromium = installed(&["/usr/bin/chromium", "/usr/bin/chromium-browser"], "chromium");
         let profile = TempDir::new("chromium");
         let port = free_port();
         let driver = Process::start(&driver_binary, &[&format!("--port={port}")], profile.path().join("chromedriver.log"));

@@ -176,13 +176,17 @@ pub struct Mosquitto {
     persistent: bool,
 }
 
+/// The first of `candidates` that exists; a test needing a program that is
+/// not installed fails saying which Debian package `.ci/run` installs for it.
+pub fn installed(candidates: &[&str], package: &str) -> PathBuf {
+    candidates.iter().map(PathBuf::from).find(|path| path.exists()).unwrap_or_else(|| {
+        panic!("{} is not installed (.ci/run installs Debian's {package} package)", candidates.first().copied().unwrap_or("?"))
+    })
+}
+
 /// Where mosquitto is installed.
 pub fn mosquitto_binary() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("mosquitto is installed (.ci/run installs it)")
+    installed(&["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"], "mosquitto")
 }
 
 impl Mosquitto {

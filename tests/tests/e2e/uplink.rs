@@ -270,11 +270,7 @@ struct Nats {
 }
 
 fn nats_server() -> PathBuf {
-    ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("nats-server is installed (.ci/run installs Debian's nats-server package)")
+    netbar_tests::installed(&["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"], "nats-server")
 }
 
 impl Nats {
