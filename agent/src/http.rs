@@ -146,6 +146,7 @@ const COOKIE: &str = "netbar_session";
 #[derive(Clone)]
 pub(crate) struct Api {
     requests: mpsc::Sender<Request>,
+    store: crate::run::StoreHandle,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     failures: Arc<Mutex<HashMap<String, Failures>>>,
     database: std::path::PathBuf,
@@ -167,22 +168,24 @@ const SESSION_HOURS: i64 = 12;
 impl Api {
     pub(crate) fn new(
         requests: mpsc::Sender<Request>,
+        store: crate::run::StoreHandle,
         database: std::path::PathBuf,
         refusals: Arc<Refusals>,
         zone: jiff::tz::TimeZone,
         clock: crate::run::Clock,
         uplink: Option<(String, u64)>,
     ) -> Api {
-        Api { requests, sessions: Arc::default(), failures: Arc::default(), database, refusals, zone, clock, uplink }
+        Api { requests, store, sessions: Arc::default(), failures: Arc::default(), database, refusals, zone, clock, uplink }
     }
 
     /// The feed's state as the store has it, with the broker and the bound.
     async fn uplink_status(&self) -> Result<Option<(crate::store::OutboxStatus, &str, u64)>, ApiError> {
         let Some((broker, max)) = &self.uplink else { return Ok(None) };
-        let database = self.database.clone();
-        let status = tokio::task::spawn_blocking(move || crate::store::Store::open(&database, 1).and_then(|store| store.outbox_status()))
+        // From the store's own thread: no second connection, no write.
+        let status = self
+            .store
+            .outbox_status()
             .await
-            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()))?
             .map_err(|error| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string()))?;
         Ok(Some((status, broker, *max)))
     }

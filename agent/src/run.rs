@@ -69,6 +69,8 @@ enum StoreRequest {
     Connected(bool, Timestamp),
     /// The outbox's size and the log's head, for heartbeats.
     Facts(oneshot::Sender<(u64, (u64, String))>),
+    /// The feed's state as recorded, for the console and /metrics.
+    OutboxStatus(oneshot::Sender<Result<crate::store::OutboxStatus, StoreError>>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
     /// Answered once everything queued before it is done.
     Flush(oneshot::Sender<()>),
@@ -179,6 +181,9 @@ impl StoreHandle {
                             let (index, hash) = store.head();
                             let _ = reply.send((pending, (index, hash.to_owned())));
                         }
+                        StoreRequest::OutboxStatus(reply) => {
+                            let _ = reply.send(store.outbox_status());
+                        }
                         StoreRequest::Purge(now, reply) => {
                             let _ = reply.send(store.purge(now));
                         }
@@ -238,6 +243,11 @@ impl StoreHandle {
     /// The outbox's size and the log's head (index, hash).
     pub(crate) async fn facts(&self) -> (u64, (u64, String)) {
         self.ask(StoreRequest::Facts).await.unwrap_or((0, (0, crate::store::GENESIS.to_owned())))
+    }
+
+    /// The feed's state as recorded: backlog, oldest unsent, sequence numbers.
+    pub(crate) async fn outbox_status(&self) -> Result<crate::store::OutboxStatus, StoreError> {
+        self.ask(StoreRequest::OutboxStatus).await.ok_or_else(stopped)?
     }
 
     /// Removes entries older than the retention period.
@@ -868,7 +878,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         .await
         .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
     let uplink = loaded.uplink.as_ref().map(|uplink| (uplink.url.clone(), uplink.outbox_max));
-    let router = Api::new(api_requests, database.clone(), refusals.clone(), loaded.zone.clone(), clock, uplink).router();
+    let router = Api::new(api_requests, store.clone(), database.clone(), refusals.clone(), loaded.zone.clone(), clock, uplink).router();
     tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
