@@ -67,6 +67,8 @@ pub(crate) struct Broker {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) advertise: Option<String>,
+    /// External: TLS to the broker (relative files are next to this file).
+    pub(crate) tls: Option<TlsFiles>,
 }
 
 impl Default for Broker {
@@ -80,6 +82,7 @@ impl Default for Broker {
             username: None,
             password: None,
             advertise: None,
+            tls: None,
         }
     }
 }
@@ -217,8 +220,10 @@ pub(crate) fn broker_address(url: &str) -> Result<(bool, String, u16), String> {
     Ok((tls, host.to_owned(), port))
 }
 
-/// TLS files for the regulator's broker.
-#[derive(Debug, Clone, PartialEq)]
+/// TLS files for a broker: the CA that signed its certificate, and the
+/// agent's own certificate and key when it must show one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TlsFiles {
     pub(crate) ca_file: PathBuf,
     pub(crate) client_cert: Option<PathBuf>,
@@ -341,6 +346,16 @@ impl Config {
         }
         if config.broker.mode == BrokerMode::External && config.broker.host.is_empty() {
             return Err(error("broker.host", "is empty".into()));
+        }
+        let mut config = config;
+        if let Some(tls) = &mut config.broker.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                return Err(error("broker.tls.client_cert", "client_cert and client_key go together".into()));
+            }
+            let relative_to = path.parent().unwrap_or(Path::new("."));
+            tls.ca_file = relative_to.join(&tls.ca_file);
+            tls.client_cert = tls.client_cert.as_ref().map(|file| relative_to.join(file));
+            tls.client_key = tls.client_key.as_ref().map(|file| relative_to.join(file));
         }
         if !(1..=100_000).contains(&config.broker.max_connections) {
             return Err(error("broker.max_connections", format!("is {}, must be between 1 and 100000", config.broker.max_connections)));

@@ -1,12 +1,18 @@
-//! `netbar-agent enroll`: giving a station (or a sensor it bridges) its place.
+//! `netbar-agent enroll`: giving a station (or a sensor it bridges) its place,
+//! and taking it away.
 //!
 //! A station gets one secret, 32 random bytes: it signs every message with it
 //! and derives its broker password from it. Enrollment stores the key in the
 //! agent's database and writes the station's `station.key` and
 //! `collector.toml`, to be installed together in `/etc/netbar/` (or
-//! `%ProgramData%\netbar\`) on the station.
+//! `%ProgramData%\netbar\`) on the station. With `--csr` (for a venue whose
+//! broker wants certificates) it also signs the station's certificate
+//! request with the venue CA and writes `station.pem` and `ca.pem`: the
+//! station's private key was made on the station and stays there.
+//! `enroll revoke` withdraws a station: its key stops working at the agent
+//! and its certificates go on the revocation list.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,6 +21,8 @@ use netbar_protocol::messages::SensorKind;
 use netbar_protocol::{SensorId, StationId, StationKey};
 
 use crate::config::{BrokerMode, Loaded};
+use crate::pki::Authority;
+use crate::private::{create_folder, write_private, write_public};
 use crate::store::Store;
 
 /// `enroll` subcommands.
@@ -30,6 +38,19 @@ pub(crate) enum Command {
         /// Replace the key of a station enrolled already (its old files stop working).
         #[arg(long)]
         rekey: bool,
+        /// The station's certificate request (`netbar-collector pki request`):
+        /// sign it with the venue CA and configure TLS to the broker.
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
+    },
+    /// Revoke a station: its key stops working at once and its certificates
+    /// go on the revocation list (copied to --crl-out for the broker).
+    Revoke {
+        /// The station's id.
+        id: StationId,
+        /// The broker's folder, where crl.pem is copied.
+        #[arg(long)]
+        crl_out: Option<PathBuf>,
     },
     /// Enroll a safety sensor bridged by an enrolled station.
     Sensor {
@@ -43,6 +64,10 @@ pub(crate) enum Command {
         kind: String,
     },
 }
+
+/// The station's TLS key, next to its collector.toml, as `netbar-collector
+/// pki request` writes it.
+const TLS_KEY: &str = "tls.key";
 
 /// Where stations are told to connect.
 fn advertised_broker(loaded: &Loaded) -> anyhow::Result<(String, u16)> {
@@ -62,29 +87,34 @@ fn advertised_broker(loaded: &Loaded) -> anyhow::Result<(String, u16)> {
     }
 }
 
-pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Runs an `enroll` subcommand with the agent's configuration.
 pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode> {
     let mut store = Store::open(&loaded.database(), loaded.policy.retention_days)?;
     match command {
-        Command::Station { id, out, rekey } => {
+        Command::Station { id, out, rekey, csr } => {
             let (host, port) = advertised_broker(loaded)?;
+            // The certificate request is checked before anything is stored.
+            let signing = match &csr {
+                Some(path) => Some((Authority::load(&crate::pki::folder(loaded))?, crate::pki::station_request(id.as_str(), path)?)),
+                None => None,
+            };
             let key = StationKey::from_bytes(rand::random());
             if !store.enroll_station(id.as_str(), &key, Timestamp::now(), rekey)? {
-                anyhow::bail!("station {id} is enrolled already; --rekey gives it a new key (its current files stop working)");
+                anyhow::bail!("station {id} is enrolled already (or revoked); --rekey gives it a new key (its current files stop working)");
             }
             let dir = out.join(id.as_str());
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            create_folder(&dir)?;
+            let mut tls = String::new();
+            if let Some((authority, request)) = &signing {
+                let certificate = authority.sign_station(&mut store, id.as_str(), request)?;
+                write_public(&dir.join("station.pem"), &certificate)?;
+                write_public(&dir.join("ca.pem"), authority.certificate())?;
+                tls = format!(
+                    "# TLS with the venue CA; tls.key is the key `netbar-collector pki request`\n\
+                     # made on the station (it never left it).\n\
+                     tls = {{ ca_file = \"ca.pem\", client_cert = \"station.pem\", client_key = \"{TLS_KEY}\" }}\n"
+                );
+            }
             write_private(&dir.join("station.key"), &format!("{}\n", key.to_hex()))?;
             let config = format!(
                 "# Written by `netbar-agent enroll station {id}` on {now}.\n\
@@ -92,12 +122,30 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
                  # %ProgramData%\\netbar\\) on the station; `netbar-collector print-config`\n\
                  # shows every other setting.\n\n\
                  [station]\nvenue = \"{venue}\"\nid = \"{id}\"\nkey_file = \"station.key\"\n\n\
-                 [broker]\nhost = \"{host}\"\nport = {port}\n",
+                 [broker]\nhost = \"{host}\"\nport = {port}\n{tls}",
                 now = Timestamp::now(),
                 venue = loaded.config.venue.id,
             );
             write_private(&dir.join("collector.toml"), &config)?;
-            println!("enrolled station {id}: {} and {}", dir.join("station.key").display(), dir.join("collector.toml").display());
+            let certificate = if csr.is_some() { ", station.pem and ca.pem" } else { "" };
+            println!("enrolled station {id}: station.key, collector.toml{certificate} in {}", dir.display());
+        }
+        Command::Revoke { id, crl_out } => {
+            let Some(serials) = store.revoke_station(id.as_str(), Timestamp::now())? else {
+                anyhow::bail!("station {id} is not enrolled, or revoked already");
+            };
+            println!("station {id} revoked: its key no longer works at the agent");
+            let pki = crate::pki::folder(loaded);
+            if pki.join("ca.key").exists() {
+                let authority = Authority::load(&pki)?;
+                let listed = authority.write_crl(&store, crl_out.as_deref())?;
+                let places = std::iter::once(pki.as_path()).chain(crl_out.as_deref()).map(|dir| dir.join("crl.pem").display().to_string());
+                println!(
+                    "{} certificate(s) of {id} revoked; revocation list ({listed} in all) written to {}: reload the broker (systemctl reload mosquitto)",
+                    serials.len(),
+                    places.collect::<Vec<_>>().join(" and ")
+                );
+            }
         }
         Command::Sensor { id, station, kind } => {
             let parsed: SensorKind = serde_json::from_value(serde_json::Value::String(kind.clone()))

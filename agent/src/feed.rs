@@ -51,7 +51,7 @@ impl Feed {
         if !path.exists() {
             let key: [u8; 32] = rand::random();
             let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
-            crate::enroll::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            crate::private::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let text = text.trim();

@@ -2,7 +2,7 @@
 //!
 //! `run` is the daemon (bus, venue rules, registration log, API, regulator
 //! feed); the other subcommands are tools around it: `check-id`, `records`,
-//! `enroll`, `user`, `uplink`, `regulator tail` (the regulator's side of
+//! `enroll`, `pki`, `user`, `uplink`, `regulator tail` (the regulator's side of
 //! the feed), service installation and configuration.
 
 use std::process::ExitCode;
@@ -17,6 +17,9 @@ mod demo;
 mod enroll;
 mod feed;
 mod http;
+mod pki;
+#[path = "../../collector/src/private.rs"]
+mod private;
 mod records;
 mod regulator;
 mod run;
@@ -86,6 +89,14 @@ enum Command {
         #[command(subcommand)]
         what: enroll::Command,
     },
+    /// The venue's certificate authority: `pki init`, `pki broker`, `pki crl`, `pki list`.
+    Pki {
+        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        what: pki::Command,
+    },
     /// Manage console users.
     User {
         /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
@@ -126,6 +137,9 @@ pub(crate) const SERVICE: service::Service = service::Service {
     windows_arguments: "service --config {config}",
     memory_max: "512M",
     cpu_weight: 100,
+    user: "netbar",
+    // The default `[data] dir`.
+    state_directory: "netbar",
 };
 
 /// The --config given on the command line, for the service entry point.
@@ -239,6 +253,9 @@ fn main() -> ExitCode {
         Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| enroll::run(&loaded, what)),
+        Command::Pki { config, what } => {
+            config::Config::load(&config::locate(config.as_deref())).map_err(anyhow::Error::from).and_then(|loaded| pki::run(&loaded, what))
+        }
         Command::User { config, what } => config::Config::load(&config::locate(config.as_deref()))
             .map_err(anyhow::Error::from)
             .and_then(|loaded| users::run(&loaded, what)),

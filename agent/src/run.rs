@@ -72,6 +72,8 @@ enum StoreRequest {
     /// The feed's state as recorded, for the console and /metrics.
     OutboxStatus(oneshot::Sender<Result<crate::store::OutboxStatus, StoreError>>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
+    /// What is enrolled now (enrollments and revocations by `netbar-agent enroll`).
+    Enrolled(oneshot::Sender<Result<Enrolled, StoreError>>),
     /// Answered once everything queued before it is done.
     Flush(oneshot::Sender<()>),
 }
@@ -187,6 +189,9 @@ impl StoreHandle {
                         StoreRequest::Purge(now, reply) => {
                             let _ = reply.send(store.purge(now));
                         }
+                        StoreRequest::Enrolled(reply) => {
+                            let _ = reply.send(Enrolled::load(&store));
+                        }
                         StoreRequest::Flush(reply) => {
                             let _ = reply.send(());
                         }
@@ -255,6 +260,11 @@ impl StoreHandle {
         self.ask(|reply| StoreRequest::Purge(now, reply)).await.ok_or_else(stopped)?
     }
 
+    /// What is enrolled, as the database says now.
+    async fn enrolled(&self) -> Result<Enrolled, StoreError> {
+        self.ask(StoreRequest::Enrolled).await.ok_or_else(stopped)?
+    }
+
     /// Returns once everything queued so far is done.
     async fn flush(&self) {
         self.ask(StoreRequest::Flush).await;
@@ -304,6 +314,9 @@ impl Refusals {
         counts
     }
 }
+
+/// How often the agent reads the enrollments again.
+const ENROLLMENTS_READ_EVERY: Duration = Duration::from_secs(5);
 
 /// What is enrolled: station keys and which station bridges each sensor.
 #[derive(Debug, Default)]
@@ -393,6 +406,8 @@ struct Agent {
     client: AsyncClient,
     store: StoreHandle,
     enrolled: Enrolled,
+    /// The embedded broker's view of the station keys (its logins).
+    broker_stations: Arc<Mutex<HashMap<String, StationKey>>>,
     database: std::path::PathBuf,
     venue: Venue,
     seen: Seen,
@@ -474,6 +489,23 @@ impl Agent {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.waiting.spawn(async move { then(commits.done().await).await });
+    }
+
+    /// Takes up enrollments and revocations made since the last look.
+    async fn read_enrollments(&mut self) {
+        match self.store.enrolled().await {
+            Ok(enrolled) => {
+                let revoked: Vec<&String> = self.enrolled.stations.keys().filter(|id| !enrolled.stations.contains_key(*id)).collect();
+                if !revoked.is_empty() {
+                    tracing::warn!(stations = ?revoked, "stations revoked: their messages are refused from now on");
+                }
+                if let Ok(mut stations) = self.broker_stations.lock() {
+                    stations.clone_from(&enrolled.stations);
+                }
+                self.enrolled = enrolled;
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the enrollments"),
+        }
     }
 
     async fn on_message(&mut self, topic: &str, payload: &[u8]) {
@@ -811,12 +843,13 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let store = StoreHandle::start(store, outbox_max)?;
 
     let agent_password = format!("{:032x}", rand::random::<u128>());
+    let broker_stations = Arc::new(Mutex::new(enrolled.stations.clone()));
     let options = match loaded.config.broker.mode {
         BrokerMode::Embedded => {
             let listen = loaded.config.broker.listen;
             let (password, database) = (agent_password.clone(), database.clone());
             // Stations log in with their id and the password derived from their key.
-            let stations = Arc::new(Mutex::new(enrolled.stations.clone()));
+            let stations = broker_stations.clone();
             let credentials: broker::Credentials = Arc::new(move |_client, user, given| {
                 if user == AGENT {
                     return given == password;
@@ -844,6 +877,12 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         BrokerMode::External => {
             let broker = &loaded.config.broker;
             let mut options = MqttOptions::new(AGENT, broker.host.clone(), broker.port);
+            if let Some(tls) = &broker.tls {
+                let configuration =
+                    crate::transport::tls_configuration(&tls.ca_file, tls.client_cert.as_deref(), tls.client_key.as_deref())
+                        .context("broker.tls")?;
+                options.set_transport(rumqttc::Transport::Tls(configuration));
+            }
             if let Some(user) = &broker.username {
                 options.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
             }
@@ -903,6 +942,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         client,
         store,
         enrolled,
+        broker_stations,
         database,
         venue,
         seen: Seen::default(),
@@ -930,6 +970,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     // Old records go on a schedule, never younger than the retention period.
     let mut purge = tokio::time::interval(Duration::from_secs(3600));
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A station revoked while the agent runs is refused within seconds.
+    let mut enrollments = tokio::time::interval(ENROLLMENTS_READ_EVERY);
+    enrollments.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         let deadline = agent.venue.next_deadline();
@@ -973,6 +1016,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 Ok(removed) => tracing::info!(removed, "registration records past the retention period purged"),
                 Err(error) => tracing::error!(%error, "cannot purge old registration records"),
             },
+            _ = enrollments.tick() => agent.read_enrollments().await,
             () = &mut shutdown => break,
         }
     }

@@ -24,6 +24,20 @@ use netbar_protocol::StationKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+/// A certificate the venue CA issued (times in RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issued {
+    /// The serial number in hex.
+    pub(crate) serial: String,
+    /// The common name: a station's id, `netbar-agent`, or the broker's name.
+    pub(crate) subject: String,
+    /// `station`, `agent` or `broker`.
+    pub(crate) usage: String,
+    pub(crate) issued_at: String,
+    pub(crate) not_after: String,
+    pub(crate) revoked_at: Option<String>,
+}
+
 /// The hash before the first entry.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -239,6 +253,17 @@ CREATE TABLE IF NOT EXISTS uplink (
     changed_unix INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO uplink (id, last_seq, last_acked, connected, changed_unix) VALUES (1, 0, 0, 0, 0);
+",
+    // 3: revoked stations, and the certificates the venue CA issued.
+    "ALTER TABLE stations ADD COLUMN revoked_at TEXT;
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    usage TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    not_after TEXT NOT NULL,
+    revoked_at TEXT
+);
 ",
 ];
 
@@ -541,7 +566,7 @@ impl Store {
     /// `rekey` is set. Returns false when the station exists and `rekey` is not set.
     pub(crate) fn enroll_station(&mut self, id: &str, key: &StationKey, at: Timestamp, rekey: bool) -> Result<bool, StoreError> {
         let sql = if rekey {
-            "INSERT INTO stations (id, key, enrolled_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET key = excluded.key, enrolled_at = excluded.enrolled_at"
+            "INSERT INTO stations (id, key, enrolled_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET key = excluded.key, enrolled_at = excluded.enrolled_at, revoked_at = NULL"
         } else {
             "INSERT INTO stations (id, key, enrolled_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING"
         };
@@ -551,8 +576,11 @@ impl Store {
     /// Enrolls a sensor bridged by an enrolled station. Returns false when the
     /// station is not enrolled.
     pub(crate) fn enroll_sensor(&mut self, id: &str, station: &str, kind: &str, at: Timestamp) -> Result<bool, StoreError> {
-        let known: bool =
-            self.connection.query_row("SELECT EXISTS (SELECT 1 FROM stations WHERE id = ?1)", params![station], |row| row.get(0))?;
+        let known: bool = self.connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM stations WHERE id = ?1 AND revoked_at IS NULL)",
+            params![station],
+            |row| row.get(0),
+        )?;
         if !known {
             return Ok(false);
         }
@@ -563,9 +591,58 @@ impl Store {
         Ok(true)
     }
 
-    /// Every enrolled station and its key.
+    /// Revokes a station: its key stops working and its certificates are
+    /// marked revoked. Returns the revoked certificates' serials (hex), or
+    /// None when no such station is enrolled and not revoked yet.
+    pub(crate) fn revoke_station(&mut self, id: &str, at: Timestamp) -> Result<Option<Vec<String>>, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let at = at.to_string();
+        if transaction.execute("UPDATE stations SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, at])? == 0 {
+            return Ok(None);
+        }
+        transaction.execute(
+            "UPDATE certificates SET revoked_at = ?2 WHERE subject = ?1 AND usage = 'station' AND revoked_at IS NULL",
+            params![id, at],
+        )?;
+        let serials = {
+            let mut statement =
+                transaction.prepare("SELECT serial FROM certificates WHERE subject = ?1 AND usage = 'station' ORDER BY serial")?;
+            statement.query_map(params![id], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()?
+        };
+        transaction.commit()?;
+        Ok(Some(serials))
+    }
+
+    /// Notes a certificate the venue CA issued.
+    pub(crate) fn issued(&mut self, certificate: &Issued) -> Result<(), StoreError> {
+        self.connection.execute(
+            "INSERT INTO certificates (serial, subject, usage, issued_at, not_after) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![certificate.serial, certificate.subject, certificate.usage, certificate.issued_at, certificate.not_after],
+        )?;
+        Ok(())
+    }
+
+    /// Every certificate the venue CA issued, oldest first.
+    pub(crate) fn certificates(&self) -> Result<Vec<Issued>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT serial, subject, usage, issued_at, not_after, revoked_at FROM certificates ORDER BY issued_at, serial")?;
+        let rows = statement.query_map([], |row| {
+            Ok(Issued {
+                serial: row.get(0)?,
+                subject: row.get(1)?,
+                usage: row.get(2)?,
+                issued_at: row.get(3)?,
+                not_after: row.get(4)?,
+                revoked_at: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every enrolled station and its key (revoked ones left out).
     pub(crate) fn stations(&self) -> Result<Vec<(String, StationKey)>, StoreError> {
-        let mut statement = self.connection.prepare("SELECT id, key FROM stations ORDER BY id")?;
+        let mut statement = self.connection.prepare("SELECT id, key FROM stations WHERE revoked_at IS NULL ORDER BY id")?;
         let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
         let mut stations = Vec::new();
         for row in rows {

@@ -276,12 +276,20 @@ impl Config {
         let error = |key: String, reason: String| ConfigError::new(path, key, reason);
         let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(e.key, e.reason))?;
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
-        // A relative key file sits next to the configuration, as enrollment writes them.
+        // Relative files sit next to the configuration, as enrollment writes them.
         let mut config = config;
-        if let (Some(key_file), Some(dir)) = (&config.station.key_file, path.parent())
-            && key_file.is_relative()
-        {
-            config.station.key_file = Some(dir.join(key_file));
+        if let Some(dir) = path.parent() {
+            let beside = |file: &mut PathBuf| {
+                if file.is_relative() {
+                    *file = dir.join(&*file);
+                }
+            };
+            config.station.key_file.as_mut().map(beside);
+            if let Some(tls) = &mut config.broker.tls {
+                beside(&mut tls.ca_file);
+                tls.client_cert.as_mut().map(beside);
+                tls.client_key.as_mut().map(beside);
+            }
         }
         Ok(config)
     }
@@ -339,6 +347,10 @@ impl Config {
     /// Where the spool lives.
     pub(crate) fn spool_dir(&self) -> PathBuf {
         self.spool.dir.clone().unwrap_or_else(|| {
+            // Under systemd: the unit's StateDirectory, /var/lib/netbar-collector.
+            if let Some(state) = std::env::var_os("STATE_DIRECTORY").filter(|state| !state.is_empty()) {
+                return PathBuf::from(state).join("spool");
+            }
             directories::ProjectDirs::from("", "netbar", "netbar-collector")
                 .map(|dirs| dirs.data_local_dir().join("spool"))
                 .unwrap_or_else(|| std::env::temp_dir().join("netbar-collector-spool"))

@@ -17,6 +17,7 @@ mod config;
 mod link;
 mod local;
 mod machine;
+mod private;
 mod probe;
 mod sensors;
 mod service;
@@ -71,12 +72,50 @@ enum Command {
         #[arg(long)]
         no_systemctl: bool,
     },
+    /// Make this station's TLS key and a certificate request for the venue
+    /// CA (`netbar-agent enroll station ID --csr FILE`); the key stays here.
+    #[command(subcommand)]
+    Pki(PkiCommand),
     /// Run N virtual stations in this process against a broker, behaving
     /// like a venue (logins, games, idle, a smoke alarm on demand).
     Simulate(simulate::Args),
     /// Entry point for the Windows service control manager.
     #[command(hide = true)]
     Service,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Write tls.key (readable by its owner only) and ID.csr to --out.
+    Request {
+        /// This station's id, as it will be enrolled.
+        #[arg(long)]
+        id: netbar_protocol::StationId,
+        /// Where to write them (default: next to the system configuration file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace a key made before (the certificate issued for it stops matching).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Makes the station's key and certificate request; returns the request's path.
+fn pki_request(id: &netbar_protocol::StationId, out: &Path, force: bool) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let key_path = out.join("tls.key");
+    if key_path.exists() && !force {
+        anyhow::bail!("{} exists; --force replaces it (the certificate issued for it stops matching)", key_path.display());
+    }
+    private::create_folder(out)?;
+    let key = rcgen::KeyPair::generate().context("cannot make a key")?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, id.as_str());
+    let request = params.serialize_request(&key).context("cannot make the certificate request")?;
+    private::write_private(&key_path, &key.serialize_pem())?;
+    let request_path = out.join(format!("{id}.csr"));
+    private::write_public(&request_path, &request.pem().context("certificate request")?)?;
+    Ok(request_path)
 }
 
 /// How the collector is installed as a service.
@@ -87,6 +126,8 @@ pub(crate) const SERVICE: service::Service = service::Service {
     windows_arguments: "--config {config} service",
     memory_max: "64M",
     cpu_weight: 20,
+    user: "netbar-collector",
+    state_directory: "netbar-collector",
 };
 
 /// The --config given on the command line, for the service entry point.
@@ -201,6 +242,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             {
                 anyhow::bail!("`service` is the Windows service entry point; on Linux, systemd runs `run`")
             }
+        }
+        Some(Command::Pki(PkiCommand::Request { id, out, force })) => {
+            let out = out.unwrap_or_else(|| config::system_path().parent().map(Path::to_path_buf).unwrap_or_default());
+            let request = pki_request(&id, &out, force)?;
+            println!(
+                "key {} (stays on this station) and request {}: take the request to the cashier PC and run `netbar-agent enroll station {id} --csr {}`",
+                out.join("tls.key").display(),
+                request.display(),
+                request.file_name().map(|name| name.to_string_lossy()).unwrap_or_default()
+            );
+            Ok(())
         }
         Some(Command::Simulate(args)) => {
             let base = match &cli.config {

@@ -1,12 +1,14 @@
 //! Installing netbar's daemons as system services. The agent includes this
 //! same file (`#[path]`), so both install the same way.
 //!
-//! Linux: a hardened systemd unit. The daemons run as root (logind only lets
-//! root lock other users' sessions; the agent's records must not be readable
-//! by a venue's ordinary accounts) but with a private state directory, the
-//! rest of the file system read-only, no new privileges, a memory ceiling,
-//! and restarts on failure. Logs go to standard error, which systemd sends
-//! to the journal.
+//! Linux: a hardened systemd unit. Each daemon runs as its own system user
+//! (`netbar` for the agent, `netbar-collector` for the collector, made by
+//! the package or by `install-service`), with a private state directory
+//! only it can read (the agent's records), the rest of the file system
+//! read-only, no new privileges, a system call filter, a memory ceiling,
+//! and restarts on failure. The collector locks the customer's session
+//! through logind, which a polkit rule (deploy/debian/) allows its user.
+//! Logs go to standard error, which systemd sends to the journal.
 //!
 //! Windows: a service registered with the service control manager through
 //! the `windows-service` crate, started automatically, restarted on failure,
@@ -29,6 +31,10 @@ pub(crate) struct Service {
     pub(crate) windows_arguments: &'static str,
     pub(crate) memory_max: &'static str,
     pub(crate) cpu_weight: u32,
+    /// The system user (and group) it runs as.
+    pub(crate) user: &'static str,
+    /// Its folder under /var/lib (the default data or spool folder).
+    pub(crate) state_directory: &'static str,
 }
 
 /// The systemd unit for `binary` reading `config`.
@@ -47,10 +53,12 @@ Type=exec
 ExecStart={binary} {arguments}
 Restart=always
 RestartSec=2
-# State (spool, records) lives in /var/lib/{name}.
-StateDirectory={name}
+User={user}
+Group={user}
+# State (spool, records, the venue CA) lives in /var/lib/{state}, {user}'s only.
+StateDirectory={state}
 StateDirectoryMode=0700
-# Runs as root; everything else is locked down below.
+UMask=0077
 ProtectSystem=strict
 ProtectHome=read-only
 PrivateTmp=yes
@@ -76,7 +84,8 @@ WantedBy=multi-user.target
 ",
         description = service.description,
         binary = binary.display(),
-        name = service.name,
+        user = service.user,
+        state = service.state_directory,
         cpu_weight = service.cpu_weight,
         memory_max = service.memory_max,
     )
@@ -99,6 +108,7 @@ pub(crate) fn install(service: &Service, target: &Target, config: &Path) -> anyh
     std::fs::create_dir_all(&target.unit_dir).with_context(|| format!("cannot create {}", target.unit_dir.display()))?;
     std::fs::write(&unit, systemd_unit(service, &binary, &config)).with_context(|| format!("cannot write {}", unit.display()))?;
     if target.systemctl {
+        add_user(service.user)?;
         systemctl(&["daemon-reload"])?;
         systemctl(&["enable", "--now", service.name])?;
     }
@@ -124,6 +134,22 @@ pub(crate) fn uninstall(service: &Service, target: &Target) -> anyhow::Result<Pa
         systemctl(&["daemon-reload"])?;
     }
     Ok(unit)
+}
+
+/// Makes the service's system user unless it exists (the package makes it
+/// in its postinst the same way).
+#[cfg(not(windows))]
+fn add_user(user: &str) -> anyhow::Result<()> {
+    let known = std::process::Command::new("id").args(["-u", user]).output().is_ok_and(|output| output.status.success());
+    if known {
+        return Ok(());
+    }
+    let status = std::process::Command::new("useradd")
+        .args(["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+        .status()
+        .map_err(|error| anyhow::anyhow!("cannot run useradd to make the service's user {user}: {error}"))?;
+    anyhow::ensure!(status.success(), "useradd {user} failed: {status}");
+    Ok(())
 }
 
 #[cfg(not(windows))]
@@ -241,8 +267,9 @@ mod tests {
         let unit = systemd_unit(&crate::SERVICE, Path::new("/usr/bin/x"), Path::new("/etc/netbar/x.toml"));
         let arguments = crate::SERVICE.arguments.replace("{config}", "/etc/netbar/x.toml");
         assert!(unit.contains(&format!("ExecStart=/usr/bin/x {arguments}\n")), "{unit}");
-        let state = format!("StateDirectory={}", crate::SERVICE.name);
-        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "SystemCallFilter=@system-service", state.as_str()] {
+        let state = format!("StateDirectory={}", crate::SERVICE.state_directory);
+        let user = format!("User={}", crate::SERVICE.user);
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "SystemCallFilter=@system-service", &state, &user] {
             assert!(unit.lines().any(|l| l == line), "missing {line}");
         }
     }

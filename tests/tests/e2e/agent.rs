@@ -43,7 +43,7 @@ fn enrolling_a_station_writes_a_collector_config_that_checks() {
 
     let again = enroll(&[]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("enrolled already; --rekey"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("enrolled already (or revoked); --rekey"));
     assert_eq!(std::fs::read_to_string(station.join("station.key")).unwrap(), key, "the old key is untouched");
     assert!(enroll(&["--rekey"]).status.success());
     assert_ne!(std::fs::read_to_string(station.join("station.key")).unwrap(), key, "a new key");

@@ -54,7 +54,7 @@ fn a_database_of_the_previous_release_migrates_and_its_chain_holds() {
     assert_eq!(status, 201, "{answer}");
     venue.agent.take().unwrap().terminate();
 
-    assert_eq!(user_version(&db), 2, "migrated to the current schema");
+    assert_eq!(user_version(&db), 3, "migrated to the current schema");
     let verify = records("verify", &db, &[]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let now = exported(&db);
@@ -182,28 +182,23 @@ fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: imp
     }
 }
 
-/// A CA with certificates for `clients`, and mosquitto started with
-/// exactly the deploy/ file `conf` (from `folder`), only its locations and
-/// port changed: each `{location}/X` becomes this test's file X (the CA is
-/// ca.pem, the broker's certificate and key broker.pem and broker.key; the
-/// ACL is deploy's own). Returns the broker, its port, the CA and the
-/// clients' (certificate, key).
-fn deploy_broker(
-    dir: &TempDir,
-    folder: &str,
-    conf: &str,
-    location: &str,
-    clients: &[&str],
-) -> (netbar_tests::Process, u16, std::path::PathBuf, Vec<(std::path::PathBuf, std::path::PathBuf)>) {
-    let (ca, (server_cert, server_key), clients) = netbar_tests::certificates_for(dir.path(), "test", clients);
+/// mosquitto started with exactly the deploy/ file `conf` (from `folder`),
+/// only its locations and port changed: each `{location}/X` becomes the
+/// file given for X in `files` (ca.pem, broker.pem, broker.key, crl.pem),
+/// or deploy's own X for an ACL file. Returns the broker and its port.
+fn deploy_broker(dir: &TempDir, folder: &str, conf: &str, location: &str, files: &[(&str, &Path)]) -> (netbar_tests::Process, u16) {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(folder);
     let port = netbar_tests::free_port();
-    let mut config = std::fs::read_to_string(deploy.join(conf))
-        .unwrap()
-        .replace("listener 8883", &format!("listener {port} 127.0.0.1"))
-        .replace(&format!("{location}/ca.pem"), ca.to_str().unwrap())
-        .replace(&format!("{location}/broker.pem"), server_cert.to_str().unwrap())
-        .replace(&format!("{location}/broker.key"), server_key.to_str().unwrap());
+    let mut config = std::fs::read_to_string(deploy.join(conf)).unwrap().replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+    for (name, file) in files {
+        config = config.replace(&format!("{location}/{name}"), file.to_str().unwrap());
+        // Started as root, mosquitto drops to its own user: it must read them.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
     for acl in std::fs::read_dir(&deploy).unwrap().filter_map(|entry| entry.ok()).map(|entry| entry.path()) {
         if acl.extension().is_some_and(|extension| extension == "acl") {
             let name = acl.file_name().unwrap().to_str().unwrap().to_owned();
@@ -213,21 +208,74 @@ fn deploy_broker(
     assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
     let config_path = dir.path().join(conf);
     std::fs::write(&config_path, config).unwrap();
-    // Started as root, mosquitto drops to its own user: it must read the files.
-    #[cfg(unix)]
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(entry.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
     let broker = netbar_tests::Process::start(
         &netbar_tests::mosquitto_binary(),
         &["-c", config_path.to_str().unwrap()],
-        dir.path().join("mosquitto.log"),
+        dir.path().join(format!("{conf}.log")),
     );
     netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    (broker, port, ca, clients)
+    (broker, port)
+}
+
+/// Runs `netbar-agent` with the venue's config; its stdout, or the failure.
+fn agent(venue: &Venue, args: &[&str]) -> Result<String, String> {
+    let (command, rest) = args.split_first().unwrap();
+    let output =
+        Run::new(binary("netbar-agent")).arg(command).args(["--config", venue.config.to_str().unwrap()]).args(rest).output().unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A venue's certificates made as an installer makes them: the venue CA by
+/// `netbar-agent pki init`, the broker's by `pki broker`. Returns the
+/// broker's folder (ca.pem, broker.pem, broker.key, crl.pem).
+fn venue_pki(venue: &Venue) -> std::path::PathBuf {
+    let said = agent(venue, &["pki", "init"]).unwrap();
+    assert!(said.contains("venue CA made"), "{said}");
+    let pki = venue.dir.path().join("data").join("pki");
+    assert!(agent(venue, &["pki", "init"]).unwrap_err().contains("the venue CA is made already"));
+    let broker = venue.dir.path().join("broker");
+    agent(venue, &["pki", "broker", "--name", "localhost", "--name", "127.0.0.1", "--out", broker.to_str().unwrap()]).unwrap();
+    #[cfg(unix)]
+    for key in [pki.join("ca.key"), pki.join("agent.key"), broker.join("broker.key")] {
+        assert_eq!(mode(&key), 0o600, "{}", key.display());
+    }
+    broker
+}
+
+/// A station enrolled as an installer does it: on the station,
+/// `netbar-collector pki request` makes its key and request; on the cashier
+/// PC, `netbar-agent enroll station --csr` signs it; the enrolled files are
+/// installed next to the key. Returns the station's folder.
+fn enroll_with_certificate(venue: &Venue, station: &str) -> std::path::PathBuf {
+    let folder = venue.dir.path().join(format!("station-{station}"));
+    let request =
+        Run::new(binary("netbar-collector")).args(["pki", "request", "--id", station, "--out", folder.to_str().unwrap()]).output().unwrap();
+    assert!(request.status.success(), "{}", String::from_utf8_lossy(&request.stderr));
+    #[cfg(unix)]
+    assert_eq!(mode(&folder.join("tls.key")), 0o600);
+    let enrolled = venue.dir.path().join("enrolled");
+    let csr = folder.join(format!("{station}.csr"));
+    agent(venue, &["enroll", "station", station, "--csr", csr.to_str().unwrap(), "--out", enrolled.to_str().unwrap()]).unwrap();
+    // What the cashier PC hands over holds no TLS private key: it never left the station.
+    for file in std::fs::read_dir(enrolled.join(station)).unwrap() {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("PRIVATE KEY"), "{} carries a private key", path.display());
+        std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+    }
+    folder
 }
 
 /// Waits for the connection's CONNACK.
@@ -253,9 +301,19 @@ fn granted(connection: &mut rumqttc::Connection, what: &str) {
 /// not let in.
 #[test]
 fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
-    let dir = TempDir::new("deploy-mosquitto");
-    let (_broker, port, ca, clients) =
-        deploy_broker(&dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &["netbar-agent", "st-1", "st-2"]);
+    let venue = Venue::new("deploy-mosquitto");
+    let broker_files = venue_pki(&venue);
+    let stations = [enroll_with_certificate(&venue, "st-1"), enroll_with_certificate(&venue, "st-2")];
+    let pki = venue.dir.path().join("data").join("pki");
+    let files = ["ca.pem", "broker.pem", "broker.key", "crl.pem"].map(|name| (name, broker_files.join(name)));
+    let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
+    let (_broker, port) = deploy_broker(&venue.dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &files);
+    let ca = pki.join("ca.pem");
+    let clients = [
+        (pki.join("agent.pem"), pki.join("agent.key")),
+        (stations[0].join("station.pem"), stations[0].join("tls.key")),
+        (stations[1].join("station.pem"), stations[1].join("tls.key")),
+    ];
     let (agent, mut agent_events) = tls_client(port, &ca, &clients[0], "netbar-agent");
     connected(&mut agent_events, "the agent");
     agent.subscribe("netbar/v1/#", rumqttc::QoS::AtLeastOnce).unwrap();
@@ -299,6 +357,93 @@ fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
     let (_stranger, mut stranger_events) = rumqttc::Client::new(options, 4);
     let refused = stranger_events.iter().next().unwrap();
     assert!(refused.is_err(), "{refused:?}");
+}
+
+/// The broker's files from `venue_pki`, as `deploy_broker` takes them.
+fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    ["ca.pem", "broker.pem", "broker.key", "crl.pem"].into_iter().map(|name| (name, folder.join(name))).collect()
+}
+
+/// A whole venue on its own CA: the agent on the deploy/ mosquitto over TLS
+/// with the certificate `pki init` made, two stations enrolled with
+/// certificates running real collectors. A request for another station is
+/// refused. A revoked station is refused by the agent within seconds, and by
+/// the broker once it has read the new revocation list, while the other
+/// station goes on.
+#[test]
+fn a_venue_on_its_own_ca_until_a_station_is_revoked() {
+    let mut venue = Venue::new("venue-ca");
+    let folder = venue_pki(&venue);
+    let files = broker_files(&folder);
+    let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
+    let (mut broker, port) = deploy_broker(&venue.dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &files);
+    // The agent's TLS files relative to its config, as an installer may write them.
+    let text = std::fs::read_to_string(&venue.config)
+        .unwrap()
+        .replace("mode = \"embedded\"", "mode = \"external\"")
+        .replace("# host = \"127.0.0.1\"", "host = \"127.0.0.1\"")
+        .replace("# port = 1883", &format!("port = {port}"))
+        .replace(&format!("advertise = \"127.0.0.1:{}\"", venue.port), &format!("advertise = \"127.0.0.1:{port}\""))
+        .replace("# tls = { ca_file = \"/var/lib/netbar/pki/ca.pem\", client_cert = \"/var/lib/netbar/pki/agent.pem\", client_key = \"/var/lib/netbar/pki/agent.key\" }",
+            "tls = { ca_file = \"data/pki/ca.pem\", client_cert = \"data/pki/agent.pem\", client_key = \"data/pki/agent.key\" }");
+    assert!(text.contains("tls = { ca_file = \"data/pki/ca.pem\""), "the example tls line is in the printed config");
+    std::fs::write(&venue.config, text).unwrap();
+    venue.port = port;
+
+    let stations = [enroll_with_certificate(&venue, "st-1"), enroll_with_certificate(&venue, "st-2")];
+    let csr = stations[0].join("st-1.csr");
+    let refused = agent(&venue, &["enroll", "station", "st-3", "--csr", csr.to_str().unwrap()]).unwrap_err();
+    assert!(refused.contains("the certificate request is for st-1, not station st-3"), "{refused}");
+
+    venue.start();
+    let token = venue.sign_in("li", "manager");
+    let _collectors = stations.each_ref().map(|station| super::agent::collector(station, "", "no\n"));
+    let state = |id: &str| {
+        let (_, floor) = netbar_tests::http(venue.http, "GET", "/api/v1/floor", Some(&token), None);
+        floor["stations"].as_array().and_then(|tiles| tiles.iter().find(|tile| tile["id"] == id).map(|tile| tile["state"].to_string()))
+    };
+    netbar_tests::wait_for("both stations online through the TLS broker", std::time::Duration::from_secs(30), || {
+        ["st-1", "st-2"].iter().all(|id| state(id).is_some_and(|state| state != "\"offline\""))
+    });
+
+    let said = agent(&venue, &["enroll", "revoke", "st-2", "--crl-out", folder.to_str().unwrap()]).unwrap();
+    assert!(said.contains("1 certificate(s) of st-2 revoked"), "{said}");
+    assert!(agent(&venue, &["enroll", "revoke", "st-2"]).unwrap_err().contains("not enrolled, or revoked already"));
+    // The agent takes the revocation up by itself and refuses st-2's telemetry.
+    netbar_tests::wait_for("the agent to refuse the revoked station", std::time::Duration::from_secs(20), || {
+        venue.log().contains("station st-2 is not enrolled")
+    });
+    let list = agent(&venue, &["pki", "list"]).unwrap();
+    let line = |subject: &str| list.lines().find(|line| line.contains(&format!(" {subject} "))).unwrap_or_default().to_owned();
+    assert!(line("st-2").contains("revoked") && line("st-1").ends_with("valid"), "{list}");
+
+    // mosquitto reads the revocation list when it starts.
+    broker.terminate();
+    let config = venue.dir.path().join("netbar.conf");
+    let _broker = netbar_tests::Process::start(
+        &netbar_tests::mosquitto_binary(),
+        &["-c", config.to_str().unwrap()],
+        venue.dir.path().join("netbar.conf.again.log"),
+    );
+    let ca = venue.dir.path().join("data").join("pki").join("ca.pem");
+    let identity = |station: &Path| (station.join("station.pem"), station.join("tls.key"));
+    let mut first = None;
+    netbar_tests::wait_for("mosquitto back, letting st-1 in", std::time::Duration::from_secs(20), || {
+        let (client, mut events) = tls_client(port, &ca, &identity(&stations[0]), "st-1-again");
+        let accepted = matches!(events.iter().next(), Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))));
+        if accepted {
+            first = Some((client, events));
+        }
+        accepted
+    });
+    let (_client, mut events) = tls_client(port, &ca, &identity(&stations[1]), "st-2-again");
+    let refused = events.iter().next().unwrap();
+    assert!(refused.is_err(), "the revoked certificate was let in: {refused:?}");
+    // The same broker had let st-2 in before (its collector), with the same CA.
+    let before = std::fs::read_to_string(venue.dir.path().join("netbar.conf.log")).unwrap();
+    assert!(before.contains("u'st-2'"), "st-2 was in before the revocation:\n{before}");
+    let after = std::fs::read_to_string(venue.dir.path().join("netbar.conf.again.log")).unwrap();
+    assert!(!after.contains("u'st-2'") && after.contains("certificate verify failed"), "{after}");
 }
 
 /// The units `install-service` writes for both daemons pass
@@ -350,8 +495,9 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
 #[test]
 fn the_district_broker_config_takes_each_venue_feed_under_its_own_name_only() {
     let dir = TempDir::new("district");
-    let (_broker, port, ca, clients) =
-        deploy_broker(&dir, "regulator", "district.conf", "/etc/mosquitto/netbar-feed", &["venue-1", "venue-2", "regulator"]);
+    let (ca, server, clients) = netbar_tests::certificates_for(dir.path(), "test", &["venue-1", "venue-2", "regulator"]);
+    let files = [("ca.pem", ca.as_path()), ("broker.pem", server.0.as_path()), ("broker.key", server.1.as_path())];
+    let (_broker, port) = deploy_broker(&dir, "regulator", "district.conf", "/etc/mosquitto/netbar-feed", &files);
 
     let (regulator, mut regulator_events) = tls_client(port, &ca, &clients[2], "regulator");
     connected(&mut regulator_events, "the regulator");
