@@ -12,6 +12,16 @@ use serde::Deserialize;
 /// What `print-config` prints.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+/// The configuration format this build writes (`version = N` at the top; a
+/// file without it is format 1). Format 2 renamed `uplink.records` to
+/// `uplink.disclosure`. An older file is read as it was meant, with a
+/// notice; see [`netbar_protocol::settings::from_versioned_toml`].
+pub(crate) const FORMAT: u32 = 2;
+
+/// Keys earlier formats had.
+const RETIRED: &[netbar_protocol::settings::Retired] =
+    &[netbar_protocol::settings::Retired { key: "uplink.records", since: 2, now: Some("uplink.disclosure"), advice: "" }];
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
@@ -173,7 +183,7 @@ pub(crate) struct Uplink {
     #[serde(default = "Uplink::default_heartbeat_period", with = "netbar_protocol::settings::seconds")]
     pub(crate) heartbeat_period: Duration,
     #[serde(default)]
-    pub(crate) records: Disclosure,
+    pub(crate) disclosure: Disclosure,
     #[serde(default = "Uplink::default_outbox_max")]
     pub(crate) outbox_max: u64,
     #[serde(default = "Uplink::default_max_backoff", with = "netbar_protocol::settings::seconds")]
@@ -306,7 +316,7 @@ impl Uplink {
             venue: venue.clone(),
             summary_period: self.summary_period,
             heartbeat_period: self.heartbeat_period,
-            records: self.records,
+            records: self.disclosure,
             outbox_max: self.outbox_max,
             max_backoff: self.max_backoff,
         })
@@ -323,13 +333,16 @@ pub(crate) struct Loaded {
     pub(crate) policy: Policy,
     pub(crate) zone: jiff::tz::TimeZone,
     pub(crate) uplink: Option<UplinkSettings>,
+    /// What an older format's file should change (read as meant meanwhile).
+    pub(crate) notices: Vec<String>,
 }
 
 impl Config {
     /// Parses and checks `text`, read from `path` (policy files are relative to it).
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         let error = |key: &str, reason: String| ConfigError::new(path, key, reason);
-        let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(&e.key, e.reason))?;
+        let (config, notices): (Config, _) =
+            netbar_protocol::settings::from_versioned_toml(text, FORMAT, RETIRED).map_err(|e| error(&e.key, e.reason))?;
         let zone = jiff::tz::TimeZone::get(&config.venue.zone)
             .map_err(|e| error("venue.zone", format!("{:?} is not a known time zone: {e}", config.venue.zone)))?;
         let policy = match config.venue.policy.as_str() {
@@ -365,7 +378,7 @@ impl Config {
         }
         let relative_to = path.parent().unwrap_or(Path::new("."));
         let uplink = config.uplink.as_ref().map(|uplink| uplink.resolve(&config.venue.id, relative_to, error)).transpose()?;
-        Ok(Loaded { config, policy, zone, uplink })
+        Ok(Loaded { config, policy, zone, uplink, notices })
     }
 
     /// Reads and parses the file at `path`.
@@ -399,6 +412,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Loaded, String> {
         Config::parse(Path::new("agent.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_format_1_file_is_read_as_meant_and_format_2_names_the_rename() {
+        let uplink = "[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"310104\"\nrecords = \"full\"\n";
+        let old = DEFAULT_CONFIG.replace("version = 2\n", "") + uplink;
+        let loaded = parse(&old).unwrap();
+        assert_eq!(loaded.uplink.map(|uplink| uplink.records), Some(Disclosure::Full));
+        assert_eq!(loaded.notices.len(), 1);
+        assert!(loaded.notices[0].contains("`uplink.records` was renamed `uplink.disclosure` in format 2"), "{:?}", loaded.notices);
+        let current = format!("{DEFAULT_CONFIG}{uplink}");
+        let error = parse(&current).unwrap_err();
+        assert!(error.ends_with("key `uplink.records`: was renamed `uplink.disclosure` in format 2"), "{error}");
+        assert!(parse(&current.replace("records =", "disclosure =")).is_ok_and(|loaded| loaded.notices.is_empty()));
+        let newer = parse(&DEFAULT_CONFIG.replace("version = 2", "version = 3")).unwrap_err();
+        assert!(newer.contains("key `version`: is 3: this file is for a newer netbar"), "{newer}");
     }
 
     #[test]

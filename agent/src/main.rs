@@ -181,6 +181,9 @@ pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<O
             Some(guard)
         }
     };
+    for notice in &loaded.notices {
+        tracing::warn!("configuration: {notice}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run::run(loaded, shutdown))
 }
@@ -204,7 +207,11 @@ async fn shutdown_signal() {
 }
 
 fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let loaded = config::Config::load(&config::locate(explicit))?;
+    let path = config::locate(explicit);
+    let loaded = config::Config::load(&path)?;
+    for notice in &loaded.notices {
+        println!("{}: {notice}", path.display());
+    }
     println!(
         "configuration is valid: venue {} in {}, policy {}, registration log {}",
         loaded.config.venue.id,

@@ -316,11 +316,26 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Unwritable(format!("cannot create {}: {e}", parent.display())))?;
         }
+        let created = !path.exists();
         let mut connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut connection)?;
+        // Personal data: the owner's only. Made by root (`enroll`, `user add`)
+        // in the service's folder, the files become the service's; SQLite
+        // gives journal files made later the database's owner.
+        #[cfg(unix)]
+        if created {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Unwritable(e.to_string()))?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            if file.exists() {
+                crate::private::hand_over(&file, false).map_err(|e| StoreError::Unwritable(format!("{e:#}")))?;
+            }
+        }
         // A longer retention is always accepted; a shorter one would let
         // young records be purged, and the trigger refuses it.
         connection.execute(

@@ -2,12 +2,13 @@
 //! the file exists (created with mode 0600, never loosened after writing).
 //!
 //! A service reads its keys as its own user (`netbar` for the agent,
-//! `netbar-collector` for the collector), while an administrator makes them
-//! as root. So when root writes into a folder that belongs to a service,
-//! the file is handed over: in the agent's state folder (owned by `netbar`)
-//! a key becomes `netbar`'s, mode 0600; in `/etc/netbar` on a station
-//! (root's, group `netbar-collector`, as the package makes it) a key stays
-//! root's and the group may read it, mode 0640. Nobody else ever can.
+//! `netbar-collector` for the collector, both in group `netbar`), while an
+//! administrator makes them as root. So when root writes into a folder that
+//! belongs to a service, the file is handed over: in the agent's state
+//! folder (owned by `netbar`) a key becomes `netbar`'s, mode 0600; in
+//! `/etc/netbar` (root's, group `netbar`, 0750, as the packages make it) a
+//! key stays root's and the group may read it, mode 0640. Nobody else ever
+//! can.
 
 use std::io::Write;
 use std::path::Path;
@@ -53,7 +54,7 @@ pub(crate) fn create_folder(path: &Path) -> anyhow::Result<()> {
 
 /// When root wrote `path` into a folder of someone else's, gives it to them.
 #[cfg(unix)]
-fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
+pub(crate) fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(folder) =
         path.parent().and_then(|parent| std::fs::metadata(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }).ok())
@@ -74,7 +75,7 @@ fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn hand_over(_path: &Path, _private: bool) -> anyhow::Result<()> {
+pub(crate) fn hand_over(_path: &Path, _private: bool) -> anyhow::Result<()> {
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub(crate) struct Service {
     pub(crate) windows_arguments: &'static str,
     pub(crate) memory_max: &'static str,
     pub(crate) cpu_weight: u32,
-    /// The system user (and group) it runs as.
+    /// The system user it runs as.
     pub(crate) user: &'static str,
     /// Its folder under /var/lib (the default data or spool folder).
     pub(crate) state_directory: &'static str,
@@ -54,8 +54,10 @@ ExecStart={binary} {arguments}
 Restart=always
 RestartSec=2
 User={user}
-Group={user}
-# State (spool, records, the venue CA) lives in /var/lib/{state}, {user}'s only.
+# Group netbar may read /etc/netbar (configuration and keys, 0640).
+Group=netbar
+# Its state (the agent's records and CA, the collector's spool) lives in
+# /var/lib/{state}, {user}'s only.
 StateDirectory={state}
 StateDirectoryMode=0700
 UMask=0077
@@ -136,19 +138,26 @@ pub(crate) fn uninstall(service: &Service, target: &Target) -> anyhow::Result<Pa
     Ok(unit)
 }
 
-/// Makes the service's system user unless it exists (the package makes it
-/// in its postinst the same way).
+/// Makes the group netbar and the service's system user in it, unless they
+/// exist (the packages' postinst does the same).
 #[cfg(not(windows))]
 fn add_user(user: &str) -> anyhow::Result<()> {
+    let run = |program: &str, args: &[&str]| {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|error| anyhow::anyhow!("cannot run {program} to make the service's user {user}: {error}"))?;
+        anyhow::ensure!(status.success(), "{program} {} failed: {status}", args.join(" "));
+        Ok(())
+    };
+    run("groupadd", &["--force", "--system", "netbar"])?;
     let known = std::process::Command::new("id").args(["-u", user]).output().is_ok_and(|output| output.status.success());
-    if known {
-        return Ok(());
+    if !known {
+        run(
+            "useradd",
+            &["--system", "--gid", "netbar", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+        )?;
     }
-    let status = std::process::Command::new("useradd")
-        .args(["--system", "--user-group", "--home-dir", "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
-        .status()
-        .map_err(|error| anyhow::anyhow!("cannot run useradd to make the service's user {user}: {error}"))?;
-    anyhow::ensure!(status.success(), "useradd {user} failed: {status}");
     Ok(())
 }
 
@@ -272,6 +281,24 @@ mod tests {
         for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=always", "SystemCallFilter=@system-service", &state, &user] {
             assert!(unit.lines().any(|l| l == line), "missing {line}");
         }
+    }
+
+    /// The unit in the .deb (deploy/systemd/) is the one `install-service`
+    /// writes for the packaged paths; regenerate it with
+    /// `NETBAR_WRITE_UNITS=1 cargo test -p <crate> packaged_unit`.
+    #[test]
+    fn packaged_unit_is_the_one_install_service_writes() {
+        let name = crate::SERVICE.name;
+        let unit = systemd_unit(
+            &crate::SERVICE,
+            Path::new(&format!("/usr/bin/{name}")),
+            Path::new(&format!("/etc/netbar/{}.toml", name.trim_start_matches("netbar-"))),
+        );
+        let packaged = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../deploy/systemd/{name}.service"));
+        if std::env::var_os("NETBAR_WRITE_UNITS").is_some() {
+            std::fs::write(&packaged, &unit).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&packaged).unwrap_or_default(), unit, "{} is stale", packaged.display());
     }
 
     #[cfg(not(windows))]

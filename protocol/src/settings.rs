@@ -46,6 +46,95 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, SettingsError> {
     })
 }
 
+/// A key an older format of a configuration file had, and where it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retired {
+    /// The old key's path (`uplink.records`).
+    pub key: &'static str,
+    /// The format version that retired it.
+    pub since: u32,
+    /// Its new path, when it was renamed (None: removed).
+    pub now: Option<&'static str>,
+    /// What to do instead, for a removed key.
+    pub advice: &'static str,
+}
+
+/// Parses `text`, a file in format `version = N` (a file without the key is
+/// format 1), as a `T` of format `current`. A file of an older format is
+/// read as it was meant: a retired key is taken under its new name and a
+/// notice says how to update the file. In a file of the current format a
+/// retired key is an error saying what became of it; a file of a newer
+/// format is refused. Returns the value and the notices.
+pub fn from_versioned_toml<T: DeserializeOwned>(text: &str, current: u32, retired: &[Retired]) -> Result<(T, Vec<String>), SettingsError> {
+    let whole = |reason: String| SettingsError { key: String::new(), reason };
+    let mut table: toml::Table = text.parse().map_err(|error: toml::de::Error| whole(error.to_string().trim().to_owned()))?;
+    let version = match table.remove("version") {
+        None => 1,
+        Some(toml::Value::Integer(version)) if (1..=i64::from(current)).contains(&version) => version as u32,
+        Some(toml::Value::Integer(version)) if version > i64::from(current) => {
+            let reason = format!(
+                "is {version}: this file is for a newer netbar, which reads formats up to {current}; upgrade netbar or write the file for format {current}"
+            );
+            return Err(SettingsError { key: "version".into(), reason });
+        }
+        Some(other) => {
+            return Err(SettingsError { key: "version".into(), reason: format!("is {other}: a format number from 1 to {current}") });
+        }
+    };
+    let mut notices = Vec::new();
+    for old in retired {
+        let Some(value) = take(&mut table, old.key) else { continue };
+        let fate = match old.now {
+            Some(now) => format!("was renamed `{now}` in format {}", old.since),
+            None => format!("was removed in format {}: {}", old.since, old.advice),
+        };
+        if version >= old.since {
+            return Err(SettingsError { key: old.key.into(), reason: fate });
+        }
+        match old.now {
+            Some(now) if take(&mut table.clone(), now).is_some() => {
+                return Err(SettingsError { key: old.key.into(), reason: format!("{fate}, and `{now}` is set too: keep one") });
+            }
+            Some(now) => {
+                put(&mut table, now, value);
+                notices.push(format!(
+                    "key `{}` {fate}; read as `{now}` (write `{now}` and `version = {current}` to update the file)",
+                    old.key
+                ));
+            }
+            None => notices.push(format!("key `{}` {fate}; ignored", old.key)),
+        }
+    }
+    let text = toml::to_string(&table).map_err(|error| whole(error.to_string()))?;
+    Ok((from_toml(&text)?, notices))
+}
+
+/// Removes the value at a dotted path.
+fn take(table: &mut toml::Table, path: &str) -> Option<toml::Value> {
+    match path.split_once('.') {
+        None => table.remove(path),
+        Some((head, rest)) => match table.get_mut(head) {
+            Some(toml::Value::Table(inner)) => take(inner, rest),
+            _ => None,
+        },
+    }
+}
+
+/// Sets the value at a dotted path, making the tables on the way.
+fn put(table: &mut toml::Table, path: &str, value: toml::Value) {
+    match path.split_once('.') {
+        None => {
+            table.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = table.entry(head).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(inner) = inner {
+                put(inner, rest, value);
+            }
+        }
+    }
+}
+
 /// Durations written as a number of seconds (fractions allowed), from 0.01 s
 /// to a day: `#[serde(with = "netbar_protocol::settings::seconds")]`.
 pub mod seconds {
@@ -110,6 +199,43 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Inner {
         port: u16,
+    }
+
+    const RETIRED: &[Retired] = &[
+        Retired { key: "inner.socket", since: 2, now: Some("inner.port"), advice: "" },
+        Retired { key: "turbo", since: 3, now: None, advice: "it is always on" },
+    ];
+
+    fn versioned(text: &str) -> Result<(Example, Vec<String>), SettingsError> {
+        from_versioned_toml(text, 3, RETIRED)
+    }
+
+    #[test]
+    fn an_older_format_is_read_as_meant_with_a_notice() {
+        let (example, notices) = versioned("every = 1\nturbo = true\n[inner]\nsocket = 80\n").unwrap();
+        assert_eq!(example.inner, Inner { port: 80 });
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(notices[0].contains("key `inner.socket` was renamed `inner.port` in format 2; read as `inner.port`"), "{notices:?}");
+        assert!(notices[1].contains("key `turbo` was removed in format 3: it is always on; ignored"), "{notices:?}");
+        // Format 2 had the rename already, not the removal.
+        let (_, notices) = versioned("version = 2\nevery = 1\nturbo = true\n[inner]\nport = 80\n").unwrap();
+        assert_eq!(notices.len(), 1);
+        let (example, notices) = versioned("version = 3\nevery = 1\n[inner]\nport = 81\n").unwrap();
+        assert_eq!((example.inner.port, notices.len()), (81, 0));
+    }
+
+    #[test]
+    fn a_retired_key_in_the_current_format_and_a_newer_format_are_refused() {
+        let error = versioned("version = 3\nevery = 1\n[inner]\nsocket = 80\n").unwrap_err();
+        assert_eq!((error.key.as_str(), error.reason.as_str()), ("inner.socket", "was renamed `inner.port` in format 2"));
+        let error = versioned("every = 1\n[inner]\nsocket = 80\nport = 80\n").unwrap_err();
+        assert!(error.reason.contains("and `inner.port` is set too"), "{error}");
+        let error = versioned("version = 4\nevery = 1\n[inner]\nport = 80\n").unwrap_err();
+        assert_eq!(error.key, "version");
+        assert!(error.reason.contains("for a newer netbar, which reads formats up to 3"), "{error}");
+        assert_eq!(versioned("version = \"3\"\nevery = 1\n").unwrap_err().key, "version");
+        // Other errors still name their key.
+        assert_eq!(versioned("version = 3\nevery = 1\n[inner]\nport = 99999\n").unwrap_err().key, "inner.port");
     }
 
     #[test]

@@ -182,14 +182,28 @@ fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: imp
     }
 }
 
-/// mosquitto started with exactly the deploy/ file `conf` (from `folder`),
-/// only its locations and port changed: each `{location}/X` becomes the
-/// file given for X in `files` (ca.pem, broker.pem, broker.key, crl.pem),
-/// or deploy's own X for an ACL file. Returns the broker and its port.
-fn deploy_broker(dir: &TempDir, folder: &str, conf: &str, location: &str, files: &[(&str, &Path)]) -> (netbar_tests::Process, u16) {
+/// mosquitto started with exactly the deploy/ files `confs` (from `folder`,
+/// one after the other as conf.d would have them), only their locations,
+/// addresses and port changed: each `{location}/X` becomes the file given
+/// for X in `files` (ca.pem, broker.pem, broker.key, crl.pem), or deploy's
+/// own X for an ACL file; each address in `addresses` its replacement.
+/// Returns the broker and its port.
+fn deploy_broker(
+    dir: &TempDir,
+    folder: &str,
+    confs: &[&str],
+    location: &str,
+    files: &[(&str, &Path)],
+    addresses: &[(&str, String)],
+) -> (netbar_tests::Process, u16) {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(folder);
     let port = netbar_tests::free_port();
-    let mut config = std::fs::read_to_string(deploy.join(conf)).unwrap().replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+    let mut config: String = confs.iter().map(|conf| std::fs::read_to_string(deploy.join(conf)).unwrap() + "\n").collect();
+    config = config.replace("listener 8883", &format!("listener {port} 127.0.0.1"));
+    for (address, replacement) in addresses {
+        assert!(config.contains(address), "{address} is in {confs:?}");
+        config = config.replace(address, replacement);
+    }
     for (name, file) in files {
         config = config.replace(&format!("{location}/{name}"), file.to_str().unwrap());
         // Started as root, mosquitto drops to its own user: it must read them.
@@ -206,12 +220,12 @@ fn deploy_broker(dir: &TempDir, folder: &str, conf: &str, location: &str, files:
         }
     }
     assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
-    let config_path = dir.path().join(conf);
+    let config_path = dir.path().join(confs[0]);
     std::fs::write(&config_path, config).unwrap();
     let broker = netbar_tests::Process::start(
         &netbar_tests::mosquitto_binary(),
         &["-c", config_path.to_str().unwrap()],
-        dir.path().join(format!("{conf}.log")),
+        dir.path().join(format!("{}.log", confs[0])),
     );
     netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -307,7 +321,7 @@ fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
     let pki = venue.dir.path().join("data").join("pki");
     let files = ["ca.pem", "broker.pem", "broker.key", "crl.pem"].map(|name| (name, broker_files.join(name)));
     let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
-    let (_broker, port) = deploy_broker(&venue.dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &files);
+    let (_broker, port) = deploy_broker(&venue.dir, "mosquitto", &["netbar.conf"], "/etc/mosquitto/netbar", &files, &[]);
     let ca = pki.join("ca.pem");
     let clients = [
         (pki.join("agent.pem"), pki.join("agent.key")),
@@ -376,7 +390,7 @@ fn a_venue_on_its_own_ca_until_a_station_is_revoked() {
     let folder = venue_pki(&venue);
     let files = broker_files(&folder);
     let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
-    let (mut broker, port) = deploy_broker(&venue.dir, "mosquitto", "netbar.conf", "/etc/mosquitto/netbar", &files);
+    let (mut broker, port) = deploy_broker(&venue.dir, "mosquitto", &["netbar.conf"], "/etc/mosquitto/netbar", &files, &[]);
     // The agent's TLS files relative to its config, as an installer may write them.
     let text = std::fs::read_to_string(&venue.config)
         .unwrap()
@@ -446,6 +460,68 @@ fn a_venue_on_its_own_ca_until_a_station_is_revoked() {
     assert!(!after.contains("u'st-2'") && after.contains("certificate verify failed"), "{after}");
 }
 
+/// The binary calls in a PowerShell script: the argument lists of
+/// `Invoke-Netbar @(...)` and `& $exe ...` lines, variables left as `$name`.
+fn script_calls(script: &str) -> Vec<Vec<String>> {
+    let unquote = |token: &str| token.trim().trim_matches('\'').to_owned();
+    script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && !line.starts_with("function"))
+        .filter_map(|line| {
+            if let Some(rest) = line.split("Invoke-Netbar @(").nth(1) {
+                let list = rest.split(')').next().unwrap_or_default();
+                Some(list.split(',').map(unquote).collect())
+            } else {
+                line.split("& $exe ")
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().take_while(|word| !word.starts_with('2')).map(unquote).collect())
+            }
+        })
+        // Invoke-Netbar's own body passes its arguments on (`@Arguments`).
+        .filter(|call: &Vec<String>| call.first().is_some_and(|word| !word.starts_with('@')))
+        .collect()
+}
+
+/// The Windows install and uninstall scripts cannot run here (there is no
+/// PowerShell), but what they ask of the binaries can: each call they make
+/// is run with the script's arguments (the service registrations only as far
+/// as `--help`, since they would register a service), and the configuration
+/// the install script writes — print-config with the data folder moved — is
+/// accepted by check-config.
+#[test]
+fn the_windows_scripts_call_what_the_binaries_offer() {
+    let dir = TempDir::new("windows-scripts");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/windows");
+    let mut calls = Vec::new();
+    for script in ["install.ps1", "uninstall.ps1"] {
+        calls.extend(script_calls(&std::fs::read_to_string(scripts.join(script)).unwrap()));
+    }
+    let named = |command: &str| calls.iter().any(|call| call.iter().any(|word| word == command));
+    for command in ["print-config", "check-config", "install-service", "uninstall-service"] {
+        assert!(named(command), "the scripts call {command}: {calls:?}");
+    }
+    for component in ["agent", "collector"] {
+        let program = binary(&format!("netbar-{component}"));
+        let printed = Run::new(&program).arg("print-config").output().unwrap();
+        let text = String::from_utf8(printed.stdout).unwrap();
+        // install.ps1 moves the agent's data folder: that line must be there to move.
+        let moved = text.replace("dir = \"/var/lib/netbar\"", &format!("dir = \"{}\"", dir.path().join("data").display()));
+        assert_eq!(component == "agent", moved != text, "the line install.ps1 replaces, in {component}'s printed config");
+        let config = dir.path().join(format!("{component}.toml"));
+        std::fs::write(&config, moved).unwrap();
+        for call in &calls {
+            let mut args: Vec<String> =
+                call.iter().map(|word| if word == "$configPath" { config.display().to_string() } else { word.clone() }).collect();
+            if args.iter().any(|word| word.ends_with("-service")) {
+                args.push("--help".into());
+            }
+            let output = Run::new(&program).args(&args).output().unwrap();
+            assert!(output.status.success(), "netbar-{component} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+}
+
 /// The units `install-service` writes for both daemons pass
 /// `systemd-analyze verify` (where systemd-analyze is installed).
 #[test]
@@ -488,16 +564,37 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     assert!(!complaints.contains("netbar-"), "{complaints}");
 }
 
-/// A district broker run with exactly deploy/regulator/district.conf and
-/// district.acl: the agent's feed (its certificate named after the venue)
-/// reaches the regulator; another venue cannot write under this venue's
-/// topics.
+/// A district broker run with exactly deploy/regulator/district.conf,
+/// district.acl and bridge.conf: the agent's feed (its certificate named
+/// after the venue) reaches the regulator, and through the bridge the
+/// central broker; another venue cannot write under this venue's topics.
 #[test]
 fn the_district_broker_config_takes_each_venue_feed_under_its_own_name_only() {
     let dir = TempDir::new("district");
     let (ca, server, clients) = netbar_tests::certificates_for(dir.path(), "test", &["venue-1", "venue-2", "regulator"]);
-    let files = [("ca.pem", ca.as_path()), ("broker.pem", server.0.as_path()), ("broker.key", server.1.as_path())];
-    let (_broker, port) = deploy_broker(&dir, "regulator", "district.conf", "/etc/mosquitto/netbar-feed", &files);
+    // The regulator's central broker, which the district bridges to with
+    // its own certificate from the central CA.
+    let (central_ca, central_server, bridge) = netbar_tests::certificates_for(dir.path(), "central", &["bridge-310104"]);
+    let central_tls = netbar_tests::free_port();
+    let central = netbar_tests::Mosquitto::start_with(&super::uplink::tls_listener(
+        central_tls,
+        &central_ca,
+        &central_server.0,
+        &central_server.1,
+        true,
+    ));
+    let at_central = netbar_tests::Client::connect(central.port, &["netbar/feed/#"]);
+    let files = [
+        ("ca.pem", ca.as_path()),
+        ("broker.pem", server.0.as_path()),
+        ("broker.key", server.1.as_path()),
+        ("central-ca.pem", central_ca.as_path()),
+        ("bridge-310104.pem", bridge[0].0.as_path()),
+        ("bridge-310104.key", bridge[0].1.as_path()),
+    ];
+    let central_address = [("central.regulator.example:8883", format!("127.0.0.1:{central_tls}"))];
+    let confs = ["district.conf", "bridge.conf"];
+    let (_broker, port) = deploy_broker(&dir, "regulator", &confs, "/etc/mosquitto/netbar-feed", &files, &central_address);
 
     let (regulator, mut regulator_events) = tls_client(port, &ca, &clients[2], "regulator");
     connected(&mut regulator_events, "the regulator");
@@ -515,6 +612,10 @@ fn the_district_broker_config_takes_each_venue_feed_under_its_own_name_only() {
     next_event(&mut regulator_events, "venue-1's record at the regulator", |event| match event {
         rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) => (publish.topic == "netbar/feed/310104/venue-1/record").then_some(()),
         _ => None,
+    });
+    // The bridge carries it on to the central broker.
+    at_central.expect("venue-1's record at the central broker", std::time::Duration::from_secs(20), |topic, _| {
+        (topic == "netbar/feed/310104/venue-1/record").then_some(())
     });
 
     // venue-2 writes under venue-1's name, then under its own.

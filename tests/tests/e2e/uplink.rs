@@ -32,7 +32,7 @@ pub(super) fn add_uplink(venue: &Venue, section: &str) {
 }
 
 /// A TLS listener, asking for client certificates signed by `ca` when `require_certificate`.
-fn tls_listener(port: u16, ca: &Path, cert: &Path, key: &Path, require_certificate: bool) -> String {
+pub(super) fn tls_listener(port: u16, ca: &Path, cert: &Path, key: &Path, require_certificate: bool) -> String {
     format!(
         "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\n",
         ca.display(),
@@ -263,7 +263,9 @@ fn a_broker_with_a_certificate_from_another_ca_is_refused_and_nothing_is_sent() 
     assert!(broker.log().contains("as netbar-venue-1"), "{}", broker.log());
 }
 
-/// NATS server with JetStream and its MQTT listener (3.1.1 only), TLS.
+/// NATS server with JetStream and its MQTT listener (3.1.1 only), TLS:
+/// exactly deploy/regulator/jetstream.conf, only its addresses and files
+/// replaced.
 struct Nats {
     _process: Process,
     mqtt_port: u16,
@@ -276,18 +278,21 @@ fn nats_server() -> PathBuf {
 impl Nats {
     fn start(dir: &Path, cert: &Path, key: &Path) -> Nats {
         let (client_port, mqtt_port) = (free_port(), free_port());
-        let config = dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "server_name: netbar_test\nlisten: \"127.0.0.1:{client_port}\"\njetstream {{ store_dir: \"{}\" }}\nmqtt {{\n  listen: \"127.0.0.1:{mqtt_port}\"\n  tls {{ cert_file: \"{}\"\n    key_file: \"{}\" }}\n}}\n",
-                dir.join("jetstream").display(),
-                cert.display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        let process = Process::start(&nats_server(), &["-c", config.to_str().unwrap()], dir.join("nats.log"));
+        let deployed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/jetstream.conf");
+        let config = std::fs::read_to_string(deployed)
+            .unwrap()
+            .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{client_port}"))
+            .replace("listen: 0.0.0.0:8883", &format!("listen: 127.0.0.1:{mqtt_port}"))
+            .replace("/var/lib/nats/jetstream", dir.join("jetstream").to_str().unwrap())
+            .replace("/etc/nats/feed-broker.pem", cert.to_str().unwrap())
+            .replace("/etc/nats/feed-broker.key", key.to_str().unwrap());
+        assert!(
+            !config.lines().any(|line| !line.trim_start().starts_with('#') && (line.contains("/etc/") || line.contains("0.0.0.0"))),
+            "{config}"
+        );
+        let path = dir.join("jetstream.conf");
+        std::fs::write(&path, config).unwrap();
+        let process = Process::start(&nats_server(), &["-c", path.to_str().unwrap()], dir.join("nats.log"));
         wait_for("NATS's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", mqtt_port)).is_ok());
         Nats { _process: process, mqtt_port }
     }
@@ -300,14 +305,18 @@ fn the_feed_goes_through_nats_mqtt() {
     let (ca, [server_cert, server_key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
     let nats = Nats::start(dir.path(), &server_cert, &server_key);
     let url = format!("mqtts://127.0.0.1:{}", nats.mqtt_port);
-    let tail = Process::start(
+    // The regulator and venue-1 log in as the deploy config's users.
+    let tail = Process::start_with(
         &binary("netbar-agent"),
-        &["regulator", "tail", "--broker", &url, "--ca", ca.to_str().unwrap(), "--session", "regulator-tail"],
+        &["regulator", "tail", "--broker", &url, "--ca", ca.to_str().unwrap(), "--username", "regulator", "--session", "regulator-tail"],
         dir.path().join("tail.out"),
+        netbar_tests::Stdin::Null,
+        &[("NETBAR_REGULATOR_PASSWORD", "change-me-regulator")],
     );
     wait_for("the tail to subscribe", WAIT, || tail.stderr().contains("following netbar/feed/+/+/+"));
     let mut venue = Venue::new("uplink-nats");
-    add_uplink(&venue, &uplink_section(&url, &ca, None, "3.1.1"));
+    let credentials = "username = \"venue-1\"\npassword = \"change-me-venue-1\"\n";
+    add_uplink(&venue, &(uplink_section(&url, &ca, None, "3.1.1") + credentials));
     venue.start();
     let token = venue.sign_in("li", "cashier");
     for n in 1..=3 {
