@@ -195,7 +195,8 @@ impl Authority {
         name.push(DnType::CommonName, subject);
         params.distinguished_name = name;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        // ECDSA keys sign; they never encipher.
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages =
             vec![if usage == Usage::Broker { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
         for name in names {
@@ -215,7 +216,7 @@ impl Authority {
             serial: hex(&serial.to_bytes()),
             subject: subject.to_owned(),
             usage: usage.name().to_owned(),
-            issued_at: rfc3339(params.not_before + Duration::from_secs(3600)),
+            issued_at: rfc3339(offset(now)?),
             not_after: rfc3339(params.not_after),
             revoked_at: None,
         })?;

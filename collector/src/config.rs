@@ -267,6 +267,9 @@ fn default_poll() -> Duration {
     Duration::from_secs(10)
 }
 
+/// The configuration format this build reads and writes (`version = 1`).
+pub(crate) const FORMAT: u32 = 1;
+
 /// Why a configuration was refused: the file, the key and the reason.
 pub(crate) type ConfigError = netbar_protocol::settings::FileError;
 
@@ -274,7 +277,10 @@ impl Config {
     /// Parses `text`, read from `path`, and checks what types cannot.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let error = |key: String, reason: String| ConfigError::new(path, key, reason);
-        let config: Config = netbar_protocol::settings::from_toml(text).map_err(|e| error(e.key, e.reason))?;
+        // Format 1 is the only one so far: no key retired yet, and a file
+        // for a newer collector is refused by name.
+        let (config, _notices): (Config, _) =
+            netbar_protocol::settings::from_versioned_toml(text, FORMAT, &[]).map_err(|e| error(e.key, e.reason))?;
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
         // Relative files sit next to the configuration, as enrollment writes them.
         let mut config = config;
@@ -406,6 +412,8 @@ mod tests {
     fn refusals_name_file_key_and_reason() {
         let minimal = "[station]\nvenue = \"v1\"\nid = \"st-1\"\n";
         assert!(parse(minimal).is_ok());
+        let newer = parse(&format!("version = 2\n{minimal}")).unwrap_err();
+        assert!(newer.contains("collector.toml: key `version`: is 2: this file is for a newer netbar"), "{newer}");
         let cases = [
             (format!("{minimal}[broker]\nhots = \"x\"\n"), "collector.toml: key `broker.hots`: unknown field `hots`"),
             ("[station]\nvenue = \"v1\"\n".to_owned(), "collector.toml: key `station`: missing field `id`"),
