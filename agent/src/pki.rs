@@ -24,8 +24,12 @@ use crate::config::Loaded;
 use crate::private::{create_folder, write_private, write_public};
 use crate::store::{Issued, Store};
 
-/// How long a revocation list is valid; `pki crl` signs it again.
-const CRL_VALIDITY: Duration = Duration::from_secs(365 * 86_400);
+/// How long a revocation list is valid: as long as a CA. A broker that
+/// checks revocation refuses every client once its list has expired, and a
+/// venue's list is re-signed whenever a station is revoked and copied to
+/// the broker by hand, so a short validity would only ever lock a venue
+/// out. `pki crl` signs it again.
+const CRL_VALIDITY: Duration = Duration::from_secs(3650 * 86_400);
 
 /// `pki` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -52,7 +56,7 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 825)]
         days: u32,
     },
-    /// Sign the revocation list again (it is valid for a year) and write it to --out.
+    /// Sign the revocation list again (valid ten years) and copy it to --out.
     Crl {
         /// Where to copy crl.pem besides the CA's folder (the broker's folder).
         #[arg(long)]
@@ -345,7 +349,7 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
         Command::Crl { out } => {
             let authority = Authority::load(&dir)?;
             let revoked = authority.write_crl(&store, out.as_deref())?;
-            println!("revocation list signed again ({revoked} revoked), valid for a year");
+            println!("revocation list signed again ({revoked} revoked), valid ten years");
         }
         Command::List => {
             println!("{:<34} {:<8} {:<24} {:<22} state", "serial", "usage", "subject", "valid until");

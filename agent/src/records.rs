@@ -57,8 +57,9 @@ pub(crate) enum Command {
 
 fn open(db: &std::path::Path) -> anyhow::Result<Store> {
     anyhow::ensure!(db.is_file(), "{} does not exist", db.display());
-    // The retention stored in the file wins when it is longer; 1 never shortens it.
-    Store::open(db, 1).with_context(|| format!("cannot open {}", db.display()))
+    // Read as it is: a tool that reads a log (a copy, a backup, an old
+    // release's) does not migrate it.
+    Store::inspect(db).with_context(|| format!("cannot open {}", db.display()))
 }
 
 fn day_start(date: Date) -> anyhow::Result<Timestamp> {

@@ -342,6 +342,25 @@ impl Store {
             "INSERT INTO retention (id, days) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET days = excluded.days WHERE excluded.days > days",
             params![retention_days],
         )?;
+        Store::with_head(connection)
+    }
+
+    /// Opens an existing log to read it (`records export`, `verify`): no
+    /// migration, no retention written, nothing created. A log of an older
+    /// schema reads as it is; one of a newer schema is refused.
+    pub(crate) fn inspect(path: &Path) -> Result<Store, StoreError> {
+        let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Newer { found: version, known: SCHEMA_VERSION });
+        }
+        Store::with_head(connection)
+    }
+
+    /// The store over `connection`, its head read.
+    fn with_head(connection: Connection) -> Result<Store, StoreError> {
         let head = connection
             .query_row("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
             .optional()?;

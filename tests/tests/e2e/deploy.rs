@@ -44,6 +44,9 @@ fn a_database_of_the_previous_release_migrates_and_its_chain_holds() {
     let reference = venue.dir.path().join("reference.sqlite");
     std::fs::copy(PREVIOUS_RELEASE, &reference).unwrap();
     let old = exported(&reference);
+    assert_eq!(user_version(&reference), 0, "reading a log (export) does not migrate it");
+    assert!(records("verify", &reference, &[]).status.success());
+    assert_eq!(user_version(&reference), 0, "nor does verifying it");
     let old_entries = old.lines().count();
     assert_eq!(old_entries, 4, "{old}");
 
