@@ -331,4 +331,18 @@ fn the_feed_goes_through_nats_mqtt() {
         last_seq >= 4 && last_acked >= 4
     });
     assert!(!tail.stderr().contains("GAP"), "{}", tail.stderr());
+
+    // venue-1's login cannot write under venue-2's name: jetstream.conf's
+    // permissions drop it, while the same client's write under its own name
+    // (not a feed message, so the tail calls it unreadable) gets through.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut options = rumqttc::MqttOptions::new("impostor", "127.0.0.1", nats.mqtt_port);
+    options.set_credentials("venue-1", "change-me-venue-1");
+    options.set_transport(rumqttc::Transport::tls(std::fs::read(&ca).unwrap(), None, None));
+    let (impostor, mut connection) = rumqttc::Client::new(options, 8);
+    impostor.publish("netbar/feed/310104/venue-2/incident", rumqttc::QoS::AtMostOnce, false, b"forged".to_vec()).unwrap();
+    impostor.publish("netbar/feed/310104/venue-1/heartbeat", rumqttc::QoS::AtMostOnce, false, b"marker".to_vec()).unwrap();
+    std::thread::spawn(move || for _ in connection.iter().take(20) {});
+    wait_for("the impostor's own write at the tail", WAIT, || tail.stderr().contains("310104/venue-1 UNREADABLE"));
+    assert!(!tail.stderr().contains("venue-2"), "venue-1 wrote under venue-2's name:\n{}", tail.stderr());
 }
