@@ -342,7 +342,7 @@ async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> 
     let name = credentials.name.clone();
     // Argon2 is slow on purpose: off the async threads.
     let checked = tokio::task::spawn_blocking(move || -> Option<Role> {
-        let store = crate::store::Store::open(&database, 1).ok()?;
+        let store = crate::store::Store::inspect(&database).ok()?;
         let (role, hash) = store.user(&name).ok()??;
         crate::users::verify(&credentials.password, &hash).then(|| Role::parse(&role)).flatten()
     })
@@ -655,7 +655,7 @@ async fn records(State(api): State<Api>, headers: HeaderMap, axum::extract::Quer
     })?;
     let database = api.database.clone();
     let exported = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-        let store = crate::store::Store::open(&database, 1).map_err(|e| e.to_string())?;
+        let store = crate::store::Store::inspect(&database).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         store.export(from, to, format.unwrap_or(crate::store::Format::Jsonl), &mut out).map_err(|e| e.to_string())?;
         Ok(out)

@@ -408,7 +408,8 @@ struct Agent {
     enrolled: Enrolled,
     /// The embedded broker's view of the station keys (its logins).
     broker_stations: Arc<Mutex<HashMap<String, StationKey>>>,
-    database: std::path::PathBuf,
+    /// When the enrollments were last read.
+    enrollments_read: tokio::time::Instant,
     venue: Venue,
     seen: Seen,
     refusals: Arc<Refusals>,
@@ -493,6 +494,7 @@ impl Agent {
 
     /// Takes up enrollments and revocations made since the last look.
     async fn read_enrollments(&mut self) {
+        self.enrollments_read = tokio::time::Instant::now();
         match self.store.enrolled().await {
             Ok(enrolled) => {
                 let revoked: Vec<&String> = self.enrolled.stations.keys().filter(|id| !enrolled.stations.contains_key(*id)).collect();
@@ -510,14 +512,13 @@ impl Agent {
 
     async fn on_message(&mut self, topic: &str, payload: &[u8]) {
         let mut checked = check(&self.enrolled, &self.loaded.config.venue.id, topic, payload);
-        if matches!(checked, Err(("unenrolled_station" | "unenrolled_sensor", _))) {
-            // Enrolled since the agent started? Look again, once.
-            if let Ok(store) = Store::open(&self.database, 1)
-                && let Ok(enrolled) = Enrolled::load(&store)
-            {
-                self.enrolled = enrolled;
-                checked = check(&self.enrolled, &self.loaded.config.venue.id, topic, payload);
-            }
+        if matches!(checked, Err(("unenrolled_station" | "unenrolled_sensor", _)))
+            && self.enrollments_read.elapsed() >= Duration::from_secs(1)
+        {
+            // Enrolled a moment ago? Look again (at most once a second, so a
+            // revoked station's stream costs nothing).
+            self.read_enrollments().await;
+            checked = check(&self.enrolled, &self.loaded.config.venue.id, topic, payload);
         }
         let Accepted { station, envelope } = match checked {
             Ok(accepted) => accepted,
@@ -860,7 +861,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                     return answer;
                 }
                 // Enrolled since start: read the enrollments again.
-                if let Ok(store) = Store::open(&database, 1)
+                if let Ok(store) = Store::inspect(&database)
                     && let Ok(fresh) = store.stations()
                 {
                     *stations = fresh.into_iter().collect();
@@ -943,7 +944,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         store,
         enrolled,
         broker_stations,
-        database,
+        enrollments_read: tokio::time::Instant::now(),
         venue,
         seen: Seen::default(),
         refusals,

@@ -249,7 +249,7 @@ pub(crate) fn run_command(loaded: &crate::config::Loaded, command: Command) -> a
                 println!("no regulator feed: the configuration has no [uplink] section");
                 return Ok(std::process::ExitCode::SUCCESS);
             };
-            let store = crate::store::Store::open(&loaded.database(), 1)?;
+            let store = crate::store::Store::inspect(&loaded.database())?;
             let status = store.outbox_status()?;
             let now = Timestamp::now();
             let ago = |at: Timestamp| {
