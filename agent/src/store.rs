@@ -316,25 +316,29 @@ impl Store {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Unwritable(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let created = !path.exists();
         let mut connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut connection)?;
-        // Personal data: the owner's only. Made by root (`enroll`, `user add`)
+        // Personal data: the owner's only (a database of an older build is
+        // narrowed too). Made by root (`enroll`, `user add`)
         // in the service's folder, the files become the service's; SQLite
         // gives journal files made later the database's owner.
-        #[cfg(unix)]
-        if created {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| StoreError::Unwritable(e.to_string()))?;
-        }
         for suffix in ["", "-wal", "-shm"] {
             let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-            if file.exists() {
-                crate::private::hand_over(&file, false).map_err(|e| StoreError::Unwritable(format!("{e:#}")))?;
+            let Ok(metadata) = std::fs::metadata(&file) else { continue };
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if metadata.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| StoreError::Unwritable(format!("cannot restrict {}: {e}", file.display())))?;
+                }
             }
+            #[cfg(not(unix))]
+            let _ = metadata;
+            crate::private::hand_over(&file, false).map_err(|e| StoreError::Unwritable(format!("{e:#}")))?;
         }
         // A longer retention is always accepted; a shorter one would let
         // young records be purged, and the trigger refuses it.
@@ -784,6 +788,19 @@ mod tests {
         assert_eq!(third.prev_hash, second.hash);
         let verified = store.verify().unwrap().unwrap();
         assert_eq!((verified.entries, verified.head), (3, (3, third.hash)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_is_its_owners_only_even_when_an_older_build_made_it_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = Scratch::new("mode");
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        drop(Store::open(&scratch.db(), 60).unwrap());
+        assert_eq!(mode(&scratch.db()), 0o600);
+        std::fs::set_permissions(scratch.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&scratch.db(), 60).unwrap());
+        assert_eq!(mode(&scratch.db()), 0o600);
     }
 
     #[test]
