@@ -50,7 +50,7 @@ impl Feed {
         use anyhow::Context;
         if !path.exists() {
             let key: [u8; 32] = rand::random();
-            let text: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            let text = netbar_protocol::auth::hex(&key);
             crate::private::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -72,7 +72,7 @@ impl Feed {
     fn person_hash(&self, number: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key).expect("HMAC takes any key length");
         mac.update(number.as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        netbar_protocol::auth::hex(&mac.finalize().into_bytes())
     }
 
     /// The message for the regulator a log entry causes, if any.

@@ -123,10 +123,6 @@ fn serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
     (0..text.len())
         .step_by(2)
@@ -217,7 +213,7 @@ impl Authority {
         params.not_after = offset(now + days(valid_days))?;
         let certificate = params.signed_by(public, &self.issuer).with_context(|| format!("cannot sign {subject}'s certificate"))?;
         store.issued(&Issued {
-            serial: hex(&serial.to_bytes()),
+            serial: netbar_protocol::auth::hex(&serial.to_bytes()),
             subject: subject.to_owned(),
             usage: usage.name().to_owned(),
             issued_at: rfc3339(offset(now)?),

@@ -171,7 +171,7 @@ fn entry_hash(prev_hash: &str, seq: u64, at: &str, kind: &str, body: &str) -> St
         hasher.update(part.as_bytes());
         hasher.update(b"\n");
     }
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    netbar_protocol::auth::hex(&hasher.finalize())
 }
 
 /// The store; one task owns it.

@@ -145,7 +145,9 @@ impl StationKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacTag(pub [u8; 32]);
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lower-case hexadecimal: how netbar writes every key, hash and
+/// serial number.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
