@@ -141,7 +141,7 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
                 let listed = authority.write_crl(&store, crl_out.as_deref())?;
                 let places = std::iter::once(pki.as_path()).chain(crl_out.as_deref()).map(|dir| dir.join("crl.pem").display().to_string());
                 println!(
-                    "{} certificate(s) of {id} revoked; revocation list ({listed} in all) written to {}: reload the broker (systemctl reload mosquitto)",
+                    "{} certificate(s) of {id} revoked; revocation list ({listed} in all) written to {}: restart the broker, which reads it at start (systemctl restart mosquitto)",
                     serials.len(),
                     places.collect::<Vec<_>>().join(" and ")
                 );

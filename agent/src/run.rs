@@ -848,25 +848,17 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let options = match loaded.config.broker.mode {
         BrokerMode::Embedded => {
             let listen = loaded.config.broker.listen;
-            let (password, database) = (agent_password.clone(), database.clone());
-            // Stations log in with their id and the password derived from their key.
+            let password = agent_password.clone();
+            // Stations log in with their id and the password derived from
+            // their key, as the agent last read the enrollments (every few
+            // seconds): a stranger's attempt costs no database read.
             let stations = broker_stations.clone();
             let credentials: broker::Credentials = Arc::new(move |_client, user, given| {
                 if user == AGENT {
                     return given == password;
                 }
-                let known = |stations: &HashMap<String, StationKey>| stations.get(user).map(|key| key.broker_password() == given);
-                let Ok(mut stations) = stations.lock() else { return false };
-                if let Some(answer) = known(&stations) {
-                    return answer;
-                }
-                // Enrolled since start: read the enrollments again.
-                if let Ok(store) = Store::inspect(&database)
-                    && let Ok(fresh) = store.stations()
-                {
-                    *stations = fresh.into_iter().collect();
-                }
-                known(&stations).unwrap_or(false)
+                let Ok(stations) = stations.lock() else { return false };
+                stations.get(user).is_some_and(|key| key.broker_password() == given)
             });
             broker::start(&broker::Settings { listen, max_connections: loaded.config.broker.max_connections }, credentials)?;
             tracing::info!(%listen, "embedded broker listening");
