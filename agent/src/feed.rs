@@ -6,7 +6,7 @@
 //! - red: an open critical incident, or an open incident nobody has
 //!   acknowledged;
 //! - yellow: an open incident (acknowledged), a sensor or station silent,
-//!   or the outbox more than half full;
+//!   the outbox half full or more, or the venue's store failing;
 //! - green: none of these.
 
 use std::collections::BTreeMap;
@@ -21,9 +21,9 @@ use netbar_protocol::{Envelope, Message, MessageId, Sender, VenueId};
 use sha2::Sha256;
 
 use crate::config::Disclosure;
+use crate::journal::{CheckIn, CheckInOutcome, IncidentEntry, LogEntry};
 use crate::run::{AGENT, Clock};
 use crate::store::{Head, Outbound};
-use crate::venue::Effect;
 
 /// What the feed needs to build its messages.
 #[derive(Clone)]
@@ -76,14 +76,14 @@ impl Feed {
     }
 
     /// The message for the regulator a log entry causes, if any.
-    pub(crate) fn outbound(&self, effect: &Effect, at: Timestamp) -> Option<Outbound> {
-        match effect {
-            Effect::Record { kind: "check_in", body } if self.disclosure != Disclosure::None => {
-                let (feed, body) = (self.clone(), body.clone());
-                Some(Box::new(move |seq, head: Head<'_>| Some(("record", feed.envelope(seq, feed.record(at, &body, head)?)))))
+    pub(crate) fn outbound(&self, entry: &LogEntry, at: Timestamp) -> Option<Outbound> {
+        match entry {
+            LogEntry::CheckIn(check_in) if self.disclosure != Disclosure::None => {
+                let (feed, check_in) = (self.clone(), check_in.clone());
+                Some(Box::new(move |seq, head: Head<'_>| Some(("record", feed.envelope(seq, feed.record(at, &check_in, head))))))
             }
-            Effect::Incident { id, transition } => {
-                let event = IncidentEvent { incident_id: id.clone(), at, transition: transition.clone() };
+            LogEntry::Incident(IncidentEntry { incident, transition }) => {
+                let event = IncidentEvent { incident_id: incident.clone(), at, transition: transition.clone() };
                 let feed = self.clone();
                 Some(Box::new(move |seq, _| Some(("incident", feed.envelope(seq, event)))))
             }
@@ -91,30 +91,29 @@ impl Feed {
         }
     }
 
-    fn record(&self, at: Timestamp, body: &serde_json::Value, head: Head<'_>) -> Option<RegistrationRecord> {
-        let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
-        let birth_date: jiff::civil::Date = text("birth_date").parse().ok()?;
+    fn record(&self, at: Timestamp, check_in: &CheckIn, head: Head<'_>) -> RegistrationRecord {
         let person = match self.disclosure {
             Disclosure::None => Person::None,
             Disclosure::Pseudonymised => {
-                Person::Pseudonymised { person_hash: self.person_hash(&text("number")), birth_year: birth_date.year() }
+                Person::Pseudonymised { person_hash: self.person_hash(&check_in.number), birth_year: check_in.birth_date.year() }
             }
-            Disclosure::Full => {
-                Person::Full { document_kind: text("document_kind"), number: text("number"), name: text("name"), birth_date }
-            }
+            Disclosure::Full => Person::Full {
+                document_kind: check_in.document_kind.clone(),
+                number: check_in.number.clone(),
+                name: check_in.name.clone().unwrap_or_default(),
+                birth_date: check_in.birth_date,
+            },
         };
-        let reasons =
-            body["reasons"].as_array().map(|r| r.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-        Some(RegistrationRecord {
+        RegistrationRecord {
             index: head.index,
             prev_hash: head.prev_hash.to_owned(),
             hash: head.hash.to_owned(),
             at,
             station: None,
-            allowed: body["outcome"] == "admitted",
-            reasons,
+            allowed: check_in.outcome == CheckInOutcome::Admitted,
+            reasons: check_in.reasons.clone(),
             person,
-        })
+        }
     }
 
     /// A summary, queued on its own: the log's head is filled in by the store.
@@ -139,18 +138,17 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn observe(&mut self, effect: &Effect) {
-        match effect {
-            Effect::Record { kind: "check_in", body } => {
-                if body["outcome"] == "admitted" {
-                    self.admitted += 1;
-                } else {
-                    for reason in body["reasons"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
-                        *self.refusals.entry(reason.to_owned()).or_default() += 1;
+    pub(crate) fn observe(&mut self, entry: &LogEntry) {
+        match entry {
+            LogEntry::CheckIn(check_in) => match check_in.outcome {
+                CheckInOutcome::Admitted => self.admitted += 1,
+                CheckInOutcome::Refused => {
+                    for reason in &check_in.reasons {
+                        *self.refusals.entry(reason.clone()).or_default() += 1;
                     }
                 }
-            }
-            Effect::Incident { transition, .. } => match transition {
+            },
+            LogEntry::Incident(IncidentEntry { transition, .. }) => match transition {
                 IncidentTransition::Opened { incident_kind, .. } => {
                     self.opened += 1;
                     if *incident_kind == IncidentKind::UnregisteredUse {
@@ -170,14 +168,21 @@ impl Tally {
 }
 
 /// The compliance level from what is open (see the module's rules).
-pub(crate) fn compliance(open: &[(Severity, bool)], silent: u32, outbox_half_full: bool) -> Compliance {
+pub(crate) fn compliance(open: &[(Severity, bool)], silent: u32, outbox_half_full: bool, store_failing: bool) -> Compliance {
     if open.iter().any(|(severity, acknowledged)| *severity == Severity::Critical || !acknowledged) {
         Compliance::Red
-    } else if !open.is_empty() || silent > 0 || outbox_half_full {
+    } else if !open.is_empty() || silent > 0 || outbox_half_full || store_failing {
         Compliance::Yellow
     } else {
         Compliance::Green
     }
+}
+
+/// Whether `pending` messages fill the outbox half or more: a warning at
+/// the desk, yellow at the regulator. One rule for the console and the
+/// summary.
+pub(crate) fn half_full(pending: u64, outbox_max: u64) -> bool {
+    pending.saturating_mul(2) >= outbox_max
 }
 
 /// Open incidents by severity.
@@ -194,18 +199,24 @@ mod tests {
         Feed { venue: "venue-1".parse().unwrap(), clock: Clock::default(), disclosure, pseudonym_key: [7; 32], outbox_max: 1000 }
     }
 
-    fn check_in(outcome: &str, reasons: &[&str]) -> Effect {
-        Effect::Record {
-            kind: "check_in",
-            body: serde_json::json!({
-                "outcome": outcome, "document_kind": "cn_resident_id", "number": "11010519491231002X",
-                "birth_date": "1949-12-31", "reasons": reasons,
-            }),
-        }
+    fn check_in(outcome: CheckInOutcome, reasons: &[&str]) -> LogEntry {
+        LogEntry::CheckIn(CheckIn {
+            outcome,
+            document_kind: "cn_resident_id".into(),
+            number: "11010519491231002X".into(),
+            birth_date: jiff::civil::date(1949, 12, 31),
+            birth_date_source: netbar_protocol::identity::BirthDateSource::Document,
+            age: 76,
+            guardian: false,
+            ticket: None,
+            reasons: reasons.iter().map(|reason| (*reason).to_owned()).collect(),
+            until: None,
+            name: None,
+        })
     }
 
     /// Builds the outbox message for `effect` as the store would.
-    fn built(feed: &Feed, effect: &Effect) -> Option<(&'static str, netbar_protocol::Envelope)> {
+    fn built(feed: &Feed, effect: &LogEntry) -> Option<(&'static str, netbar_protocol::Envelope)> {
         let build = feed.outbound(effect, "2026-11-25T10:00:00Z".parse().unwrap())?;
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let (channel, payload) = build(7, Head { index: 3, hash: &b, prev_hash: &a })?;
@@ -214,7 +225,7 @@ mod tests {
 
     #[test]
     fn records_disclose_what_the_venue_chose() {
-        let admitted = check_in("admitted", &[]);
+        let admitted = check_in(CheckInOutcome::Admitted, &[]);
         assert!(built(&feed(Disclosure::None), &admitted).is_none(), "no record leaves with disclosure none");
         let (channel, envelope) = built(&feed(Disclosure::Pseudonymised), &admitted).unwrap();
         assert_eq!((channel, envelope.seq), ("record", 7));
@@ -232,7 +243,7 @@ mod tests {
         assert!(
             !matches!(built(&other, &admitted).unwrap().1.message, Message::Record(RegistrationRecord { person: Person::Pseudonymised { person_hash: ref h, .. }, .. }) if h == person_hash)
         );
-        let (_, full) = built(&feed(Disclosure::Full), &check_in("refused", &["under_age"])).unwrap();
+        let (_, full) = built(&feed(Disclosure::Full), &check_in(CheckInOutcome::Refused, &["under_age"])).unwrap();
         let Message::Record(record) = full.message else { panic!("not a record") };
         assert_eq!((record.allowed, record.reasons.as_slice()), (false, ["under_age".to_owned()].as_slice()));
         assert!(matches!(record.person, Person::Full { ref number, .. } if number == "11010519491231002X"));
@@ -240,8 +251,8 @@ mod tests {
 
     #[test]
     fn incidents_always_go_up_and_are_tallied() {
-        let opened = Effect::Incident {
-            id: "i-1".into(),
+        let opened = LogEntry::Incident(IncidentEntry {
+            incident: "i-1".into(),
             transition: IncidentTransition::Opened {
                 incident_kind: IncidentKind::UnregisteredUse,
                 severity: Severity::Warning,
@@ -249,14 +260,17 @@ mod tests {
                 sensor: None,
                 detail: "x".into(),
             },
-        };
+        });
         let (channel, envelope) = built(&feed(Disclosure::None), &opened).unwrap();
         assert_eq!(channel, "incident");
         assert!(matches!(envelope.message, Message::Incident(IncidentEvent { ref incident_id, .. }) if incident_id == "i-1"));
         let mut tally = Tally::default();
-        for effect in
-            [&opened, &check_in("admitted", &[]), &check_in("refused", &["under_age", "curfew"]), &check_in("refused", &["under_age"])]
-        {
+        for effect in [
+            &opened,
+            &check_in(CheckInOutcome::Admitted, &[]),
+            &check_in(CheckInOutcome::Refused, &["under_age", "curfew"]),
+            &check_in(CheckInOutcome::Refused, &["under_age"]),
+        ] {
             tally.observe(effect);
         }
         assert_eq!((tally.admitted, tally.opened, tally.unregistered_use), (1, 1, 1));
@@ -268,12 +282,13 @@ mod tests {
 
     #[test]
     fn compliance_levels_follow_the_documented_rules() {
-        assert_eq!(compliance(&[], 0, false), Compliance::Green);
-        assert_eq!(compliance(&[], 1, false), Compliance::Yellow);
-        assert_eq!(compliance(&[], 0, true), Compliance::Yellow);
-        assert_eq!(compliance(&[(Severity::Warning, true)], 0, false), Compliance::Yellow);
-        assert_eq!(compliance(&[(Severity::Notice, false)], 0, false), Compliance::Red);
-        assert_eq!(compliance(&[(Severity::Critical, true)], 0, false), Compliance::Red);
+        assert_eq!(compliance(&[], 0, false, false), Compliance::Green);
+        assert_eq!(compliance(&[], 1, false, false), Compliance::Yellow);
+        assert_eq!(compliance(&[], 0, true, false), Compliance::Yellow);
+        assert_eq!(compliance(&[], 0, false, true), Compliance::Yellow, "a failing store is never green");
+        assert_eq!(compliance(&[(Severity::Warning, true)], 0, false, false), Compliance::Yellow);
+        assert_eq!(compliance(&[(Severity::Notice, false)], 0, false, false), Compliance::Red);
+        assert_eq!(compliance(&[(Severity::Critical, true)], 0, false, true), Compliance::Red);
         assert_eq!(
             by_severity(&[(Severity::Critical, true), (Severity::Notice, false)]),
             SeverityCounts { critical: 1, warning: 0, notice: 1 }

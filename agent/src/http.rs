@@ -76,7 +76,7 @@ pub(crate) enum Request {
     },
     /// Someone is about to see or export personal data: logged first.
     Audit {
-        body: serde_json::Value,
+        access: crate::journal::DataAccess,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Acknowledge (no note) or resolve (with a note) an incident.
@@ -645,8 +645,9 @@ async fn records(State(api): State<Api>, headers: HeaderMap, axum::extract::Quer
     let start = |date: jiff::civil::Date| date.to_zoned(api.zone.clone()).map(|zoned| zoned.timestamp()).map_err(|e| bad(e.to_string()));
     let (from, to) = (start(query.from)?, start(query.to.tomorrow().map_err(|e| bad(e.to_string()))?)?);
     let action = if format.is_some() { "export" } else { "view" };
-    let body = json!({ "by": session.user, "action": action, "from": query.from, "to": query.to, "at": api.clock.now() });
-    api.ask(|reply| Request::Audit { body, reply }).await?.map_err(|error| {
+    let access =
+        crate::journal::DataAccess { by: session.user, action: action.to_owned(), from: query.from, to: query.to, at: api.clock.now() };
+    api.ask(|reply| Request::Audit { access, reply }).await?.map_err(|error| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_recorded",
@@ -690,9 +691,10 @@ async fn uplink(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
         return Ok(Json(json!({ "configured": false })).into_response());
     };
     let percent = status.pending as f64 * 100.0 / max as f64;
-    let warning = (status.pending * 2 >= max).then(|| {
+    let warning = crate::feed::half_full(status.pending, max).then(|| {
+        let merging = if status.pending >= max { " Summaries are now merged until it drains." } else { "" };
         format!(
-            "The regulator outbox is {percent:.0}% full ({} of {max} messages waiting). Check the connection to {broker}; when it is full, new check-ins are refused.",
+            "The regulator outbox holds {} messages ({percent:.0}% of its bound of {max}). Check the connection to {broker}. Nothing is dropped: check-ins go on, and are refused only if the disk fills up.{merging}",
             status.pending
         )
     });
@@ -720,7 +722,13 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     for (reason, count) in api.refusals.snapshot() {
         text.push_str(&format!("netbar_messages_refused_total{{reason=\"{reason}\"}} {count}\n"));
     }
-    if let Some((status, _, max)) = api.uplink_status().await? {
+    // A store that cannot answer or write says so, instead of figures that look healthy.
+    let store_up = matches!(api.store.facts().await, Ok(crate::run::Facts { failing: None, .. }));
+    text.push_str(&format!(
+        "# HELP netbar_store_up Whether the registration log answers and its last write succeeded.\n# TYPE netbar_store_up gauge\nnetbar_store_up {}\n",
+        u8::from(store_up)
+    ));
+    if let Ok(Some((status, _, max))) = api.uplink_status().await {
         text.push_str(&format!(
             "# HELP netbar_uplink_connected Whether the regulator's broker is connected.\n# TYPE netbar_uplink_connected gauge\nnetbar_uplink_connected {}\n\
              # HELP netbar_uplink_backlog Messages in the outbox not yet acknowledged by the regulator's broker.\n# TYPE netbar_uplink_backlog gauge\nnetbar_uplink_backlog {}\n\

@@ -17,6 +17,8 @@ mod demo;
 mod enroll;
 mod feed;
 mod http;
+mod instance;
+mod journal;
 mod pki;
 #[path = "../../collector/src/private.rs"]
 mod private;

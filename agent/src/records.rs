@@ -28,11 +28,22 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
-    /// Check the hash chain; exits 1 and names the first bad entry if broken.
+    /// Check the hash chain, and the log against the last entry ever
+    /// committed (its anchor) and, with --heads, against the heads the
+    /// regulator received; exits 1 and names the first problem if any.
     Verify {
-        /// The registration log database.
+        /// The registration log database (at an inspection: the venue's
+        /// `records backup`).
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
+        /// Heads the regulator received from this venue, one JSON object a
+        /// line with `index` and `hash` (what `regulator tail --heads`
+        /// writes): each must be in the log with the same hash.
+        #[arg(long, value_name = "FILE")]
+        heads: Option<PathBuf>,
+        /// The venue whose heads to check, when the file holds several.
+        #[arg(long, value_name = "ID")]
+        venue: Option<String>,
     },
     /// Copy the database while the agent runs (SQLite's online backup),
     /// then verify the copy's chain.
@@ -79,7 +90,16 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             eprintln!("{count} entries exported");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { db } => verify(&db),
+        Command::Verify { db, heads, venue } => {
+            let intact = verify(&db)?;
+            match heads {
+                None => Ok(intact),
+                Some(heads) => {
+                    let checked = verify_heads(&db, &heads, venue.as_deref())?;
+                    Ok(if intact == ExitCode::SUCCESS { checked } else { intact })
+                }
+            }
+        }
         Command::Backup { db, to } => {
             anyhow::ensure!(db.is_file(), "{} does not exist", db.display());
             anyhow::ensure!(!to.exists(), "{} exists already; choose a new file", to.display());
@@ -97,6 +117,52 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             verify(&db)
         }
     }
+}
+
+/// Reads a heads file: the (index, hash) pairs of `venue`, or of the only
+/// venue the file names.
+fn read_heads(path: &std::path::Path, venue: Option<&str>) -> anyhow::Result<Vec<(u64, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut heads = Vec::new();
+    let mut venues = std::collections::BTreeSet::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let bad = |what: &str| anyhow::anyhow!("{} line {}: {what}", path.display(), number + 1);
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|error| bad(&format!("not JSON: {error}")))?;
+        let index = value["index"].as_u64().ok_or_else(|| bad("no `index` (a whole number)"))?;
+        let hash = value["hash"].as_str().ok_or_else(|| bad("no `hash`"))?;
+        let of = value["venue"].as_str();
+        if venue.is_some_and(|wanted| of.is_some_and(|of| of != wanted)) {
+            continue;
+        }
+        venues.extend(of.map(str::to_owned));
+        heads.push((index, hash.to_owned()));
+    }
+    anyhow::ensure!(
+        venue.is_some() || venues.len() <= 1,
+        "{} holds the heads of {} venues ({}); name one with --venue",
+        path.display(),
+        venues.len(),
+        venues.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    Ok(heads)
+}
+
+/// Checks `db` against the heads in `heads`: success, or 1 naming each
+/// head the log does not hold as received.
+fn verify_heads(db: &std::path::Path, heads: &std::path::Path, venue: Option<&str>) -> anyhow::Result<ExitCode> {
+    let heads = read_heads(heads, venue)?;
+    anyhow::ensure!(!heads.is_empty(), "no heads to check{}", venue.map(|venue| format!(" for venue {venue}")).unwrap_or_default());
+    let checked = open(db)?.check_heads(&heads)?;
+    for finding in &checked.findings {
+        println!("NOT AS RECEIVED: {finding}");
+    }
+    println!(
+        "heads the regulator received: {} match the log, {} purged after their retention period, {} do not match",
+        checked.matched,
+        checked.purged,
+        checked.findings.len()
+    );
+    Ok(if checked.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Verifies the chain of `db`: success, or 1 naming the first bad entry.

@@ -7,6 +7,14 @@
 //! skipped), every duplicate (a number seen twice: receivers deduplicate by
 //! message id, so this is harmless but shows resends) and every venue gone
 //! quiet (nothing, not even a heartbeat, for `--quiet-after` seconds).
+//!
+//! It also follows each venue's registration log through the heads its
+//! messages carry (summaries and heartbeats the log's head, records their
+//! own entry and the one before): a head that goes backwards, or a position
+//! that comes back with another hash, means the log at the venue was
+//! truncated or re-chained. `--heads FILE` keeps every head received, one
+//! JSON object a line, for `netbar-agent records verify --heads` at an
+//! inspection.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -57,6 +65,10 @@ pub(crate) struct TailArgs {
     /// Print heartbeats too.
     #[arg(long)]
     heartbeats: bool,
+    /// Append every log head received to this file (JSON lines: region,
+    /// venue, index, hash), for `records verify --heads` at an inspection.
+    #[arg(long, value_name = "FILE")]
+    heads: Option<std::path::PathBuf>,
 }
 
 /// What the sequence of one venue showed.
@@ -113,10 +125,60 @@ impl Sequence {
     }
 }
 
+/// Most positions of one venue's log remembered with their hash.
+const HEADS_KEPT: usize = 100_000;
+
+/// A venue's registration log as its messages show it.
+#[derive(Debug, Default)]
+struct Chain {
+    /// Positions seen, with their hash.
+    hashes: BTreeMap<u64, String>,
+    /// The highest sequence number that carried a head, and the highest
+    /// head carried up to it.
+    last: Option<(u64, u64)>,
+}
+
+impl Chain {
+    /// A head (position, hash) carried by the message numbered `seq` (0: a
+    /// heartbeat, sent live); what it shows that is wrong.
+    fn observe(&mut self, seq: u64, index: u64, hash: &str) -> Vec<String> {
+        let mut findings = Vec::new();
+        if index > 0 {
+            match self.hashes.get(&index) {
+                Some(known) if known != hash => {
+                    findings.push(format!("REWRITTEN: log #{index} came back with hash {}, it had {}", short(hash), short(known)));
+                }
+                Some(_) => {}
+                None => {
+                    self.hashes.insert(index, hash.to_owned());
+                    if self.hashes.len() > HEADS_KEPT {
+                        self.hashes.pop_first();
+                    }
+                }
+            }
+        }
+        // Heads grow with the feed's sequence: each message's head was taken
+        // when it was queued, after the ones numbered before it, and a
+        // heartbeat's is taken when it is sent, after everything received.
+        let highest = self.last.map_or(0, |(_, head)| head);
+        let in_order = seq == 0 || self.last.is_none_or(|(last, _)| seq >= last);
+        if in_order && index < highest {
+            findings.push(format!(
+                "HEAD BACKWARDS: log head #{index} after #{highest}: entries the regulator saw are gone from the venue's log"
+            ));
+        }
+        if seq > 0 && in_order {
+            self.last = Some((seq, highest.max(index)));
+        }
+        findings
+    }
+}
+
 /// Everything the tail knows of one venue.
 #[derive(Debug)]
 struct VenueFeed {
     sequence: Sequence,
+    chain: Chain,
     heard: Instant,
     quiet: bool,
 }
@@ -130,8 +192,7 @@ struct Tracker {
 impl Tracker {
     /// A message from `venue` (as `region/venue`); the lines to print about its sequence.
     fn receive(&mut self, venue: &str, seq: u64, now: Instant) -> Vec<String> {
-        let feed =
-            self.venues.entry(venue.to_owned()).or_insert_with(|| VenueFeed { sequence: Sequence::default(), heard: now, quiet: false });
+        let feed = self.venue(venue, now);
         let mut lines = Vec::new();
         if feed.quiet {
             lines.push(format!("{venue} HEARD AGAIN after {} s", now.duration_since(feed.heard).as_secs()));
@@ -146,6 +207,21 @@ impl Tracker {
             None => {}
         }
         lines
+    }
+
+    fn venue(&mut self, venue: &str, now: Instant) -> &mut VenueFeed {
+        self.venues.entry(venue.to_owned()).or_insert_with(|| VenueFeed {
+            sequence: Sequence::default(),
+            chain: Chain::default(),
+            heard: now,
+            quiet: false,
+        })
+    }
+
+    /// The log heads a message of `venue` carries; the lines to print about them.
+    fn heads(&mut self, venue: &str, seq: u64, heads: &[(u64, &str)], now: Instant) -> Vec<String> {
+        let feed = self.venue(venue, now);
+        heads.iter().flat_map(|(index, hash)| feed.chain.observe(seq, *index, hash)).map(|finding| format!("{venue} {finding}")).collect()
     }
 
     /// Venues silent for `limit` and not yet reported.
@@ -240,13 +316,9 @@ fn describe(envelope: &Envelope, heartbeats: bool) -> Option<String> {
         Message::Incident(event) => incident_line(event),
         Message::Record(record) => record_line(record),
         Message::Heartbeat(beat) if heartbeats => {
-            format!(
-                "heartbeat {}: outbox {} waiting, log head #{} {}",
-                envelope.ts,
-                beat.outbox_pending,
-                beat.log_head.index,
-                short(&beat.log_head.hash)
-            )
+            let pending = beat.outbox_pending.map_or_else(|| "unknown".to_owned(), |pending| pending.to_string());
+            let head = beat.log_head.as_ref().map_or_else(|| "unknown".to_owned(), |head| format!("#{} {}", head.index, short(&head.hash)));
+            format!("heartbeat {}: outbox {pending} waiting, log head {head}", envelope.ts)
         }
         Message::Heartbeat(_) => return None,
         other => format!("unexpected {} on the feed", other.kind()),
@@ -263,6 +335,8 @@ pub(crate) fn run_command(command: Command) -> anyhow::Result<std::process::Exit
 }
 
 async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write;
+
     use anyhow::Context;
     let prefix = Prefix::new(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
     let (tls, host, port) = crate::config::broker_address(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
@@ -286,6 +360,16 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut tracker = Tracker::default();
     let mut check = tokio::time::interval(Duration::from_secs(1));
     let mut connected_once = false;
+    let mut heads = match &args.heads {
+        None => None,
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the heads file {}", path.display()))?,
+        ),
+    };
     loop {
         tokio::select! {
             event = event_loop.poll() => match event {
@@ -297,8 +381,14 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
                     connected_once = true;
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
-                    for line in on_message(&prefix, &publish.topic, &publish.payload, &mut tracker, args.heartbeats) {
+                    let received = on_message(&prefix, &publish.topic, &publish.payload, &mut tracker, args.heartbeats);
+                    for line in received.lines {
                         println!("{line}");
+                    }
+                    if let Some(file) = heads.as_mut() {
+                        for head in received.heads {
+                            writeln!(file, "{head}").and_then(|()| file.flush()).context("cannot write the heads file")?;
+                        }
                     }
                 }
                 Ok(_) => {}
@@ -320,27 +410,62 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// The lines one message on the feed prints.
-fn on_message(prefix: &Prefix, topic: &str, payload: &[u8], tracker: &mut Tracker, heartbeats: bool) -> Vec<String> {
+/// The log heads (position, hash) a message carries.
+fn heads_of(message: &Message) -> Vec<(u64, &str)> {
+    match message {
+        Message::Summary(summary) => vec![(summary.log_head.index, summary.log_head.hash.as_str())],
+        Message::Heartbeat(beat) => beat.log_head.iter().map(|head| (head.index, head.hash.as_str())).collect(),
+        Message::Record(record) => vec![(record.index.saturating_sub(1), record.prev_hash.as_str()), (record.index, record.hash.as_str())],
+        _ => Vec::new(),
+    }
+}
+
+/// What one message on the feed gives: the lines to print, and the heads
+/// to keep (JSON lines for `records verify --heads`).
+#[derive(Debug, Default)]
+struct Received {
+    lines: Vec<String>,
+    heads: Vec<serde_json::Value>,
+}
+
+/// What one message on the feed prints and keeps.
+fn on_message(prefix: &Prefix, topic: &str, payload: &[u8], tracker: &mut Tracker, heartbeats: bool) -> Received {
     let (region, venue) = match Topic::parse_regulator(prefix, topic) {
         Ok(Topic::Regulator { region, venue, .. }) => (region, venue),
-        Ok(_) => return Vec::new(),
-        Err(error) => return vec![format!("{topic} UNREADABLE topic: {error}")],
+        Ok(_) => return Received::default(),
+        Err(error) => return Received { lines: vec![format!("{topic} UNREADABLE topic: {error}")], heads: Vec::new() },
     };
     let label = format!("{region}/{venue}");
     let envelope = match netbar_protocol::decode(payload) {
         Ok(envelope) => envelope,
-        Err(error) => return vec![format!("{label} UNREADABLE message: {error}")],
+        Err(error) => return Received { lines: vec![format!("{label} UNREADABLE message: {error}")], heads: Vec::new() },
     };
     if envelope.venue != venue {
-        return vec![format!("{label} MISMATCH: a message of venue {} on this venue's topic", envelope.venue)];
+        let line = format!("{label} MISMATCH: a message of venue {} on this venue's topic", envelope.venue);
+        return Received { lines: vec![line], heads: Vec::new() };
     }
-    let mut lines = tracker.receive(&label, envelope.seq, Instant::now());
+    let now = Instant::now();
+    let mut lines = tracker.receive(&label, envelope.seq, now);
+    let heads = heads_of(&envelope.message);
+    lines.extend(tracker.heads(&label, envelope.seq, &heads, now));
+    let store_error = match &envelope.message {
+        Message::Summary(summary) => summary.store_error.as_deref(),
+        Message::Heartbeat(beat) => beat.store_error.as_deref(),
+        _ => None,
+    };
+    if let Some(error) = store_error {
+        lines.push(format!("{label} STORE FAILING: {error}"));
+    }
     if let Some(text) = describe(&envelope, heartbeats) {
         let seq = if envelope.seq > 0 { format!(" #{}", envelope.seq) } else { String::new() };
         lines.insert(0, format!("{label}{seq} {text}"));
     }
-    lines
+    let heads = heads
+        .iter()
+        .filter(|(index, _)| *index > 0)
+        .map(|(index, hash)| serde_json::json!({ "region": region.as_str(), "venue": venue.as_str(), "index": index, "hash": hash }))
+        .collect();
+    Received { lines, heads }
 }
 
 #[cfg(test)]
@@ -389,15 +514,16 @@ mod tests {
         let mut summary = example(netbar_protocol::Kind::Summary);
         summary.seq = 5;
         let topic = format!("netbar/feed/310104/{}/summary", summary.venue);
-        let lines = on_message(&prefix, &topic, netbar_protocol::encode(&summary).as_bytes(), &mut tracker, false);
+        let lines = on_message(&prefix, &topic, netbar_protocol::encode(&summary).as_bytes(), &mut tracker, false).lines;
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].starts_with(&format!("310104/{} #5 summary ", summary.venue)), "{}", lines[0]);
         assert!(lines[0].contains("compliance "), "{}", lines[0]);
         let incident = example(netbar_protocol::Kind::Incident);
         let text =
-            on_message(&prefix, &topic.replace("summary", "incident"), netbar_protocol::encode(&incident).as_bytes(), &mut tracker, false);
+            on_message(&prefix, &topic.replace("summary", "incident"), netbar_protocol::encode(&incident).as_bytes(), &mut tracker, false)
+                .lines;
         assert!(text.iter().any(|line| line.contains("incident ")), "{text:?}");
-        let garbage = on_message(&prefix, &topic, b"{not json", &mut tracker, false);
+        let garbage = on_message(&prefix, &topic, b"{not json", &mut tracker, false).lines;
         assert!(garbage[0].contains("UNREADABLE message"), "{garbage:?}");
         let stranger = on_message(
             &prefix,
@@ -405,7 +531,64 @@ mod tests {
             netbar_protocol::encode(&summary).as_bytes(),
             &mut tracker,
             false,
-        );
+        )
+        .lines;
         assert!(stranger[0].contains("MISMATCH"), "{stranger:?}");
+    }
+
+    #[test]
+    fn a_log_truncated_or_rechained_at_the_venue_shows_in_its_heads() {
+        let (a, b, c) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let mut chain = Chain::default();
+        assert!(chain.observe(1, 10, &a).is_empty());
+        assert!(chain.observe(2, 12, &b).is_empty());
+        // A heartbeat sent before queued messages drained carries a later head: fine.
+        assert!(chain.observe(0, 20, &c).is_empty());
+        assert!(chain.observe(3, 15, &c).is_empty(), "queued after #2, before the heartbeat: its head is between");
+        // A resent duplicate with an old head is not news.
+        assert!(chain.observe(2, 12, &b).is_empty());
+        // The same position with another hash: rewritten.
+        let rewritten = chain.observe(4, 12, &c);
+        assert_eq!(rewritten.len(), 2, "{rewritten:?}");
+        assert!(
+            rewritten[0].starts_with("REWRITTEN: log #12 came back with hash cccccccccccccccc, it had bbbbbbbbbbbbbbbb"),
+            "{rewritten:?}"
+        );
+        assert!(rewritten[1].starts_with("HEAD BACKWARDS: log head #12 after #15"), "{rewritten:?}");
+        // A heartbeat behind what the feed already showed.
+        let behind = chain.observe(0, 11, &a);
+        assert!(behind.iter().any(|line| line.starts_with("HEAD BACKWARDS: log head #11 after #15")), "{behind:?}");
+    }
+
+    #[test]
+    fn heads_are_kept_for_an_inspection_and_a_failing_store_is_named() {
+        let prefix = Prefix::new("netbar/feed").unwrap();
+        let mut tracker = Tracker::default();
+        let mut record = netbar_protocol::examples::envelope(netbar_protocol::Kind::Record);
+        record.seq = 3;
+        let topic = format!("netbar/feed/310104/{}/record", record.venue);
+        let received = on_message(&prefix, &topic, netbar_protocol::encode(&record).as_bytes(), &mut tracker, false);
+        let Message::Record(body) = &record.message else { unreachable!() };
+        assert_eq!(received.heads.len(), 2, "the entry and the one before it");
+        assert_eq!(received.heads[1]["index"], body.index);
+        assert_eq!(received.heads[1]["hash"], body.hash.as_str());
+        assert_eq!(received.heads[0]["hash"], body.prev_hash.as_str());
+        assert_eq!(received.heads[0]["venue"], record.venue.as_str());
+        let mut beat = netbar_protocol::examples::envelope(netbar_protocol::Kind::Heartbeat);
+        beat.message = netbar_protocol::messages::Heartbeat {
+            outbox_pending: None,
+            log_head: None,
+            store_error: Some("the disk holding the registration log is full".into()),
+        }
+        .into();
+        let received =
+            on_message(&prefix, &topic.replace("record", "heartbeat"), netbar_protocol::encode(&beat).as_bytes(), &mut tracker, true);
+        assert!(
+            received.lines.iter().any(|line| line.ends_with("STORE FAILING: the disk holding the registration log is full")),
+            "{:?}",
+            received.lines
+        );
+        assert!(received.lines[0].contains("outbox unknown waiting, log head unknown"), "{:?}", received.lines);
+        assert!(received.heads.is_empty());
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::broker;
 use crate::config::{BrokerMode, Loaded};
 use crate::http::{Api, Request, TransitionFailure};
+use crate::journal::LogEntry;
 use crate::store::{Entry, Outbound, Queued, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
@@ -60,15 +61,15 @@ impl Clock {
 
 /// What the store thread does, in order.
 enum StoreRequest {
-    Append(Timestamp, &'static str, serde_json::Value, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
+    Append(Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
     /// A message for the regulator on its own (a summary).
     Enqueue(Timestamp, Outbound, oneshot::Sender<Result<Option<u64>, StoreError>>),
     QueuedAfter(u64, usize, oneshot::Sender<Result<Vec<Queued>, StoreError>>),
     /// Acknowledged by the regulator's broker: out of the outbox.
     Remove(Vec<u64>, oneshot::Sender<()>),
     Connected(bool, Timestamp),
-    /// The outbox's size and the log's head, for heartbeats.
-    Facts(oneshot::Sender<(u64, (u64, String))>),
+    /// The outbox's size, the log's head and the store's health.
+    Facts(oneshot::Sender<Facts>),
     /// The feed's state as recorded, for the console and /metrics.
     OutboxStatus(oneshot::Sender<Result<crate::store::OutboxStatus, StoreError>>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
@@ -76,6 +77,15 @@ enum StoreRequest {
     Enrolled(oneshot::Sender<Result<Enrolled, StoreError>>),
     /// Answered once everything queued before it is done.
     Flush(oneshot::Sender<()>),
+}
+
+/// What the store says of itself: the outbox's size, the log's head, and
+/// why it last failed to write, while it has not written since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Facts {
+    pub(crate) pending: u64,
+    pub(crate) head: (u64, String),
+    pub(crate) failing: Option<String>,
 }
 
 /// The store's owner: a thread serving requests in order.
@@ -94,20 +104,21 @@ fn stopped() -> StoreError {
 const BATCH: usize = 256;
 
 /// A request to the store thread that carries an entry to append.
-type Appending = (Timestamp, &'static str, serde_json::Value, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>);
+type Appending = (Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>);
 
-/// Appends a batch in one transaction and answers each request.
-fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queued: &tokio::sync::Notify) {
+/// Appends a batch in one transaction and answers each request; the
+/// failure's text when it could not.
+fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queued: &tokio::sync::Notify) -> Option<String> {
     let mut replies = Vec::with_capacity(batch.len());
-    let mut bodies = Vec::with_capacity(batch.len());
+    let mut entries = Vec::with_capacity(batch.len());
     let mut uplinked = false;
-    for (at, kind, body, outbound, reply) in batch {
+    for (at, entry, outbound, reply) in batch {
         uplinked |= outbound.is_some();
-        bodies.push((at, kind, body, outbound));
+        entries.push((at, entry, outbound));
         replies.push(reply);
     }
-    let entries = bodies.iter_mut().map(|(at, kind, body, outbound)| ((*at, *kind, &*body), outbound.take())).collect();
-    match store.append_uplinked(entries, outbox_max) {
+    let appending = entries.iter_mut().map(|(at, entry, outbound)| ((*at, &*entry), outbound.take())).collect();
+    match store.append_uplinked(appending, outbox_max) {
         Ok(committed) => {
             for (reply, entry) in replies.into_iter().zip(committed) {
                 let _ = reply.send(Ok(entry));
@@ -115,6 +126,7 @@ fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queue
             if uplinked {
                 queued.notify_one();
             }
+            None
         }
         Err(error) => {
             let text = error.to_string();
@@ -124,6 +136,7 @@ fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queue
                     _ => StoreError::Unwritable(text.clone()),
                 }));
             }
+            Some(text)
         }
     }
 }
@@ -136,18 +149,18 @@ impl StoreHandle {
         std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
+                // Why the last write failed, until one succeeds again.
+                let mut failing: Option<String> = None;
                 let mut next = queue.blocking_recv();
                 while let Some(request) = next.take() {
                     match request {
-                        StoreRequest::Append(at, kind, body, outbound, reply) => {
+                        StoreRequest::Append(at, entry, outbound, reply) => {
                             // Whatever queued up meanwhile commits with it:
                             // one sync for a burst, in the order received.
-                            let mut batch = vec![(at, kind, body, outbound, reply)];
+                            let mut batch = vec![(at, entry, outbound, reply)];
                             while batch.len() < BATCH {
                                 match queue.try_recv() {
-                                    Ok(StoreRequest::Append(at, kind, body, outbound, reply)) => {
-                                        batch.push((at, kind, body, outbound, reply))
-                                    }
+                                    Ok(StoreRequest::Append(at, entry, outbound, reply)) => batch.push((at, entry, outbound, reply)),
                                     Ok(other) => {
                                         next = Some(other);
                                         break;
@@ -155,12 +168,17 @@ impl StoreHandle {
                                     Err(_) => break,
                                 }
                             }
-                            commit_batch(&mut store, batch, outbox_max, &notify);
+                            failing = commit_batch(&mut store, batch, outbox_max, &notify);
                         }
                         StoreRequest::Enqueue(at, outbound, reply) => {
                             let result = store.enqueue_alone(at, outbox_max, outbound);
-                            if matches!(result, Ok(Some(_))) {
-                                notify.notify_one();
+                            match &result {
+                                Ok(Some(_)) => {
+                                    failing = None;
+                                    notify.notify_one();
+                                }
+                                Ok(None) => {}
+                                Err(error) => failing = Some(error.to_string()),
                             }
                             let _ = reply.send(result);
                         }
@@ -179,9 +197,9 @@ impl StoreHandle {
                             }
                         }
                         StoreRequest::Facts(reply) => {
-                            let pending = store.outbox_status().map(|status| status.pending).unwrap_or(0);
                             let (index, hash) = store.head();
-                            let _ = reply.send((pending, (index, hash.to_owned())));
+                            let _ =
+                                reply.send(Facts { pending: store.pending(), head: (index, hash.to_owned()), failing: failing.clone() });
                         }
                         StoreRequest::OutboxStatus(reply) => {
                             let _ = reply.send(store.outbox_status());
@@ -214,10 +232,10 @@ impl StoreHandle {
 
     /// Queues an entry, with the message for the regulator it causes; it is
     /// committed, in order, soon after.
-    pub(crate) async fn queue(&self, at: Timestamp, kind: &'static str, body: serde_json::Value, outbound: Option<Outbound>) -> Pending {
+    pub(crate) async fn queue(&self, at: Timestamp, entry: LogEntry, outbound: Option<Outbound>) -> Pending {
         let (reply, committed) = oneshot::channel();
         if let Err(mpsc::error::SendError(StoreRequest::Append(.., reply))) =
-            self.requests.send(StoreRequest::Append(at, kind, body, outbound, reply)).await
+            self.requests.send(StoreRequest::Append(at, entry, outbound, reply)).await
         {
             let _ = reply.send(Err(stopped()));
         }
@@ -225,7 +243,7 @@ impl StoreHandle {
     }
 
     /// Queues a message for the regulator on its own; its sequence number,
-    /// or None when the outbox is full.
+    /// or None when a summary is not queued (the outbox is over its bound).
     pub(crate) async fn enqueue(&self, at: Timestamp, outbound: Outbound) -> Result<Option<u64>, StoreError> {
         self.ask(|reply| StoreRequest::Enqueue(at, outbound, reply)).await.ok_or_else(stopped)?
     }
@@ -245,9 +263,10 @@ impl StoreHandle {
         let _ = self.requests.send(StoreRequest::Connected(connected, Timestamp::now())).await;
     }
 
-    /// The outbox's size and the log's head (index, hash).
-    pub(crate) async fn facts(&self) -> (u64, (u64, String)) {
-        self.ask(StoreRequest::Facts).await.unwrap_or((0, (0, crate::store::GENESIS.to_owned())))
+    /// The outbox's size, the log's head and the store's health; an error
+    /// when the store's thread is gone (never zeros that look like data).
+    pub(crate) async fn facts(&self) -> Result<Facts, StoreError> {
+        self.ask(StoreRequest::Facts).await.ok_or_else(stopped)
     }
 
     /// The feed's state as recorded: backlog, oldest unsent, sequence numbers.
@@ -460,8 +479,6 @@ impl Agent {
         let mut commits = Commits::default();
         let now = self.clock.now();
         for effect in effects {
-            self.tally.observe(&effect);
-            let outbound = self.feed.as_ref().and_then(|feed| feed.outbound(&effect, now));
             match effect {
                 Effect::Command { station, mut action } => {
                     if let netbar_protocol::messages::Action::Unlock { until: Some(until), .. } = &mut action {
@@ -470,13 +487,13 @@ impl Agent {
                     let command = netbar_protocol::messages::Command { command_id: format!("c-{:016x}", rand::random::<u64>()), action };
                     self.publish_to(&station, StationChannel::Command, command);
                 }
-                Effect::Record { kind, body } => {
-                    commits.0.push(self.store.queue(now, kind, body, outbound).await);
-                }
-                Effect::Incident { id, transition } => {
-                    tracing::warn!(incident = %id, ?transition, "incident");
-                    let body = serde_json::json!({ "incident": id, "transition": transition });
-                    commits.0.push(self.store.queue(now, "incident", body, outbound).await);
+                Effect::Record(entry) => {
+                    if let LogEntry::Incident(incident) = &entry {
+                        tracing::warn!(incident = %incident.incident, transition = ?incident.transition, "incident");
+                    }
+                    self.tally.observe(&entry);
+                    let outbound = self.feed.as_ref().and_then(|feed| feed.outbound(&entry, now));
+                    commits.0.push(self.store.queue(now, entry, outbound).await);
                 }
             }
         }
@@ -560,14 +577,7 @@ impl Agent {
         let now = self.clock.now();
         match request {
             Request::CheckIn { document, name, circumstances, reply } => {
-                let (outcome, mut effects) = self.venue.check_in(now, &document, circumstances, rand::random);
-                if let Some(name) = name {
-                    for effect in &mut effects {
-                        if let crate::venue::Effect::Record { kind: "check_in", body } = effect {
-                            body["name"] = serde_json::Value::String(name.clone());
-                        }
-                    }
-                }
+                let (outcome, effects) = self.venue.check_in(now, &document, circumstances, name, rand::random);
                 let commits = self.apply(effects).await;
                 let undo = self.undo.clone();
                 self.after(commits, move |result| async move {
@@ -641,8 +651,8 @@ impl Agent {
                     });
                 }
             },
-            Request::Audit { body, reply } => {
-                let commits = self.apply(vec![crate::venue::Effect::Record { kind: "personal_data_access", body }]).await;
+            Request::Audit { access, reply } => {
+                let commits = self.apply(vec![Effect::Record(LogEntry::PersonalDataAccess(access))]).await;
                 self.after(commits, move |result| async move {
                     let _ = reply.send(result.map_err(|error| error.to_string()));
                 });
@@ -690,17 +700,22 @@ impl Agent {
         let open: Vec<&crate::venue::Incident> = self.venue.incidents().into_iter().filter(|i| i.resolved.is_none()).collect();
         let sensors_faulty =
             open.iter().filter(|i| i.kind == netbar_protocol::messages::IncidentKind::SensorFault && i.sensor.is_some()).count();
+        let facts = self.store.facts().await;
+        let store = match &facts {
+            Ok(Facts { failing: None, .. }) => serde_json::json!({ "ok": true }),
+            Ok(Facts { failing: Some(error), .. }) => serde_json::json!({ "ok": false, "error": error }),
+            Err(error) => serde_json::json!({ "ok": false, "error": error.to_string() }),
+        };
         let uplink = match &self.loaded.uplink {
             None => serde_json::json!({ "configured": false }),
             Some(settings) => {
-                let (pending, _) = self.store.facts().await;
-                let warning = pending * 2 >= settings.outbox_max;
+                let pending = facts.as_ref().ok().map(|facts| facts.pending);
                 serde_json::json!({
                     "configured": true,
                     "connected": self.uplink_state.connected.load(std::sync::atomic::Ordering::Relaxed),
                     "backlog": pending,
                     "outbox_max": settings.outbox_max,
-                    "warning": warning,
+                    "warning": pending.is_some_and(|pending| crate::feed::half_full(pending, settings.outbox_max)),
                 })
             }
         };
@@ -715,14 +730,17 @@ impl Agent {
             "stations": self.venue.floor(),
             "incidents": open,
             "uplink": uplink,
+            "store": store,
         })
     }
 
+    /// Queues the summary of the period since the last one queued. When
+    /// the outbox is over its bound the summary is not queued and this
+    /// period's counts carry over into the next: nothing is lost and no
+    /// sequence number is skipped.
     async fn summarise(&mut self) {
         let Some(feed) = &self.feed else { return };
         let now = self.clock.now();
-        let tally = std::mem::take(&mut self.tally);
-        let from = std::mem::replace(&mut self.period_start, now);
         let open: Vec<(netbar_protocol::messages::Severity, bool)> = self
             .venue
             .incidents()
@@ -736,9 +754,15 @@ impl Agent {
             .into_iter()
             .filter(|incident| incident.resolved.is_none() && incident.kind == netbar_protocol::messages::IncidentKind::SensorFault)
             .count() as u32;
-        let (pending, _) = self.store.facts().await;
+        let (pending, store_error) = match self.store.facts().await {
+            Ok(facts) => (Some(facts.pending), facts.failing),
+            Err(error) => (None, Some(error.to_string())),
+        };
         let occupancy = self.venue.occupancy();
         let sensors_enrolled = self.enrolled.sensors.len() as u32;
+        let tally = &self.tally;
+        let from = self.period_start;
+        let half_full = pending.is_some_and(|pending| crate::feed::half_full(pending, feed.outbox_max));
         let summary = netbar_protocol::messages::Summary {
             from,
             to: now.max(from + jiff::SignedDuration::from_millis(1)),
@@ -756,13 +780,22 @@ impl Agent {
             incidents_open_by_severity: crate::feed::by_severity(&open),
             sensors_enrolled,
             sensors_silent: silent.min(sensors_enrolled),
-            compliance: crate::feed::compliance(&open, silent, pending * 2 > feed.outbox_max),
+            compliance: crate::feed::compliance(&open, silent, half_full, store_error.is_some()),
+            // Filled in by the store with the head at the moment it queues the summary.
             log_head: netbar_protocol::messages::LogHead { index: 0, hash: crate::store::GENESIS.to_owned() },
+            store_error,
         };
         match self.store.enqueue(now, feed.summary(summary)).await {
-            Ok(Some(_)) => {}
-            Ok(None) => tracing::error!(pending, "the regulator outbox is full: this period's summary is NOT queued"),
-            Err(error) => tracing::error!(%error, "cannot queue the summary for the regulator"),
+            Ok(Some(_)) => {
+                self.tally = crate::feed::Tally::default();
+                self.period_start = now;
+            }
+            Ok(None) => {
+                tracing::warn!(?pending, since = %from, "the regulator outbox is over its bound: this period's summary carries over into the next")
+            }
+            Err(error) => {
+                tracing::error!(%error, since = %from, "cannot queue the summary for the regulator; its period carries over into the next")
+            }
         }
     }
 
@@ -829,10 +862,46 @@ impl AgentStatusTopic {
     }
 }
 
+/// The venue as the log says it stands at `now`: its rules from the
+/// configuration, its open matters (check-ins, sessions, holds, incidents
+/// and the last day's incident history) replayed from the store.
+fn restore_venue(loaded: &Loaded, store: &Store, now: Timestamp) -> anyhow::Result<Venue> {
+    let rules = &loaded.config.rules;
+    let seconds = |duration: Duration| jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX);
+    let thresholds = crate::venue::Thresholds {
+        curfew_warning: jiff::SignedDuration::from_mins(i64::from(rules.curfew_warning_minutes)),
+        exit_grace: seconds(rules.exit_grace),
+        station_silent_after: seconds(rules.station_silent_after),
+        overheat_celsius: rules.overheat_celsius,
+        co_alarm_ppm: rules.co_alarm_ppm,
+        licensed_stations: loaded.config.venue.licensed_stations,
+        staff: loaded.config.venue.staff,
+    };
+    let mut venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), thresholds);
+    let matters = store.open_matters(now - jiff::SignedDuration::from_hours(24)).context("cannot read the venue's open matters")?;
+    for problem in &matters.unreadable {
+        tracing::error!(%problem, "a registration log entry cannot be replayed; the venue is rebuilt without it");
+    }
+    let replayed = matters.entries.len();
+    let restored = venue.restore(now, matters.entries);
+    tracing::info!(
+        replayed,
+        tickets = restored.tickets,
+        sessions = restored.sessions,
+        holds = restored.holds,
+        incidents_open = restored.incidents_open,
+        "venue rebuilt from the registration log"
+    );
+    Ok(venue)
+}
+
 /// Runs the agent until `shutdown` resolves.
 pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let _instance = crate::instance::hold(&loaded.config.data.dir)?;
+    let started = std::time::Instant::now();
+    let clock = Clock::from_env()?;
     let database = loaded.database();
-    let store = Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
+    let mut store = Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
     let enrolled = Enrolled::load(&store)?;
     tracing::info!(
         stations = enrolled.stations.len(),
@@ -840,6 +909,15 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         log_head = store.head().0,
         "registration log open"
     );
+    // Whatever an earlier run noted, this one is not connected to the
+    // regulator until its uplink says so.
+    store.set_connected(false, Timestamp::now())?;
+    let truncation = store.truncation().cloned();
+    if let Some(truncation) = &truncation {
+        tracing::error!(%truncation, "the registration log was altered outside netbar: new entries follow the last one committed, so no position is given out twice");
+    }
+    let venue = restore_venue(&loaded, &store, clock.now())?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "venue restored");
     let outbox_max = loaded.uplink.as_ref().map_or(u64::MAX, |uplink| uplink.outbox_max);
     let store = StoreHandle::start(store, outbox_max)?;
 
@@ -883,7 +961,6 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         }
     };
     let mut options = options;
-    let clock = Clock::from_env()?;
     let status = AgentStatusTopic::new(&loaded, clock);
     options.set_last_will(rumqttc::LastWill::new(status.topic.clone(), status.payload(false), QoS::AtLeastOnce, true));
     options.set_keep_alive(Duration::from_secs(15));
@@ -892,18 +969,6 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
     event_loop.set_network_options(crate::transport::nodelay());
 
-    let rules = &loaded.config.rules;
-    let seconds = |duration: Duration| jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX);
-    let thresholds = crate::venue::Thresholds {
-        curfew_warning: jiff::SignedDuration::from_mins(i64::from(rules.curfew_warning_minutes)),
-        exit_grace: seconds(rules.exit_grace),
-        station_silent_after: seconds(rules.station_silent_after),
-        overheat_celsius: rules.overheat_celsius,
-        co_alarm_ppm: rules.co_alarm_ppm,
-        licensed_stations: loaded.config.venue.licensed_stations,
-        staff: loaded.config.venue.staff,
-    };
-    let venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), thresholds);
     let refusals: Arc<Refusals> = Arc::default();
     let (api_requests, mut requests) = mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
@@ -966,6 +1031,20 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     // A station revoked while the agent runs is refused within seconds.
     let mut enrollments = tokio::time::interval(ENROLLMENTS_READ_EVERY);
     enrollments.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What the log says and what is due at once: a truncation found at
+    // opening, and whatever fell due while the agent was down (a curfew
+    // that passed ends its session now, with its reason recorded).
+    let mut effects = match truncation {
+        Some(truncation) => agent.venue.records_tampered(agent.clock.now(), truncation.to_string()),
+        None => Vec::new(),
+    };
+    effects.extend(agent.venue.tick(agent.clock.now()));
+    let commits = agent.apply(effects).await;
+    agent.after(commits, |result| async move {
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot record what was due at start-up");
+        }
+    });
     tokio::pin!(shutdown);
     loop {
         let deadline = agent.venue.next_deadline();

@@ -24,6 +24,8 @@ use netbar_protocol::StationKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::journal::LogEntry;
+
 /// A certificate the venue CA issued (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Issued {
@@ -77,15 +79,40 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// One entry of the log.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One entry of the log, as committed.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) seq: u64,
     pub(crate) at: Timestamp,
-    pub(crate) kind: String,
-    pub(crate) body: serde_json::Value,
+    pub(crate) entry: LogEntry,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
+}
+
+/// The log's file holds less than was committed: entries were removed (or
+/// the last one replaced) outside the program. Found at opening by the
+/// anchor, which keeps the highest position and hash ever committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Truncation {
+    /// The last entry the file holds (or its checkpoint).
+    pub(crate) log_end: (u64, String),
+    /// The last entry ever committed.
+    pub(crate) anchor: (u64, String),
+}
+
+impl fmt::Display for Truncation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ((end, _), (anchor, hash)) = (&self.log_end, &self.anchor);
+        if end < anchor {
+            write!(
+                f,
+                "the registration log ends at entry {end} but entry {anchor} was committed (hash {hash}): entries {}..{anchor} were removed from the file",
+                end + 1
+            )
+        } else {
+            write!(f, "entry {anchor} of the registration log is not the one committed (its hash was {hash}): it was replaced in the file")
+        }
+    }
 }
 
 /// The first entry that does not verify.
@@ -112,6 +139,25 @@ pub(crate) struct Verified {
     pub(crate) head: (u64, String),
 }
 
+/// What a restart replays: entries in log order (when, what, whether it
+/// still keeps something open), and the entries that could not be read.
+#[derive(Debug)]
+pub(crate) struct OpenMatters {
+    pub(crate) entries: Vec<(Timestamp, LogEntry, bool)>,
+    pub(crate) unreadable: Vec<String>,
+}
+
+/// The log compared with heads the regulator received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HeadsChecked {
+    /// Heads found in the log with the same hash.
+    pub(crate) matched: u64,
+    /// Heads older than the checkpoint (purged after their retention period).
+    pub(crate) purged: u64,
+    /// Heads that do not match, each in words.
+    pub(crate) findings: Vec<String>,
+}
+
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
@@ -136,8 +182,8 @@ pub(crate) struct Queued {
 /// head at that moment: the channel and the encoded envelope, or nothing.
 pub(crate) type Outbound = Box<dyn FnOnce(u64, Head<'_>) -> Option<(&'static str, Vec<u8>)> + Send>;
 
-/// An entry to append: when, what kind, its body.
-pub(crate) type NewEntry<'a> = (Timestamp, &'a str, &'a serde_json::Value);
+/// An entry to append: when, and what.
+pub(crate) type NewEntry<'a> = (Timestamp, &'a LogEntry);
 
 /// The log entry a message for the regulator goes with, or the log's head.
 #[derive(Debug, Clone, Copy)]
@@ -178,14 +224,36 @@ fn entry_hash(prev_hash: &str, seq: u64, at: &str, kind: &str, body: &str) -> St
 #[derive(Debug)]
 pub(crate) struct Store {
     connection: Connection,
+    /// Where the next entry chains on: the last entry committed.
     head: (u64, String),
+    /// Messages in the outbox.
+    pending: u64,
+    /// Found at opening: entries committed but missing from the file.
+    truncation: Option<Truncation>,
+}
+
+/// What a migration does that SQL cannot (reading the log to fill a new
+/// table), in the migration's transaction.
+type MigrationCode = fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>;
+
+/// One step of the schema: SQL, then its code, in one transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<MigrationCode>,
 }
 
 /// The schema's migrations, in order: the database's `user_version` is the
 /// number of those applied. Never edit one that has shipped; add the next.
 /// Every statement is idempotent, so a database from before the numbering
 /// (user_version 0, the tables of migration 1 present) takes them all.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
+    Migration { sql: MIGRATION_1, then: None },
+    Migration { sql: MIGRATION_2, then: None },
+    Migration { sql: MIGRATION_3, then: None },
+    Migration { sql: MIGRATION_4, then: Some(replay_into_live_and_anchor) },
+];
+
+const MIGRATION_1: &str =
     // 1: the registration log, enrollment and users (first release).
     "
 CREATE TABLE IF NOT EXISTS log (
@@ -237,9 +305,10 @@ WHEN NEW.days < OLD.days
 BEGIN
     SELECT RAISE(ABORT, 'the retention period of existing records cannot be shortened');
 END;
-",
-    // 2: the regulator feed's outbox and link state.
-    "CREATE TABLE IF NOT EXISTS outbox (
+";
+
+// 2: the regulator feed's outbox and link state.
+const MIGRATION_2: &str = "CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY,
     channel TEXT NOT NULL,
     payload BLOB NOT NULL,
@@ -253,9 +322,10 @@ CREATE TABLE IF NOT EXISTS uplink (
     changed_unix INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO uplink (id, last_seq, last_acked, connected, changed_unix) VALUES (1, 0, 0, 0, 0);
-",
-    // 3: revoked stations, and the certificates the venue CA issued.
-    "ALTER TABLE stations ADD COLUMN revoked_at TEXT;
+";
+
+// 3: revoked stations, and the certificates the venue CA issued.
+const MIGRATION_3: &str = "ALTER TABLE stations ADD COLUMN revoked_at TEXT;
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY,
     subject TEXT NOT NULL,
@@ -264,8 +334,93 @@ CREATE TABLE IF NOT EXISTS certificates (
     not_after TEXT NOT NULL,
     revoked_at TEXT
 );
-",
-];
+";
+
+// 4: what a restart replays (the entries that keep something open: a
+// check-in, a session, a station's hold, an incident), and the anchor: the
+// highest position and hash ever committed, which never goes back, so a
+// log whose tail was removed from the file is found out. Both are filled
+// from the log as it is.
+const MIGRATION_4: &str = "CREATE TABLE IF NOT EXISTS live (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)
+);
+CREATE INDEX IF NOT EXISTS live_seq ON live (seq);
+CREATE TABLE IF NOT EXISTS anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS anchor_never_back BEFORE UPDATE ON anchor
+WHEN NEW.seq < OLD.seq
+BEGIN
+    SELECT RAISE(ABORT, 'the anchor of the registration log never goes back');
+END;
+";
+
+/// Migration 4's code: the live set from a replay of the whole log, the
+/// anchor at its head.
+fn replay_into_live_and_anchor(transaction: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    transaction.execute("DELETE FROM live", [])?;
+    let live = live_by_replay(transaction)?;
+    {
+        let mut insert = transaction.prepare("INSERT OR IGNORE INTO live (key, seq) VALUES (?1, ?2)")?;
+        for (key, seqs) in &live {
+            for seq in seqs {
+                insert.execute(params![key, *seq as i64])?;
+            }
+        }
+    }
+    let (seq, hash) = log_end(transaction)?;
+    transaction.execute("INSERT OR IGNORE INTO anchor (id, seq, hash) VALUES (1, ?1, ?2)", params![seq as i64, hash])?;
+    Ok(())
+}
+
+/// The live set a replay of the log (from its checkpoint) gives: key →
+/// the entries that keep it open. Entries that do not read as ours are
+/// passed over.
+fn live_by_replay(connection: &Connection) -> Result<std::collections::BTreeMap<String, Vec<u64>>, StoreError> {
+    let mut live: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+    let mut statement = connection.prepare("SELECT seq, kind, body FROM log ORDER BY seq")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let (seq, kind, body): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let Ok(entry) = LogEntry::from_parts(&kind, &body) else { continue };
+        let (closes, opens) = entry.liveness();
+        for key in closes {
+            live.remove(&key);
+        }
+        for key in opens {
+            live.entry(key).or_default().push(seq as u64);
+        }
+    }
+    Ok(live)
+}
+
+/// The last entry the file holds, or the checkpoint when it holds none.
+fn log_end(connection: &Connection) -> Result<(u64, String), StoreError> {
+    let head = connection
+        .query_row("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .optional()?;
+    match head {
+        Some(head) => Ok(head),
+        None => Store::checkpoint_of(connection),
+    }
+}
+
+/// The anchor, where the schema has one.
+fn anchor_of(connection: &Connection) -> Result<Option<(u64, String)>, StoreError> {
+    let has_table: bool =
+        connection
+            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'anchor')", [], |row| row.get(0))?;
+    if !has_table {
+        return Ok(None);
+    }
+    Ok(connection
+        .query_row("SELECT seq, hash FROM anchor WHERE id = 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .optional()?)
+}
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -300,7 +455,10 @@ fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
         let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
+        transaction.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&transaction)?;
+        }
         transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
         transaction.commit()?;
         if version > 0 || index > 0 {
@@ -363,16 +521,26 @@ impl Store {
         Store::with_head(connection)
     }
 
-    /// The store over `connection`, its head read.
+    /// The store over `connection`, its head read. Where the anchor is
+    /// ahead of the file (entries removed from it), the store chains on
+    /// from the anchor, so a position once committed is never given out
+    /// again with another hash, and [`Store::truncation`] says what is missing.
     fn with_head(connection: Connection) -> Result<Store, StoreError> {
-        let head = connection
-            .query_row("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1", [], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
-            .optional()?;
-        let head = match head {
-            Some(head) => head,
-            None => Store::checkpoint_of(&connection)?,
-        };
-        Ok(Store { connection, head })
+        let end = log_end(&connection)?;
+        let anchor = anchor_of(&connection)?;
+        let truncation = anchor
+            .filter(|anchor| anchor.0 > end.0 || (anchor.0 == end.0 && anchor.1 != end.1))
+            .map(|anchor| Truncation { log_end: end.clone(), anchor });
+        let head = truncation.as_ref().map_or(end, |truncation| truncation.anchor.clone());
+        let pending =
+            connection.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0)).optional().ok().flatten().unwrap_or(0)
+                as u64;
+        Ok(Store { connection, head, pending, truncation })
+    }
+
+    /// Entries committed but missing from the file, found at opening.
+    pub(crate) fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
     }
 
     fn checkpoint_of(connection: &Connection) -> Result<(u64, String), StoreError> {
@@ -394,73 +562,101 @@ impl Store {
 
     /// Appends an entry and commits it durably before returning.
     #[cfg(test)]
-    pub(crate) fn append(&mut self, at: Timestamp, kind: &str, body: &serde_json::Value) -> Result<Entry, StoreError> {
-        let mut entries = self.append_all(&[(at, kind, body)])?;
+    pub(crate) fn append(&mut self, at: Timestamp, entry: &LogEntry) -> Result<Entry, StoreError> {
+        let mut entries = self.append_all(&[(at, entry)])?;
         entries.pop().ok_or_else(|| StoreError::Unwritable("nothing was appended".into()))
     }
 
     /// Appends entries in order and commits them durably together (one
     /// transaction, one sync): all of them or, on error, none.
     #[cfg(test)]
-    pub(crate) fn append_all(&mut self, entries: &[(Timestamp, &str, &serde_json::Value)]) -> Result<Vec<Entry>, StoreError> {
+    pub(crate) fn append_all(&mut self, entries: &[NewEntry<'_>]) -> Result<Vec<Entry>, StoreError> {
         self.append_uplinked(entries.iter().map(|&entry| (entry, None)).collect(), u64::MAX)
     }
 
     /// Like [`Store::append_all`], each entry with the message for the
     /// regulator it causes, queued in the same transaction (see
-    /// [`Store::enqueue`]; `limit` bounds the outbox).
+    /// [`Store::enqueue`]; `limit` is where summaries start to be merged).
+    /// The live set and the anchor move in the same transaction too.
     pub(crate) fn append_uplinked(&mut self, entries: Vec<(NewEntry<'_>, Option<Outbound>)>, limit: u64) -> Result<Vec<Entry>, StoreError> {
         let transaction = self.connection.transaction()?;
         let mut head = self.head.clone();
+        let mut pending = self.pending;
         let mut appended = Vec::with_capacity(entries.len());
         {
             let mut insert = transaction
                 .prepare_cached("INSERT INTO log (seq, at, at_unix, kind, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-            for ((at, kind, body), uplink) in entries {
+            let mut close = transaction.prepare_cached("DELETE FROM live WHERE key = ?1")?;
+            let mut open = transaction.prepare_cached("INSERT OR IGNORE INTO live (key, seq) VALUES (?1, ?2)")?;
+            for ((at, entry), uplink) in entries {
                 let seq = head.0 + 1;
                 let at_text = at.to_string();
-                let body_text = body.to_string();
+                let (kind, body_text) = (entry.kind(), entry.body_text());
                 let hash = entry_hash(&head.1, seq, &at_text, kind, &body_text);
                 insert.execute(params![seq as i64, at_text, at.as_second(), kind, body_text, head.1, hash])?;
-                if let Some(build) = uplink {
-                    Store::enqueue(&transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build)?;
+                let (closes, opens) = entry.liveness();
+                for key in closes {
+                    close.execute(params![key])?;
                 }
-                appended.push(Entry { seq, at, kind: kind.to_owned(), body: body.clone(), prev_hash: head.1, hash: hash.clone() });
+                for key in opens {
+                    open.execute(params![key, seq as i64])?;
+                }
+                if let Some(build) = uplink {
+                    Store::enqueue(&transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build, &mut pending)?;
+                }
+                appended.push(Entry { seq, at, entry: entry.clone(), prev_hash: head.1, hash: hash.clone() });
                 head = (seq, hash);
             }
         }
+        transaction.execute(
+            "INSERT INTO anchor (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            params![head.0 as i64, head.1],
+        )?;
         transaction.commit()?;
         self.head = head;
+        self.pending = pending;
         Ok(appended)
     }
 
     /// Queues a message for the regulator inside `transaction`; its
-    /// sequence number is the next of the feed. `Ok(None)` when `build`
-    /// makes nothing or the outbox is full (incidents are queued even then).
+    /// sequence number is the next of the feed. Records and incidents are
+    /// always queued: the disk is their only bound. A summary is not queued
+    /// while the outbox holds `limit` messages or more (`Ok(None)`): the
+    /// caller folds its period into the next one, so nothing is lost and no
+    /// number is skipped. `Ok(None)` too when `build` makes nothing.
     fn enqueue(
         transaction: &rusqlite::Transaction<'_>,
         head: Head<'_>,
         limit: u64,
         at: Timestamp,
         build: Outbound,
+        pending: &mut u64,
     ) -> Result<Option<u64>, StoreError> {
         let last: i64 = transaction.query_row("SELECT last_seq FROM uplink WHERE id = 1", [], |row| row.get(0))?;
         let seq = last as u64 + 1;
         let Some((channel, payload)) = build(seq, head) else { return Ok(None) };
-        let pending = transaction.query_row("SELECT count(*) FROM outbox", [], |row| row.get::<_, i64>(0))? as u64;
-        if pending >= limit && channel != "incident" {
-            tracing::error!(channel, pending, limit, "the regulator outbox is full: this message is NOT queued");
+        if *pending >= limit && channel == "summary" {
+            tracing::warn!(
+                pending = *pending,
+                limit,
+                "the regulator outbox is over its bound: this period's summary is merged into the next"
+            );
             return Ok(None);
         }
-        // Loud well before it fills: at half, then every tenth more.
-        if limit < u64::MAX && (5..10).any(|tenths| pending + 1 == limit / 10 * tenths) {
-            tracing::warn!(pending = pending + 1, limit, "the regulator outbox is filling up: is the regulator's broker reachable?");
+        // Loud well before the bound: at half, then every tenth more, then at the bound.
+        if limit < u64::MAX && ((5..10).any(|tenths| *pending + 1 == limit / 10 * tenths) || *pending + 1 == limit) {
+            tracing::warn!(
+                pending = *pending + 1,
+                limit,
+                "the regulator outbox is filling up (nothing is dropped; summaries merge from the bound on): is the regulator's broker reachable?"
+            );
         }
         transaction.execute(
             "INSERT INTO outbox (seq, channel, payload, queued_unix) VALUES (?1, ?2, ?3, ?4)",
             params![seq as i64, channel, payload, at.as_second()],
         )?;
         transaction.execute("UPDATE uplink SET last_seq = ?1 WHERE id = 1", params![seq as i64])?;
+        *pending += 1;
         Ok(Some(seq))
     }
 
@@ -468,9 +664,59 @@ impl Store {
     pub(crate) fn enqueue_alone(&mut self, at: Timestamp, limit: u64, build: Outbound) -> Result<Option<u64>, StoreError> {
         let transaction = self.connection.transaction()?;
         let head = Head { index: self.head.0, hash: &self.head.1, prev_hash: "" };
-        let seq = Store::enqueue(&transaction, head, limit, at, build)?;
+        let mut pending = self.pending;
+        let seq = Store::enqueue(&transaction, head, limit, at, build, &mut pending)?;
         transaction.commit()?;
+        self.pending = pending;
         Ok(seq)
+    }
+
+    /// Messages in the outbox, not yet acknowledged by the regulator's broker.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// The entries a restart replays to rebuild the venue, in log order:
+    /// those that keep something open (see [`LogEntry::liveness`]), marked
+    /// live, and every incident transition since `history_since` (the
+    /// console's recent history). Entries that do not read as ours are
+    /// reported, not replayed.
+    pub(crate) fn open_matters(&self, history_since: Timestamp) -> Result<OpenMatters, StoreError> {
+        let mut found: std::collections::BTreeMap<u64, (Timestamp, LogEntry, bool)> = std::collections::BTreeMap::new();
+        let mut unreadable = Vec::new();
+        let queries = [
+            ("SELECT seq, at, kind, body FROM log WHERE seq IN (SELECT seq FROM live) ORDER BY seq", None, true),
+            (
+                "SELECT seq, at, kind, body FROM log WHERE at_unix >= ?1 AND kind = 'incident' ORDER BY seq",
+                Some(history_since.as_second()),
+                false,
+            ),
+        ];
+        for (sql, since, live) in queries {
+            let mut statement = self.connection.prepare(sql)?;
+            let mut rows = match since {
+                Some(since) => statement.query(params![since])?,
+                None => statement.query([])?,
+            };
+            while let Some(row) = rows.next()? {
+                let seq = row.get::<_, i64>(0)? as u64;
+                if found.contains_key(&seq) {
+                    continue;
+                }
+                let (at, kind, body): (String, String, String) = (row.get(1)?, row.get(2)?, row.get(3)?);
+                let Ok(at) = at.parse::<Timestamp>() else {
+                    unreadable.push(format!("entry {seq}: time {at:?} unreadable"));
+                    continue;
+                };
+                match LogEntry::from_parts(&kind, &body) {
+                    Ok(entry) => {
+                        found.insert(seq, (at, entry, live));
+                    }
+                    Err(error) => unreadable.push(format!("entry {seq}: {error}")),
+                }
+            }
+        }
+        Ok(OpenMatters { entries: found.into_values().collect(), unreadable })
     }
 
     /// Up to `limit` queued messages after sequence number `after`, in order.
@@ -486,35 +732,41 @@ impl Store {
     /// Removes messages the regulator's broker acknowledged.
     pub(crate) fn acknowledged(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
         let transaction = self.connection.transaction()?;
+        let mut removed = 0;
         {
             let mut delete = transaction.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
             for seq in seqs {
-                delete.execute(params![*seq as i64])?;
+                removed += delete.execute(params![*seq as i64])? as u64;
             }
         }
         if let Some(highest) = seqs.iter().max() {
             transaction.execute("UPDATE uplink SET last_acked = max(last_acked, ?1) WHERE id = 1", params![*highest as i64])?;
         }
         transaction.commit()?;
+        self.pending = self.pending.saturating_sub(removed);
         Ok(())
     }
 
-    /// Notes whether the agent is connected to the regulator.
+    /// Notes whether the agent is connected to the regulator, and since
+    /// when (the moment it last changed).
     pub(crate) fn set_connected(&mut self, connected: bool, at: Timestamp) -> Result<(), StoreError> {
-        self.connection.execute("UPDATE uplink SET connected = ?1, changed_unix = ?2 WHERE id = 1", params![connected, at.as_second()])?;
+        self.connection.execute(
+            "UPDATE uplink SET connected = ?1, changed_unix = ?2 WHERE id = 1 AND connected != ?1",
+            params![connected, at.as_second()],
+        )?;
         Ok(())
     }
 
     /// The outbox at a glance.
     pub(crate) fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
-        let (pending, oldest): (i64, Option<i64>) =
-            self.connection.query_row("SELECT count(*), min(queued_unix) FROM outbox", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let oldest: Option<i64> =
+            self.connection.query_row("SELECT queued_unix FROM outbox ORDER BY seq LIMIT 1", [], |row| row.get(0)).optional()?;
         let (last_seq, last_acked, connected, changed): (i64, i64, bool, i64) =
             self.connection.query_row("SELECT last_seq, last_acked, connected, changed_unix FROM uplink WHERE id = 1", [], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
         Ok(OutboxStatus {
-            pending: pending as u64,
+            pending: self.pending,
             oldest: oldest.and_then(|at| Timestamp::from_second(at).ok()),
             last_seq: last_seq as u64,
             last_acked: last_acked as u64,
@@ -536,7 +788,12 @@ impl Store {
             let (prev_hash, hash): (String, String) = (row.get(4)?, row.get(5)?);
             let bad = |reason: String| Ok(Err(BadEntry { seq, reason }));
             if seq != expected_seq {
-                return bad(format!("entry {expected_seq} is missing (found {seq} next)"));
+                let missing = if seq == expected_seq + 1 {
+                    format!("entry {expected_seq} is")
+                } else {
+                    format!("entries {expected_seq}..{} are", seq - 1)
+                };
+                return bad(format!("{missing} missing (found {seq} next)"));
             }
             if prev_hash != prev {
                 return bad("its previous-hash does not match the entry before it".into());
@@ -548,7 +805,88 @@ impl Store {
             expected_seq += 1;
             entries += 1;
         }
-        Ok(Ok(Verified { entries, from, head: (expected_seq - 1, prev) }))
+        let head = (expected_seq - 1, prev);
+        if let Some(anchor) = anchor_of(&self.connection)?
+            && (anchor.0 > head.0 || (anchor.0 == head.0 && anchor.1 != head.1))
+        {
+            let truncation = Truncation { log_end: head.clone(), anchor };
+            return Ok(Err(BadEntry { seq: head.0 + u64::from(truncation.anchor.0 > head.0), reason: truncation.to_string() }));
+        }
+        if let Some(disagreement) = self.live_disagreement()? {
+            return Ok(Err(disagreement));
+        }
+        Ok(Ok(Verified { entries, from, head }))
+    }
+
+    /// Whether the table of open matters (what a restart replays) is what a
+    /// replay of the log gives; the first key that differs otherwise.
+    fn live_disagreement(&self) -> Result<Option<BadEntry>, StoreError> {
+        let has_table: bool =
+            self.connection
+                .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'live')", [], |row| row.get(0))?;
+        if !has_table {
+            return Ok(None);
+        }
+        let replayed = live_by_replay(&self.connection)?;
+        let mut table: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
+        let mut statement = self.connection.prepare("SELECT key, seq FROM live ORDER BY key, seq")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
+        for row in rows {
+            let (key, seq) = row?;
+            table.entry(key).or_default().push(seq);
+        }
+        let keys: std::collections::BTreeSet<&String> = replayed.keys().chain(table.keys()).collect();
+        for key in keys {
+            let (from_log, stored) = (replayed.get(key), table.get(key));
+            if from_log != stored {
+                let seq = from_log.or(stored).and_then(|seqs| seqs.first()).copied().unwrap_or(0);
+                return Ok(Some(BadEntry {
+                    seq,
+                    reason: format!(
+                        "the venue's open matters disagree with the log at {key}: stored {:?}, the log gives {:?}",
+                        stored.cloned().unwrap_or_default(),
+                        from_log.cloned().unwrap_or_default()
+                    ),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Compares the log with heads (position, hash) the regulator received
+    /// from this venue: each must be in the log with the same hash, unless
+    /// purged after its retention period.
+    pub(crate) fn check_heads(&self, heads: &[(u64, String)]) -> Result<HeadsChecked, StoreError> {
+        let checkpoint = Store::checkpoint_of(&self.connection)?;
+        let end = log_end(&self.connection)?;
+        let mut checked = HeadsChecked::default();
+        let mut statement = self.connection.prepare_cached("SELECT hash FROM log WHERE seq = ?1")?;
+        for (index, hash) in heads {
+            if *index == 0 {
+                continue;
+            }
+            if *index < checkpoint.0 {
+                checked.purged += 1;
+                continue;
+            }
+            let found: Option<String> = if *index == checkpoint.0 {
+                Some(checkpoint.1.clone())
+            } else {
+                statement.query_row(params![*index as i64], |row| row.get(0)).optional()?
+            };
+            match found {
+                Some(found) if found == *hash => checked.matched += 1,
+                Some(found) => checked
+                    .findings
+                    .push(format!("entry {index} has hash {found}, but the regulator received {hash}: the log was rewritten")),
+                None if *index > end.0 => checked.findings.push(format!(
+                    "the regulator received entry {index} (hash {hash}), but the log ends at entry {}: the log was truncated",
+                    end.0
+                )),
+                None => checked.findings.push(format!("entry {index} (hash {hash}, received by the regulator) is missing from the log")),
+            }
+        }
+        Ok(checked)
     }
 
     /// Removes entries older than the retention period at `now`, leaving a
@@ -557,10 +895,15 @@ impl Store {
         let days = i64::from(self.retention_days()?);
         let cutoff = now.as_second() - days * 86_400;
         let transaction = self.connection.transaction()?;
+        // An entry that keeps something open (a check-in not checked out, an
+        // incident not resolved) stays, and so does everything after it.
+        let oldest_open: Option<i64> = transaction.query_row("SELECT min(seq) FROM live", [], |row| row.get(0))?;
         let last: Option<(i64, String)> = transaction
-            .query_row("SELECT seq, hash FROM log WHERE at_unix < ?1 ORDER BY seq DESC LIMIT 1", params![cutoff], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM log WHERE at_unix < ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1",
+                params![cutoff, oldest_open.unwrap_or(i64::MAX)],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .optional()?;
         let Some((seq, hash)) = last else { return Ok(0) };
         // Purge whole prefixes only, so the checkpoint is one position.
@@ -746,7 +1089,8 @@ fn csv_field(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use crate::journal::{CheckIn, CheckInOutcome, CheckOut, IncidentEntry};
+    use netbar_protocol::messages::{IncidentKind, IncidentTransition, Severity};
 
     use super::*;
 
@@ -773,21 +1117,62 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A plain entry: a check-out of ticket T{n}.
+    fn out(n: u32) -> LogEntry {
+        LogEntry::CheckOut(CheckOut { ticket: format!("T{n}") })
+    }
+
+    fn admitted(ticket: &str) -> LogEntry {
+        LogEntry::CheckIn(CheckIn {
+            outcome: CheckInOutcome::Admitted,
+            document_kind: "other".into(),
+            number: format!("P-{ticket}"),
+            birth_date: jiff::civil::date(1990, 1, 1),
+            birth_date_source: netbar_protocol::identity::BirthDateSource::EnteredByHand,
+            age: 36,
+            guardian: false,
+            ticket: Some(ticket.into()),
+            reasons: vec![],
+            until: None,
+            name: None,
+        })
+    }
+
+    fn incident(id: &str, transition: IncidentTransition) -> LogEntry {
+        LogEntry::Incident(IncidentEntry { incident: id.into(), transition })
+    }
+
+    fn fire() -> IncidentTransition {
+        IncidentTransition::Opened {
+            incident_kind: IncidentKind::Fire,
+            severity: Severity::Critical,
+            station: Some("st-1".parse().unwrap()),
+            sensor: None,
+            detail: "smoke".into(),
+        }
+    }
+
     #[test]
     fn appends_chain_and_survive_reopening() {
         let scratch = Scratch::new("chain");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        let first = store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({"allowed": true})).unwrap();
+        let first = store.append(at("2026-11-22T10:00:00Z"), &admitted("K7QM2A")).unwrap();
         assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS));
-        let second = store.append(at("2026-11-22T10:01:00Z"), "session_start", &json!({"station": "st-1"})).unwrap();
+        let second = store.append(at("2026-11-22T10:01:00Z"), &out(1)).unwrap();
         assert_eq!(second.prev_hash, first.hash);
         drop(store);
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         assert_eq!(store.head(), (2, second.hash.as_str()));
-        let third = store.append(at("2026-11-22T10:02:00Z"), "session_end", &json!({})).unwrap();
+        let third = store.append(at("2026-11-22T10:02:00Z"), &out(2)).unwrap();
         assert_eq!(third.prev_hash, second.hash);
         let verified = store.verify().unwrap().unwrap();
         assert_eq!((verified.entries, verified.head), (3, (3, third.hash)));
+        // Read back as the types they were written as.
+        let mut export = Vec::new();
+        store.export(at("2026-11-22T00:00:00Z"), at("2026-11-23T00:00:00Z"), Format::Jsonl, &mut export).unwrap();
+        let line: serde_json::Value = serde_json::from_str(String::from_utf8(export).unwrap().lines().next().unwrap()).unwrap();
+        let entry = LogEntry::from_parts(line["kind"].as_str().unwrap(), &line["body"].to_string()).unwrap();
+        assert_eq!(entry, admitted("K7QM2A"));
     }
 
     #[cfg(unix)]
@@ -807,52 +1192,86 @@ mod tests {
     fn a_batch_commits_whole_or_not_at_all() {
         let scratch = Scratch::new("batch");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        let (a, b) = (json!({ "n": 1 }), json!({ "n": 2 }));
         let at = at("2026-11-22T10:00:00Z");
-        let batch = store.append_all(&[(at, "check_in", &a), (at, "ticket", &b)]).unwrap();
+        let batch = store.append_all(&[(at, &admitted("A")), (at, &out(2))]).unwrap();
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(batch[1].prev_hash, batch[0].hash);
-        // A batch whose second entry cannot be written leaves nothing behind.
-        store.raw("CREATE TRIGGER refuse_bad BEFORE INSERT ON log WHEN NEW.kind = 'bad' BEGIN SELECT RAISE(ABORT, 'no'); END").unwrap();
-        assert!(store.append_all(&[(at, "check_in", &a), (at, "bad", &b)]).is_err());
+        // A batch whose second entry cannot be written leaves nothing behind:
+        // no entry, no open matter, no anchor moved.
+        store
+            .raw("CREATE TRIGGER refuse_bad BEFORE INSERT ON log WHEN NEW.body LIKE '%T99%' BEGIN SELECT RAISE(ABORT, 'no'); END")
+            .unwrap();
+        assert!(store.append_all(&[(at, &admitted("B")), (at, &out(99))]).is_err());
         assert_eq!(store.head(), (2, batch[1].hash.as_str()));
-        assert_eq!(store.append(at, "check_in", &a).unwrap().seq, 3);
+        assert_eq!(store.append(at, &out(3)).unwrap().seq, 3);
         assert_eq!(store.verify().unwrap().unwrap().entries, 3);
+        let open = store.open_matters(at).unwrap();
+        assert_eq!(open.entries.len(), 1, "only A's check-in keeps something open: {:?}", open.entries);
     }
 
     #[test]
-    fn the_outbox_numbers_contiguously_across_restarts_and_is_bounded() {
+    fn the_outbox_numbers_contiguously_across_restarts_and_never_drops_a_record_or_an_incident() {
         let scratch = Scratch::new("outbox");
         let at = at("2026-11-25T10:00:00Z");
         let message = |channel: &'static str| -> Outbound {
             Box::new(move |seq, head: Head<'_>| Some((channel, format!("{seq}@{}", head.index).into_bytes())))
         };
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        let body = json!({});
         // An entry and its message commit together; the message sees the entry.
-        store.append_uplinked(vec![((at, "check_in", &body), Some(message("record")))], 3).unwrap();
+        store.append_uplinked(vec![((at, &out(1)), Some(message("record")))], 3).unwrap();
         assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(2));
         drop(store);
         let mut store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.pending(), 2, "counted again at opening");
         assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(3));
-        // Full: a summary is refused (and said so), an incident still goes in.
+        // At the bound a summary is not queued and takes no number...
         assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), None);
+        // ...while incidents and records still are, beyond it.
         assert_eq!(store.enqueue_alone(at, 3, message("incident")).unwrap(), Some(4));
+        store.append_uplinked(vec![((at, &out(2)), Some(message("record")))], 3).unwrap();
         let queued = store.queued_after(0, 10).unwrap();
         assert_eq!(
             queued.iter().map(|q| (q.seq, q.channel.as_str())).collect::<Vec<_>>(),
-            [(1, "record"), (2, "summary"), (3, "summary"), (4, "incident")]
+            [(1, "record"), (2, "summary"), (3, "summary"), (4, "incident"), (5, "record")]
         );
         assert_eq!(queued[0].payload, b"1@1");
         assert_eq!(store.queued_after(2, 1).unwrap()[0].seq, 3);
         store.acknowledged(&[1, 3]).unwrap();
         let status = store.outbox_status().unwrap();
-        assert_eq!((status.pending, status.last_seq, status.last_acked, status.oldest), (2, 4, 3, Some(at)));
-        store.acknowledged(&[2, 4]).unwrap();
+        assert_eq!((status.pending, status.last_seq, status.last_acked, status.oldest), (3, 5, 3, Some(at)));
+        store.acknowledged(&[2, 4, 5, 5]).unwrap();
+        assert_eq!(store.pending(), 0, "a removal acknowledged twice counts once");
         drop(store);
-        // Empty again after a restart, the feed goes on from 5.
+        // Empty again after a restart, the feed goes on from 6.
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(5));
+        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(6));
+    }
+
+    /// Regression: when the disk fills up, SQLite's SQLITE_FULL is a
+    /// refusal the cashier reads ("the disk ... is full"), nothing is half
+    /// written, and the log goes on once there is room again.
+    #[test]
+    fn a_full_disk_refuses_clearly_and_keeps_everything_committed() {
+        let scratch = Scratch::new("full");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let at = at("2026-11-25T10:00:00Z");
+        let pages: i64 = store.connection.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
+        store.connection.pragma_update(None, "max_page_count", pages + 2).unwrap();
+        let mut committed = 0;
+        let error = loop {
+            let big = LogEntry::CheckOut(CheckOut { ticket: format!("{committed:04}{}", "x".repeat(2000)) });
+            match store.append(at, &big) {
+                Ok(_) => committed += 1,
+                Err(error) => break error,
+            }
+            assert!(committed < 1000, "the database never filled up");
+        };
+        assert!(matches!(error, StoreError::Full), "{error:?}");
+        assert_eq!(error.to_string(), "the disk holding the registration log is full; nothing was recorded");
+        assert_eq!(store.head().0, committed);
+        store.connection.pragma_update(None, "max_page_count", 1_000_000).unwrap();
+        store.append(at, &out(1)).unwrap();
+        assert_eq!(store.verify().unwrap().unwrap().entries, committed + 1);
     }
 
     #[test]
@@ -860,30 +1279,115 @@ mod tests {
         let scratch = Scratch::new("edit");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         for n in 0..5 {
-            store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({ "n": n })).unwrap();
+            store.append(at("2026-11-22T10:00:00Z"), &out(n)).unwrap();
         }
         // An intruder with the file drops the triggers and edits entry 3.
         store.raw("DROP TRIGGER log_append_only").unwrap();
-        store.raw("UPDATE log SET body = '{\"n\":99}' WHERE seq = 3").unwrap();
+        store.raw("UPDATE log SET body = '{\"ticket\":\"T99\"}' WHERE seq = 3").unwrap();
         assert_eq!(store.verify().unwrap().unwrap_err().seq, 3);
         assert!(store.verify().unwrap().unwrap_err().to_string().contains("entry 3: its content does not match its hash"));
-        // Or removes entry 2 entirely.
+        // Or removes entries 2 and 3 entirely.
         let scratch = Scratch::new("remove");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         for n in 0..4 {
-            store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({ "n": n })).unwrap();
+            store.append(at("2026-11-22T10:00:00Z"), &out(n)).unwrap();
         }
         store.raw("DROP TRIGGER log_keep_young").unwrap();
-        store.raw("DELETE FROM log WHERE seq = 2").unwrap();
+        store.raw("DELETE FROM log WHERE seq IN (2, 3)").unwrap();
         let bad = store.verify().unwrap().unwrap_err();
-        assert_eq!(bad, BadEntry { seq: 3, reason: "entry 2 is missing (found 3 next)".into() });
+        assert_eq!(bad, BadEntry { seq: 4, reason: "entries 2..3 are missing (found 4 next)".into() });
+    }
+
+    /// Regression: deleting the log's last entries (and restoring the
+    /// triggers) passed `records verify`, and the agent then gave the same
+    /// positions out again with other hashes.
+    #[test]
+    fn a_truncated_tail_is_caught_by_the_anchor_and_no_position_is_given_out_twice() {
+        let scratch = Scratch::new("truncate");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let now = Timestamp::now();
+        let entries: Vec<Entry> = (0..5).map(|n| store.append(now, &out(n)).unwrap()).collect();
+        store.raw("DROP TRIGGER log_keep_young").unwrap();
+        store.raw("DELETE FROM log WHERE seq > 3").unwrap();
+        drop(store);
+        let bad = Store::inspect(&scratch.db()).unwrap().verify().unwrap().unwrap_err();
+        assert_eq!(bad.seq, 4);
+        assert!(
+            bad.reason.contains("ends at entry 3 but entry 5 was committed") && bad.reason.contains("entries 4..5 were removed"),
+            "{bad}"
+        );
+        // The agent opening it chains on from the anchor: 6, after 5's hash.
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let truncation = store.truncation().unwrap().clone();
+        assert_eq!((truncation.log_end.0, truncation.anchor), (3, (5, entries[4].hash.clone())));
+        let next = store.append(now, &out(9)).unwrap();
+        assert_eq!((next.seq, next.prev_hash.as_str()), (6, entries[4].hash.as_str()));
+        assert!(store.verify().unwrap().unwrap_err().reason.contains("entries 4..5 are missing"));
+        // The anchor refuses to go back even by hand.
+        let back = store.raw("UPDATE anchor SET seq = 1").unwrap_err().to_string();
+        assert!(back.contains("never goes back"), "{back}");
+        // The last entry replaced by another with the same position.
+        let scratch = Scratch::new("rechain");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        for n in 0..3 {
+            store.append(now, &out(n)).unwrap();
+        }
+        store.raw("DROP TRIGGER log_keep_young").unwrap();
+        store.raw("DELETE FROM log WHERE seq = 3").unwrap();
+        store.raw("DROP TRIGGER anchor_never_back").unwrap();
+        drop(store);
+        let forger = Store::open(&scratch.db(), 60).unwrap();
+        assert!(forger.truncation().is_some());
+        forger.raw("UPDATE anchor SET seq = 2, hash = (SELECT hash FROM log WHERE seq = 2)").unwrap();
+        drop(forger);
+        let mut forger = Store::open(&scratch.db(), 60).unwrap();
+        forger.append(now, &out(7)).unwrap();
+        // Only the heads the regulator holds can tell now.
+        let heads: Vec<(u64, String)> = vec![(2, entries_hash(&scratch, 2)), (3, "f".repeat(64)), (9, "e".repeat(64))];
+        let checked = forger.check_heads(&heads).unwrap();
+        assert_eq!(checked.matched, 1);
+        assert_eq!(checked.findings.len(), 2, "{:?}", checked.findings);
+        assert!(checked.findings[0].contains("entry 3 has hash") && checked.findings[0].contains("rewritten"), "{:?}", checked.findings);
+        assert!(checked.findings[1].contains("the log ends at entry 3: the log was truncated"), "{:?}", checked.findings);
+    }
+
+    fn entries_hash(scratch: &Scratch, seq: u64) -> String {
+        let store = Store::inspect(&scratch.db()).unwrap();
+        store.connection.query_row("SELECT hash FROM log WHERE seq = ?1", params![seq as i64], |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn open_matters_are_what_a_replay_of_the_log_gives() {
+        let scratch = Scratch::new("live");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let t0 = at("2026-11-25T10:00:00Z");
+        store.append(t0, &admitted("AAA")).unwrap();
+        store.append(t0, &admitted("BBB")).unwrap();
+        store.append(t0, &LogEntry::CheckOut(CheckOut { ticket: "AAA".into() })).unwrap();
+        store.append(t0, &incident("i-1-1", fire())).unwrap();
+        store.append(t0, &incident("i-1-1", IncidentTransition::Acknowledged { by: "li".into() })).unwrap();
+        store.append(t0, &incident("i-1-2", fire())).unwrap();
+        store.append(t0, &incident("i-1-2", IncidentTransition::Resolved { by: "wang".into(), note: "ok".into() })).unwrap();
+        let open = store.open_matters(t0 + jiff::SignedDuration::from_hours(1)).unwrap();
+        let seqs: Vec<(u64, bool)> =
+            open.entries.iter().map(|(_, entry, live)| (u64::from(matches!(entry, LogEntry::CheckIn(_))), *live)).collect();
+        assert_eq!(seqs, [(1, true), (0, true), (0, true)], "BBB's check-in and i-1-1 opened and acknowledged");
+        // With a day's history, the resolved incident comes back too, not live.
+        let history = store.open_matters(t0 - jiff::SignedDuration::from_hours(24)).unwrap();
+        assert_eq!(history.entries.len(), 5);
+        assert_eq!(history.entries.iter().filter(|(_, _, live)| !live).count(), 2);
+        assert!(store.verify().unwrap().is_ok(), "the table agrees with a replay");
+        // An intruder who deletes a check-in from the table is named by verify.
+        store.raw("DELETE FROM live WHERE key = 'ticket:BBB'").unwrap();
+        let bad = store.verify().unwrap().unwrap_err();
+        assert!(bad.reason.contains("disagree with the log at ticket:BBB"), "{bad}");
     }
 
     #[test]
     fn young_records_cannot_be_altered_or_deleted_by_the_program() {
         let scratch = Scratch::new("young");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        store.append(Timestamp::now(), "check_in", &json!({})).unwrap();
+        store.append(Timestamp::now(), &out(1)).unwrap();
         let update = store.raw("UPDATE log SET kind = 'x'").unwrap_err().to_string();
         assert!(update.contains("append-only"), "{update}");
         let delete = store.raw("DELETE FROM log").unwrap_err().to_string();
@@ -898,24 +1402,30 @@ mod tests {
     }
 
     #[test]
-    fn purge_keeps_a_checkpoint_the_chain_verifies_from() {
+    fn purge_keeps_a_checkpoint_the_chain_verifies_from_and_every_open_matter() {
         let scratch = Scratch::new("purge");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         let now = Timestamp::now();
         let old = now - jiff::SignedDuration::from_hours(24 * 90);
         for n in 0..3 {
-            store.append(old, "check_in", &json!({ "n": n })).unwrap();
+            store.append(old, &out(n)).unwrap();
         }
-        let young = store.append(now - jiff::SignedDuration::from_hours(24), "check_in", &json!({ "n": 3 })).unwrap();
-        assert_eq!(store.purge(now).unwrap(), 3);
+        // A customer checked in long ago and never checked out.
+        store.append(old, &admitted("OLD")).unwrap();
+        store.append(old, &out(4)).unwrap();
+        let young = store.append(now - jiff::SignedDuration::from_hours(24), &out(5)).unwrap();
+        assert_eq!(store.purge(now).unwrap(), 3, "up to the open check-in, not beyond");
         let verified = store.verify().unwrap().unwrap();
-        assert_eq!(verified.entries, 1);
-        assert_eq!(verified.from.0, 3);
-        assert_eq!(verified.head, (4, young.hash.clone()));
+        assert_eq!((verified.entries, verified.from.0), (3, 3));
+        assert_eq!(verified.head, (6, young.hash.clone()));
+        assert_eq!(store.open_matters(now).unwrap().entries.len(), 1, "the check-in is still there to replay");
+        store.append(now, &LogEntry::CheckOut(CheckOut { ticket: "OLD".into() })).unwrap();
+        assert_eq!(store.purge(now).unwrap(), 2, "checked out: its old entries may go");
         assert_eq!(store.purge(now).unwrap(), 0, "nothing young goes");
         drop(store);
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        assert_eq!(store.append(now, "check_in", &json!({})).unwrap().prev_hash, young.hash);
+        assert_eq!(store.append(now, &out(8)).unwrap().prev_hash.len(), 64);
+        assert!(store.verify().unwrap().is_ok());
     }
 
     #[test]
@@ -938,19 +1448,21 @@ mod tests {
     fn export_between_dates() {
         let scratch = Scratch::new("export");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        store.append(at("2026-11-20T10:00:00Z"), "check_in", &json!({"name": "a,\"b\""})).unwrap();
-        store.append(at("2026-11-21T10:00:00Z"), "ticket", &json!({"code": "K7Q"})).unwrap();
-        store.append(at("2026-11-22T10:00:00Z"), "check_in", &json!({})).unwrap();
+        store.append(at("2026-11-20T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "a,\"b\"".into() })).unwrap();
+        store.append(at("2026-11-21T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "K7Q".into() })).unwrap();
+        store.append(at("2026-11-22T10:00:00Z"), &out(3)).unwrap();
         let mut jsonl = Vec::new();
         let count = store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), Format::Jsonl, &mut jsonl).unwrap();
         assert_eq!(count, 2);
         let lines: Vec<serde_json::Value> = String::from_utf8(jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines[1]["body"]["code"], "K7Q");
+        assert_eq!(lines[1]["body"]["ticket"], "K7Q");
         let mut csv = Vec::new();
         store.export(at("2026-11-20T00:00:00Z"), at("2026-11-21T00:00:00Z"), Format::Csv, &mut csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(
-            csv.starts_with("seq,at,kind,body,prev_hash,hash\n1,2026-11-20T10:00:00Z,check_in,\"{\"\"name\"\":\"\"a,\\\"\"b\\\"\"\"\"}\","),
+            csv.starts_with(
+                "seq,at,kind,body,prev_hash,hash\n1,2026-11-20T10:00:00Z,check_out,\"{\"\"ticket\"\":\"\"a,\\\"\"b\\\"\"\"\"}\","
+            ),
             "{csv}"
         );
     }

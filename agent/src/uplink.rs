@@ -25,7 +25,8 @@ use netbar_protocol::{Envelope, MessageId, RegulatorChannel, Sender, Topic, enco
 use tokio::sync::oneshot::error::TryRecvError;
 
 use crate::config::{MqttVersion, UplinkSettings};
-use crate::run::{Clock, StoreHandle};
+use crate::run::{Clock, Facts, StoreHandle};
+use crate::store::StoreError;
 use crate::transport::{Backoff, tls_configuration};
 
 /// Most messages sent and not yet acknowledged.
@@ -227,10 +228,20 @@ impl Uplink {
     /// Proof of life, outside the sequence: what the outbox holds and the
     /// log's head now.
     async fn heartbeat(&self) -> Vec<u8> {
-        let (pending, head) = self.store.facts().await;
-        let message = Heartbeat { outbox_pending: pending, log_head: LogHead { index: head.0, hash: head.1 } };
+        let message = heartbeat(self.store.facts().await);
         let id = MessageId::from_parts(Timestamp::now(), rand::random());
         encode(&Envelope::new(id, self.clock.now(), self.settings.venue.clone(), Sender::agent(crate::run::AGENT), 0, message)).into_bytes()
+    }
+}
+
+/// The heartbeat for what the store said of itself: its figures, and why
+/// it fails when it does; nothing it could not say.
+fn heartbeat(facts: Result<Facts, StoreError>) -> Heartbeat {
+    match facts {
+        Ok(Facts { pending, head: (index, hash), failing }) => {
+            Heartbeat { outbox_pending: Some(pending), log_head: Some(LogHead { index, hash }), store_error: failing }
+        }
+        Err(error) => Heartbeat { outbox_pending: None, log_head: None, store_error: Some(error.to_string()) },
     }
 }
 
@@ -258,7 +269,13 @@ pub(crate) fn run_command(loaded: &crate::config::Loaded, command: Command) -> a
             };
             let since = status.since.map(ago).unwrap_or_else(|| "never".into());
             println!("broker: {}", settings.url);
-            println!("connected: {} (since {since})", if status.connected { "yes" } else { "no" });
+            // The stored flag is an agent's word; without a running agent
+            // (one that crashed, say) nobody is connected.
+            if crate::instance::running(&loaded.config.data.dir) {
+                println!("connected: {} (since {since})", if status.connected { "yes" } else { "no" });
+            } else {
+                println!("connected: no (the agent is not running)");
+            }
             println!("backlog: {} message(s)", status.pending);
             println!("oldest unsent: {}", status.oldest.map(ago).unwrap_or_else(|| "none".into()));
             println!("last sequence: {}, last acknowledged: {}", status.last_seq, status.last_acked);

@@ -1,15 +1,23 @@
 //! The venue's live state and its rules: pure logic with one owner.
 //!
 //! [`Venue`] is driven by inputs (a station's message, a check-in at the
-//! desk, the clock) and answers with [`Effect`]s: commands to stations,
-//! entries for the registration log, incidents. It reads no clock and does
-//! no I/O, so every rule is tested with a table of instants; the runtime
-//! around it applies the effects (and stores log entries before it
-//! acknowledges anything).
+//! desk, the clock) and answers with [`Effect`]s: commands to stations and
+//! entries for the registration log (incidents among them). It reads no
+//! clock and does no I/O, so every rule is tested with a table of instants;
+//! the runtime around it applies the effects (and stores log entries before
+//! it acknowledges anything).
 //!
 //! Time-bound decisions are driven by the decision's `until`: [`Venue::next_deadline`]
 //! says when the venue next needs the clock, and [`Venue::tick`] acts on what
 //! is due. Nothing polls.
+//!
+//! The venue outlives the process through its log: [`Venue::restore`]
+//! rebuilds it at start-up from the entries that keep something open
+//! (check-ins, sessions, holds, incidents), and the stations then say what
+//! they hold. A station's report (its status when it connects, its
+//! telemetry) that disagrees with the venue twice in a row is acted on: the
+//! venue's sessions are the truth, the station is brought in line, and an
+//! unlocked station without a session is unregistered use.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,16 +29,16 @@ use netbar_protocol::policy::{self, Circumstances, Policy};
 use netbar_protocol::{Message, StationId};
 use serde_json::json;
 
+use crate::journal::{self, EndCause, IncidentEntry, LogEntry, StaffAction};
+
 /// What the venue asks the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
     /// Send a command to a station.
     Command { station: StationId, action: Action },
-    /// Append an entry to the registration log.
-    Record { kind: &'static str, body: serde_json::Value },
-    /// An incident opened, acknowledged or resolved: stored, and later
-    /// forwarded to the regulator.
-    Incident { id: String, transition: IncidentTransition },
+    /// Append an entry to the registration log (an incident's transition
+    /// is stored, and later forwarded to the regulator).
+    Record(LogEntry),
 }
 
 /// The thresholds of the safety rules.
@@ -89,6 +97,26 @@ pub(crate) struct Station {
     /// Why the agent or staff locked it, until the next session starts:
     /// "unregistered", "staff" or "policy".
     pub(crate) held: Option<String>,
+    /// Rebuilt at start-up and not heard from since: expected to report
+    /// within the silence limit, or it is a finding.
+    pub(crate) awaited: bool,
+    /// Reports in a row that disagreed with what the venue holds.
+    pub(crate) disagreements: u8,
+}
+
+impl Station {
+    fn new(now: Timestamp, online: bool) -> Station {
+        Station {
+            online,
+            lock_state: LockState::Unknown,
+            last_seen: now,
+            telemetry: None,
+            session: None,
+            held: None,
+            awaited: !online,
+            disagreements: 0,
+        }
+    }
 }
 
 /// How full the venue is.
@@ -108,6 +136,8 @@ pub(crate) struct Session {
     /// When the policy decision behind it ends.
     pub(crate) until: Option<Timestamp>,
     pub(crate) warned: bool,
+    /// The station said it holds this session (it started it, or reported it).
+    pub(crate) confirmed: bool,
 }
 
 /// An admitted customer.
@@ -118,6 +148,20 @@ struct Ticket {
     guardian: bool,
     station: Option<StationId>,
 }
+
+/// What a restart rebuilt from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Restored {
+    pub(crate) tickets: usize,
+    pub(crate) sessions: usize,
+    pub(crate) holds: usize,
+    pub(crate) incidents_open: usize,
+    pub(crate) incidents: usize,
+}
+
+/// How many reports in a row must disagree with the venue before it acts:
+/// one report may have left the station before a command reached it.
+const DISAGREEMENTS_BEFORE_ACTING: u8 = 2;
 
 /// The venue.
 #[derive(Debug)]
@@ -139,6 +183,11 @@ pub(crate) struct Venue {
 
 /// Ticket codes: six characters without look-alikes (no 0/O, 1/I/L).
 const TICKET_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+/// The counter at the end of an id made here ("i-1764000000-7" → 7).
+fn counter_of(id: &str) -> u64 {
+    id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
 
 impl Venue {
     pub(crate) fn new(policy: Policy, zone: TimeZone, thresholds: Thresholds) -> Venue {
@@ -162,6 +211,92 @@ impl Venue {
         self.stations.get(id)
     }
 
+    /// Rebuilds the venue from the log at start-up: `entries` in log order,
+    /// each marked `live` when it still keeps something open (see
+    /// [`LogEntry::liveness`]); the others are the recent incident history.
+    /// Stations are rebuilt offline and awaited: each says what it holds
+    /// when it reports. Deadlines are derived again from `now` by
+    /// [`Venue::next_deadline`]: a curfew that passed while the agent was
+    /// down ends its session at the first tick.
+    pub(crate) fn restore(&mut self, now: Timestamp, entries: impl IntoIterator<Item = (Timestamp, LogEntry, bool)>) -> Restored {
+        for (at, entry, live) in entries {
+            match entry {
+                LogEntry::CheckIn(check_in) if live => {
+                    let Some(code) = check_in.ticket else { continue };
+                    self.by_document.insert(check_in.number.clone(), code.clone());
+                    let ticket =
+                        Ticket { document: check_in.number, birth_date: check_in.birth_date, guardian: check_in.guardian, station: None };
+                    self.tickets.insert(code, ticket);
+                }
+                LogEntry::SessionStart(start) if live => {
+                    self.sessions_started = self.sessions_started.max(counter_of(&start.session));
+                    if let Some(ticket) = self.tickets.get_mut(&start.ticket) {
+                        ticket.station = Some(start.station.clone());
+                    }
+                    let station = self.stations.entry(start.station).or_insert_with(|| Station::new(now, false));
+                    station.held = None;
+                    station.session = Some(Session {
+                        id: start.session,
+                        ticket: start.ticket,
+                        started: start.at,
+                        until: start.until,
+                        warned: false,
+                        confirmed: true,
+                    });
+                }
+                LogEntry::SessionEnd(end) if live && end.reason.holds() => {
+                    self.stations.entry(end.station).or_insert_with(|| Station::new(now, false)).held = Some(end.reason.code().to_owned());
+                }
+                LogEntry::StaffCommand(command) if live && command.action == Some(StaffAction::Lock) => {
+                    self.stations.entry(command.station).or_insert_with(|| Station::new(now, false)).held = Some("staff".to_owned());
+                }
+                LogEntry::Incident(IncidentEntry { incident: id, transition }) => match transition {
+                    IncidentTransition::Opened { incident_kind, severity, station, sensor, detail } => {
+                        if live
+                            && incident_kind == IncidentKind::UnregisteredUse
+                            && let Some(station) = &station
+                        {
+                            self.stations.entry(station.clone()).or_insert_with(|| Station::new(now, false)).held =
+                                Some("unregistered".to_owned());
+                        }
+                        self.next_incident = self.next_incident.max(counter_of(&id)) + 1;
+                        let incident = Incident {
+                            id,
+                            kind: incident_kind,
+                            severity,
+                            station,
+                            sensor,
+                            detail,
+                            opened: at,
+                            acknowledged: None,
+                            resolved: None,
+                        };
+                        self.incidents.insert(self.next_incident, incident);
+                    }
+                    IncidentTransition::Acknowledged { by } => {
+                        if let Some(incident) = self.incidents.values_mut().find(|incident| incident.id == id) {
+                            incident.acknowledged = Some((by, at));
+                        }
+                    }
+                    IncidentTransition::Resolved { by, note } => {
+                        if let Some(incident) = self.incidents.values_mut().find(|incident| incident.id == id) {
+                            incident.resolved = Some((by, at, note));
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+        let sessions = self.stations.values().filter(|station| station.session.is_some()).count();
+        Restored {
+            tickets: self.tickets.len(),
+            sessions,
+            holds: self.stations.values().filter(|station| station.held.is_some()).count(),
+            incidents_open: self.incidents.values().filter(|incident| incident.resolved.is_none()).count(),
+            incidents: self.incidents.len(),
+        }
+    }
+
     /// Checks a customer in. `random` draws the ticket code (the caller owns
     /// the random number generator).
     pub(crate) fn check_in(
@@ -169,6 +304,7 @@ impl Venue {
         now: Timestamp,
         document: &Document,
         circumstances: Circumstances,
+        name: Option<String>,
         mut random: impl FnMut() -> u64,
     ) -> (CheckInOutcome, Vec<Effect>) {
         let decision = policy::evaluate(&self.policy, document.birth_date, now, &self.zone, circumstances);
@@ -176,22 +312,23 @@ impl Venue {
         if self.by_document.contains_key(&document.number) {
             reasons.push("already_checked_in".to_owned());
         }
-        let record_body = |outcome: &str, ticket: Option<&str>, reasons: &[String]| {
-            json!({
-                "outcome": outcome,
-                "document_kind": document.kind.as_str(),
-                "number": document.number,
-                "birth_date": document.birth_date.to_string(),
-                "birth_date_source": document.birth_date_source,
-                "age": decision.age,
-                "guardian": circumstances.guardian,
-                "ticket": ticket,
-                "reasons": reasons,
-                "until": decision.until,
-            })
+        let record = |outcome, ticket: Option<&str>, reasons: &[String]| {
+            Effect::Record(LogEntry::CheckIn(journal::CheckIn {
+                outcome,
+                document_kind: document.kind.as_str().to_owned(),
+                number: document.number.clone(),
+                birth_date: document.birth_date,
+                birth_date_source: document.birth_date_source,
+                age: decision.age,
+                guardian: circumstances.guardian,
+                ticket: ticket.map(str::to_owned),
+                reasons: reasons.to_vec(),
+                until: decision.until,
+                name: name.clone(),
+            }))
         };
         if !reasons.is_empty() {
-            let effects = vec![Effect::Record { kind: "check_in", body: record_body("refused", None, &reasons) }];
+            let effects = vec![record(journal::CheckInOutcome::Refused, None, &reasons)];
             return (CheckInOutcome::Refused { reasons, age: Some(decision.age) }, effects);
         }
         let ticket = loop {
@@ -212,7 +349,7 @@ impl Venue {
             Ticket { document: document.number.clone(), birth_date: document.birth_date, guardian: circumstances.guardian, station: None },
         );
         self.by_document.insert(document.number.clone(), ticket.clone());
-        let effects = vec![Effect::Record { kind: "check_in", body: record_body("admitted", Some(&ticket), &[]) }];
+        let effects = vec![record(journal::CheckInOutcome::Admitted, Some(&ticket), &[])];
         (CheckInOutcome::Admitted { ticket, until: decision.until, age: decision.age }, effects)
     }
 
@@ -250,8 +387,8 @@ impl Venue {
             resolved: None,
         };
         self.incidents.insert(self.next_incident, incident);
-        vec![Effect::Incident {
-            id,
+        vec![Effect::Record(LogEntry::Incident(IncidentEntry {
+            incident: id,
             transition: IncidentTransition::Opened {
                 incident_kind: kind,
                 severity,
@@ -259,7 +396,13 @@ impl Venue {
                 sensor: sensor.cloned(),
                 detail,
             },
-        }]
+        }))]
+    }
+
+    /// Entries that were committed are missing from the registration log's
+    /// file: a critical incident, until staff resolve it.
+    pub(crate) fn records_tampered(&mut self, now: Timestamp, detail: String) -> Vec<Effect> {
+        self.open_incident(now, IncidentKind::RecordsTampered, Severity::Critical, None, None, detail)
     }
 
     /// The incidents, newest first.
@@ -312,7 +455,7 @@ impl Venue {
                 IncidentTransition::Resolved { by: by.to_owned(), note }
             }
         };
-        Ok(vec![Effect::Incident { id: id.to_owned(), transition }])
+        Ok(vec![Effect::Record(LogEntry::Incident(IncidentEntry { incident: id.to_owned(), transition }))])
     }
 
     /// An evacuation notice to every station that is online.
@@ -402,6 +545,7 @@ impl Venue {
                     "lock_state": station.lock_state,
                     "last_seen": station.last_seen,
                     "session": station.session.as_ref().map(|s| json!({ "id": s.id, "ticket": s.ticket, "started": s.started, "until": s.until })),
+                    "held": station.held,
                     "cpu_percent": station.telemetry.as_ref().map(|t| t.cpu_percent),
                 })
             })
@@ -425,11 +569,23 @@ impl Venue {
         if !self.stations.contains_key(station) {
             return None;
         }
+        let (kind, text) = match &action {
+            Action::Lock { .. } => (Some(StaffAction::Lock), None),
+            Action::Notify { text, .. } => (Some(StaffAction::Notify), Some(text.clone())),
+            _ => (None, None),
+        };
         let mut effects = match action {
-            Action::Lock { .. } => self.end_session(now, station, "staff"),
+            Action::Lock { .. } => self.end_session(now, station, EndCause::Staff),
             other => vec![Effect::Command { station: station.clone(), action: other }],
         };
-        effects.push(Effect::Record { kind: "staff_command", body: json!({ "station": station.as_str(), "by": by, "at": now }) });
+        effects.push(Effect::Record(LogEntry::StaffCommand(journal::StaffCommand {
+            station: station.clone(),
+            action: kind,
+            by: by.to_owned(),
+            at: now,
+            ticket: None,
+            text,
+        })));
         Some(effects)
     }
 
@@ -437,9 +593,9 @@ impl Venue {
     pub(crate) fn check_out(&mut self, now: Timestamp, ticket: &str) -> Option<Vec<Effect>> {
         let entry = self.tickets.remove(ticket)?;
         self.by_document.remove(&entry.document);
-        let mut effects = vec![Effect::Record { kind: "check_out", body: json!({ "ticket": ticket }) }];
+        let mut effects = vec![Effect::Record(LogEntry::CheckOut(journal::CheckOut { ticket: ticket.to_owned() }))];
         if let Some(station) = entry.station {
-            effects.extend(self.end_session(now, &station, "checked_out"));
+            effects.extend(self.end_session(now, &station, EndCause::CheckedOut));
         }
         Some(effects)
     }
@@ -456,10 +612,14 @@ impl Venue {
         if let Some(Effect::Command { action: Action::RefuseLogin { message, .. }, .. }) = effects.first() {
             return Some(Err(message.clone()));
         }
-        effects.push(Effect::Record {
-            kind: "staff_command",
-            body: json!({ "station": station.as_str(), "action": "open", "ticket": request.ticket, "by": by, "at": now }),
-        });
+        effects.push(Effect::Record(LogEntry::StaffCommand(journal::StaffCommand {
+            station: station.clone(),
+            action: Some(StaffAction::Open),
+            by: by.to_owned(),
+            at: now,
+            ticket: Some(request.ticket),
+            text: None,
+        })));
         Some(Ok(effects))
     }
 
@@ -497,19 +657,22 @@ impl Venue {
             .collect()
     }
 
-    /// Locks a station and ends its session for `reason`.
-    fn end_session(&mut self, now: Timestamp, station: &StationId, reason: &str) -> Vec<Effect> {
-        if matches!(reason, "staff" | "policy")
+    /// Locks a station and ends its session for `cause`.
+    fn end_session(&mut self, now: Timestamp, station: &StationId, cause: EndCause) -> Vec<Effect> {
+        if cause.holds()
             && let Some(entry) = self.stations.get_mut(station)
         {
-            entry.held = Some(reason.to_owned());
+            entry.held = Some(cause.code().to_owned());
         }
-        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: reason.to_owned() } }];
+        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: cause.code().to_owned() } }];
         if let Some(session) = self.stations.get_mut(station).and_then(|s| s.session.take()) {
-            effects.push(Effect::Record {
-                kind: "session_end",
-                body: json!({ "session": session.id, "station": station.as_str(), "ticket": session.ticket, "reason": reason, "at": now }),
-            });
+            effects.push(Effect::Record(LogEntry::SessionEnd(journal::SessionEnd {
+                session: session.id,
+                station: station.clone(),
+                ticket: session.ticket.clone(),
+                reason: cause,
+                at: now,
+            })));
             if let Some(ticket) = self.tickets.get_mut(&session.ticket) {
                 ticket.station = None;
             }
@@ -517,33 +680,77 @@ impl Venue {
         effects
     }
 
+    /// A station in use that nobody registered: held, locked, and an
+    /// incident unless one is open for it.
+    fn unregistered(&mut self, now: Timestamp, station: &StationId, detail: String) -> Vec<Effect> {
+        if let Some(entry) = self.stations.get_mut(station) {
+            entry.held = Some("unregistered".into());
+        }
+        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } }];
+        effects.extend(self.open_incident(now, IncidentKind::UnregisteredUse, Severity::Warning, Some(station), None, detail));
+        effects
+    }
+
+    /// A station's report of its lock state and the session it holds (its
+    /// status on connecting, its telemetry), compared with what the venue
+    /// holds. Twice in a row in disagreement, the venue acts: a session it
+    /// holds and the station confirmed before is ended (the station lost
+    /// it); one the station never confirmed is sent again; a session the
+    /// venue does not hold is locked; an unlocked station without a session
+    /// is unregistered use.
+    fn reconcile(&mut self, now: Timestamp, station: &StationId, lock_state: LockState, reported: Option<&str>) -> Vec<Effect> {
+        let Some(entry) = self.stations.get_mut(station) else { return Vec::new() };
+        let held = entry.session.as_ref().map(|session| session.id.as_str());
+        let agrees = reported == held && !(held.is_none() && lock_state == LockState::Unlocked);
+        if agrees {
+            entry.disagreements = 0;
+            if let Some(session) = entry.session.as_mut() {
+                session.confirmed = true;
+            }
+            return Vec::new();
+        }
+        entry.disagreements = entry.disagreements.saturating_add(1);
+        if entry.disagreements < DISAGREEMENTS_BEFORE_ACTING {
+            return Vec::new();
+        }
+        entry.disagreements = 0;
+        match (entry.session.clone(), reported) {
+            (Some(session), None) if session.confirmed => self.end_session(now, station, EndCause::NotAtStation),
+            (Some(session), _) => vec![Effect::Command {
+                station: station.clone(),
+                action: Action::Unlock { session_id: session.id, request_id: None, until: session.until },
+            }],
+            (None, Some(_)) => vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "session_ended".into() } }],
+            (None, None) => self.unregistered(now, station, format!("station {station} is unlocked without a registered session")),
+        }
+    }
+
     /// A message from a station (already authenticated and checked to come
     /// from `station`).
     pub(crate) fn on_message(&mut self, now: Timestamp, station: &StationId, message: &Message) -> Vec<Effect> {
-        let entry = self.stations.entry(station.clone()).or_insert_with(|| Station {
-            online: true,
-            lock_state: LockState::Unknown,
-            last_seen: now,
-            telemetry: None,
-            session: None,
-            held: None,
-        });
+        let entry = self.stations.entry(station.clone()).or_insert_with(|| Station::new(now, true));
         entry.last_seen = now;
+        entry.awaited = false;
         match message {
             Message::StationStatus(status) => {
                 entry.online = status.online;
-                Vec::new()
+                if !status.online {
+                    return Vec::new();
+                }
+                entry.lock_state = status.lock_state;
+                self.reconcile(now, station, status.lock_state, status.session.as_deref())
             }
             Message::Telemetry(telemetry) => {
                 entry.online = true;
                 entry.lock_state = telemetry.lock_state;
                 entry.telemetry = Some(telemetry.clone());
+                let mut effects = self.reconcile(now, station, telemetry.lock_state, telemetry.session.as_deref());
                 let hottest = telemetry.temperatures.iter().map(|t| t.celsius).fold(f64::NEG_INFINITY, f64::max);
                 if hottest >= self.thresholds.overheat_celsius {
                     let detail = format!("station {station} at {hottest} °C");
-                    return self.open_incident(now, IncidentKind::SensorFault, Severity::Notice, Some(station), None, detail);
+                    effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Notice, Some(station), None, detail));
                 }
-                Vec::new()
+                effects
             }
             Message::SensorReading(reading) => {
                 let reading = reading.clone();
@@ -557,22 +764,22 @@ impl Venue {
             Message::SessionEvent(SessionEvent::Ended { session_id, reason }) => {
                 let ended = entry.session.as_ref().is_some_and(|session| session.id == *session_id);
                 if ended {
-                    let reason = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                    let mut effects = self.end_session(now, station, &reason);
+                    let mut effects = self.end_session(now, station, EndCause::from(*reason));
                     // The station locked itself already; no second lock.
                     effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
                     return effects;
                 }
                 Vec::new()
             }
-            Message::SessionEvent(SessionEvent::Started { .. }) => Vec::new(),
+            Message::SessionEvent(SessionEvent::Started { session_id }) => {
+                if let Some(session) = entry.session.as_mut().filter(|session| session.id == *session_id) {
+                    session.confirmed = true;
+                }
+                Vec::new()
+            }
             Message::Activity(activity) if entry.session.is_none() => {
-                entry.held = Some("unregistered".into());
-                let mut effects =
-                    vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "unregistered".into() } }];
                 let detail = format!("station {station} in use without a registration ({:?})", activity.evidence);
-                effects.extend(self.open_incident(now, IncidentKind::UnregisteredUse, Severity::Warning, Some(station), None, detail));
-                effects
+                self.unregistered(now, station, detail)
             }
             _ => Vec::new(),
         }
@@ -601,18 +808,45 @@ impl Venue {
             let reasons: Vec<&str> = decision.reasons.iter().map(|reason| reason.code()).collect();
             return refuse(reasons, "Access is not allowed at this time. Please ask at the front desk.");
         }
+        // The same ticket again at the station that holds its session (a
+        // login sent again after a restart, say): the same session, not a
+        // second one.
+        if let Some(session) = self.stations.get(station).and_then(|entry| entry.session.as_ref()).filter(|session| session.ticket == code)
+        {
+            return vec![Effect::Command {
+                station: station.clone(),
+                action: Action::Unlock {
+                    session_id: session.id.clone(),
+                    request_id: Some(request.request_id.clone()),
+                    until: session.until,
+                },
+            }];
+        }
         self.sessions_started += 1;
         let session_id = format!("s-{}-{}", now.as_second(), self.sessions_started);
         if let Some(ticket) = self.tickets.get_mut(&code) {
             ticket.station = Some(station.clone());
         }
+        let mut effects = Vec::new();
+        if self.stations.get(station).is_some_and(|entry| entry.session.is_some()) {
+            // Another ticket's session at this station ends first (the
+            // station ends it too when it unlocks for the new one).
+            effects.extend(self.end_session(now, station, EndCause::Staff));
+            effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
+        }
         if let Some(entry) = self.stations.get_mut(station) {
-            entry.session =
-                Some(Session { id: session_id.clone(), ticket: code.clone(), started: now, until: decision.until, warned: false });
+            entry.session = Some(Session {
+                id: session_id.clone(),
+                ticket: code.clone(),
+                started: now,
+                until: decision.until,
+                warned: false,
+                confirmed: false,
+            });
             entry.held = None;
+            entry.disagreements = 0;
         }
         let open_sessions = self.stations.values().filter(|s| s.session.is_some()).count() as u64;
-        let mut effects = Vec::new();
         if open_sessions > u64::from(self.thresholds.licensed_stations) {
             let detail = format!("{open_sessions} sessions open, the venue is licensed for {}", self.thresholds.licensed_stations);
             effects.extend(self.open_incident(now, IncidentKind::Overcrowded, Severity::Warning, None, None, detail));
@@ -626,16 +860,20 @@ impl Venue {
                     until: decision.until,
                 },
             },
-            Effect::Record {
-                kind: "session_start",
-                body: json!({ "session": session_id, "station": station.as_str(), "ticket": code, "until": decision.until, "at": now }),
-            },
+            Effect::Record(LogEntry::SessionStart(journal::SessionStart {
+                session: session_id,
+                station: station.clone(),
+                ticket: code,
+                until: decision.until,
+                at: now,
+            })),
         ]);
         effects
     }
 
     /// When the venue next needs the clock: a curfew warning or a session's
-    /// end, an exit locked beyond its grace, a station gone silent.
+    /// end, an exit locked beyond its grace, a station gone silent (or not
+    /// heard from since a restart).
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         let sessions = self.stations.values().filter_map(|station| station.session.as_ref()).filter_map(|session| {
             let until = session.until?;
@@ -643,8 +881,11 @@ impl Venue {
         });
         let exits =
             self.exits_locked.values().filter(|(_, _, reported)| !reported).map(|(_, since, _)| *since + self.thresholds.exit_grace);
-        let silence =
-            self.stations.values().filter(|station| station.online).map(|station| station.last_seen + self.thresholds.station_silent_after);
+        let silence = self
+            .stations
+            .values()
+            .filter(|station| station.online || station.awaited)
+            .map(|station| station.last_seen + self.thresholds.station_silent_after);
         sessions.chain(exits).chain(silence).min()
     }
 
@@ -683,16 +924,18 @@ impl Venue {
         let silent: Vec<StationId> = self
             .stations
             .iter()
-            .filter(|(_, station)| station.online && now >= station.last_seen + self.thresholds.station_silent_after)
+            .filter(|(_, station)| (station.online || station.awaited) && now >= station.last_seen + self.thresholds.station_silent_after)
             .map(|(id, _)| id.clone())
             .collect();
         for id in silent {
-            let last_seen = self.stations.get_mut(&id).map(|station| {
-                station.online = false;
-                station.last_seen
-            });
-            let detail =
-                format!("the collector of station {id} is silent since {}: a safety measure is switched off", last_seen.unwrap_or(now));
+            let Some(station) = self.stations.get_mut(&id) else { continue };
+            let detail = if station.awaited {
+                format!("the collector of station {id} has not reported since the agent restarted at {}", station.last_seen)
+            } else {
+                format!("the collector of station {id} is silent since {}: a safety measure is switched off", station.last_seen)
+            };
+            station.online = false;
+            station.awaited = false;
             effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(&id), None, detail));
         }
         effects
@@ -721,7 +964,7 @@ impl Venue {
             }
         }
         for station in ending {
-            effects.extend(self.end_session(now, &station, "policy"));
+            effects.extend(self.end_session(now, &station, EndCause::Policy));
         }
         effects
     }
@@ -787,17 +1030,17 @@ mod tests {
     fn check_in_login_session_and_check_out() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
-        let (outcome, effects) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 12345);
+        let (outcome, effects) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 12345);
         let ticket = ticket_of(&outcome);
         assert_eq!(ticket.len(), 6);
-        assert!(matches!(&effects[..], [Effect::Record { kind: "check_in", body }] if body["outcome"] == "admitted"));
+        assert!(matches!(&effects[..], [Effect::Record(LogEntry::CheckIn(record))] if record.outcome == journal::CheckInOutcome::Admitted));
         // One document, one active check-in.
-        let (again, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 999);
+        let (again, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 999);
         assert_eq!(again, CheckInOutcome::Refused { reasons: vec!["already_checked_in".into()], age: Some(36) });
 
         let effects = login(&mut venue, now, "st-1", &ticket.to_lowercase());
         assert!(matches!(&effects[0], Effect::Command { action: Action::Unlock { until: None, .. }, .. }), "{effects:?}");
-        assert!(matches!(&effects[1], Effect::Record { kind: "session_start", .. }));
+        assert!(matches!(&effects[1], Effect::Record(LogEntry::SessionStart(_))));
         assert!(venue.station(&st("st-1")).unwrap().session.is_some());
         // The same ticket at another station is refused.
         let other = login(&mut venue, now, "st-2", &ticket);
@@ -810,7 +1053,7 @@ mod tests {
 
         let effects = venue.check_out(now, &ticket).unwrap();
         assert!(effects.iter().any(|e| matches!(e, Effect::Command { action: Action::Lock { .. }, .. })));
-        assert!(effects.iter().any(|e| matches!(e, Effect::Record { kind: "session_end", .. })));
+        assert!(effects.iter().any(|e| matches!(e, Effect::Record(LogEntry::SessionEnd(_)))));
         assert!(venue.station(&st("st-1")).unwrap().session.is_none());
         assert!(matches!(login(&mut venue, now, "st-1", &ticket)[0], Effect::Command { action: Action::RefuseLogin { .. }, .. }));
     }
@@ -819,10 +1062,10 @@ mod tests {
     fn a_minor_is_refused_with_the_reason_and_recorded() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let (outcome, effects) =
-            venue.check_in(at("2026-11-22T12:00:00Z"), &document("M1", date(2010, 3, 3)), Circumstances::default(), || 1);
+            venue.check_in(at("2026-11-22T12:00:00Z"), &document("M1", date(2010, 3, 3)), Circumstances::default(), None, || 1);
         assert_eq!(outcome, CheckInOutcome::Refused { reasons: vec!["under_age".into()], age: Some(16) });
         assert!(
-            matches!(&effects[..], [Effect::Record { kind: "check_in", body }] if body["outcome"] == "refused" && body["reasons"][0] == "under_age")
+            matches!(&effects[..], [Effect::Record(LogEntry::CheckIn(record))] if record.outcome == journal::CheckInOutcome::Refused && record.reasons == ["under_age"])
         );
     }
 
@@ -831,7 +1074,7 @@ mod tests {
         // A Korean youth at 21:00 KST: allowed until 22:00 (13:00Z).
         let mut venue = venue("kr", "Asia/Seoul");
         let now = at("2026-11-22T12:00:00Z");
-        let (outcome, _) = venue.check_in(now, &document("Y1", date(2012, 6, 1)), Circumstances::default(), || 7);
+        let (outcome, _) = venue.check_in(now, &document("Y1", date(2012, 6, 1)), Circumstances::default(), None, || 7);
         let ticket = ticket_of(&outcome);
         let effects = login(&mut venue, now, "st-3", &ticket);
         let end = at("2026-11-22T13:00:00Z");
@@ -847,7 +1090,7 @@ mod tests {
         assert!(venue.tick(at("2026-11-22T12:59:59Z")).is_empty());
         let ended = venue.tick(end);
         assert!(matches!(&ended[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "policy"));
-        assert!(matches!(&ended[1], Effect::Record { kind: "session_end", body } if body["reason"] == "policy"));
+        assert!(matches!(&ended[1], Effect::Record(LogEntry::SessionEnd(end)) if end.reason == EndCause::Policy));
         // No session left: only the station's silence deadline remains.
         assert_eq!(venue.next_deadline(), Some(now + SignedDuration::from_hours(3)));
         // Logging in again after 22:00 is refused for the youth hours.
@@ -863,7 +1106,10 @@ mod tests {
         assert!(matches!(&effects[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "unregistered"));
         assert!(matches!(
             &effects[1],
-            Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, .. }, .. }
+            Effect::Record(LogEntry::Incident(IncidentEntry {
+                transition: IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, .. },
+                ..
+            }))
         ));
         // Still in use a moment later: locked again, but no second incident.
         let again = venue.on_message(at("2026-11-22T12:00:05Z"), &st("st-9"), &activity);
@@ -880,7 +1126,7 @@ mod tests {
         online(&mut venue, now, "st-1");
         online(&mut venue, now, "st-2");
         assert_eq!(state(&venue, "st-1").as_deref(), Some("free"));
-        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 12345);
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 12345);
         let CheckInOutcome::Admitted { ticket, .. } = outcome else { panic!("{outcome:?}") };
         assert!(venue.open_for(now, &st("st-1"), &ticket, "li").is_some_and(|opened| opened.is_ok()));
         assert_eq!(state(&venue, "st-1").as_deref(), Some("in_session"));
@@ -897,7 +1143,13 @@ mod tests {
         venue.on_message(
             now,
             &st("st-2"),
-            &Message::StationStatus(StationStatus { online: false, version: "1".into(), capabilities: Vec::new() }),
+            &Message::StationStatus(StationStatus {
+                online: false,
+                version: "1".into(),
+                capabilities: Vec::new(),
+                lock_state: LockState::Unknown,
+                session: None,
+            }),
         );
         assert_eq!(state(&venue, "st-2").as_deref(), Some("offline"));
     }
@@ -913,7 +1165,13 @@ mod tests {
     }
 
     fn online(venue: &mut Venue, now: Timestamp, station: &str) {
-        let status = Message::StationStatus(StationStatus { online: true, version: "t".into(), capabilities: vec![] });
+        let status = Message::StationStatus(StationStatus {
+            online: true,
+            version: "t".into(),
+            capabilities: vec![],
+            lock_state: LockState::Locked,
+            session: None,
+        });
         venue.on_message(now, &st(station), &status);
     }
 
@@ -925,7 +1183,11 @@ mod tests {
             online(&mut venue, now, station);
         }
         let effects = venue.on_message(now, &st("st-2"), &reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active: true }));
-        let Effect::Incident { id, transition: IncidentTransition::Opened { incident_kind, severity, .. } } = &effects[0] else {
+        let Effect::Record(LogEntry::Incident(IncidentEntry {
+            incident: id,
+            transition: IncidentTransition::Opened { incident_kind, severity, .. },
+        })) = &effects[0]
+        else {
             panic!("{effects:?}")
         };
         assert_eq!((*incident_kind, *severity), (IncidentKind::Fire, Severity::Critical));
@@ -939,7 +1201,7 @@ mod tests {
         // Acknowledged, then resolved; a resolved one cannot change again.
         let id = id.clone();
         assert!(
-            matches!(&venue.transition(now, &id, "li", None).unwrap()[0], Effect::Incident { transition: IncidentTransition::Acknowledged { by }, .. } if by == "li")
+            matches!(&venue.transition(now, &id, "li", None).unwrap()[0], Effect::Record(LogEntry::Incident(IncidentEntry { transition: IncidentTransition::Acknowledged { by }, .. })) if by == "li")
         );
         // A transition that could not be recorded is taken back.
         let before = venue.incident(&id).unwrap().clone();
@@ -952,7 +1214,10 @@ mod tests {
         let co = venue.on_message(now, &st("st-1"), &reading("co-1", SensorKind::CarbonMonoxide, Reading::Ppm { value: 80.0 }));
         assert!(matches!(
             &co[0],
-            Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::CarbonMonoxide, .. }, .. }
+            Effect::Record(LogEntry::Incident(IncidentEntry {
+                transition: IncidentTransition::Opened { incident_kind: IncidentKind::CarbonMonoxide, .. },
+                ..
+            }))
         ));
         assert!(venue.on_message(now, &st("st-1"), &reading("co-2", SensorKind::CarbonMonoxide, Reading::Ppm { value: 20.0 })).is_empty());
     }
@@ -971,10 +1236,10 @@ mod tests {
         let due = venue.tick(t0 + SignedDuration::from_secs(60));
         assert!(matches!(
             &due[..],
-            [Effect::Incident {
+            [Effect::Record(LogEntry::Incident(IncidentEntry {
                 transition: IncidentTransition::Opened { incident_kind: IncidentKind::ExitBlocked, severity: Severity::Critical, .. },
                 ..
-            }]
+            }))]
         ));
         // Unlocked in time, nothing is raised.
         online(&mut venue2, t0, "st-1");
@@ -993,7 +1258,10 @@ mod tests {
         assert!(
             matches!(
                 &silent[..],
-                [Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::SensorFault, .. }, .. }]
+                [Effect::Record(LogEntry::Incident(IncidentEntry {
+                    transition: IncidentTransition::Opened { incident_kind: IncidentKind::SensorFault, .. },
+                    ..
+                }))]
             ),
             "{silent:?}"
         );
@@ -1004,7 +1272,7 @@ mod tests {
     fn more_people_than_admitted_is_overcrowding() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
-        venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), || 1);
+        venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
         // One customer plus one staff: two people are fine, three are not.
         assert!(
             venue.on_message(now, &st("st-1"), &reading("door-count", SensorKind::PeopleCounter, Reading::Persons { value: 2 })).is_empty()
@@ -1012,7 +1280,262 @@ mod tests {
         let effects = venue.on_message(now, &st("st-1"), &reading("door-count", SensorKind::PeopleCounter, Reading::Persons { value: 3 }));
         assert!(matches!(
             &effects[..],
-            [Effect::Incident { transition: IncidentTransition::Opened { incident_kind: IncidentKind::Overcrowded, .. }, .. }]
+            [Effect::Record(LogEntry::Incident(IncidentEntry {
+                transition: IncidentTransition::Opened { incident_kind: IncidentKind::Overcrowded, .. },
+                ..
+            }))]
         ));
+    }
+
+    fn report(lock_state: LockState, session: Option<&str>) -> Message {
+        let Message::Telemetry(mut telemetry) = netbar_protocol::examples::body(netbar_protocol::Kind::Telemetry) else { unreachable!() };
+        telemetry.lock_state = lock_state;
+        telemetry.session = session.map(str::to_owned);
+        telemetry.temperatures.clear();
+        Message::Telemetry(telemetry)
+    }
+
+    fn connected(lock_state: LockState, session: Option<&str>) -> Message {
+        Message::StationStatus(StationStatus {
+            online: true,
+            version: "t".into(),
+            capabilities: vec![],
+            lock_state,
+            session: session.map(str::to_owned),
+        })
+    }
+
+    /// Writes every log entry among `effects` to `store`, as the agent does.
+    fn record(store: &mut crate::store::Store, now: Timestamp, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::Record(entry) = effect {
+                store.append(now, entry).unwrap();
+            }
+        }
+    }
+
+    /// A venue rebuilt at `now` from what `store` holds, as `run` does.
+    fn restarted(store: &crate::store::Store, preset: &str, zone: &str, now: Timestamp) -> (Venue, Restored) {
+        let mut venue = venue(preset, zone);
+        let matters = store.open_matters(now - SignedDuration::from_hours(24)).unwrap();
+        assert!(matters.unreadable.is_empty(), "{:?}", matters.unreadable);
+        let restored = venue.restore(now, matters.entries);
+        (venue, restored)
+    }
+
+    fn scratch_store(name: &str) -> (std::path::PathBuf, crate::store::Store) {
+        let dir = std::env::temp_dir().join(format!("netbar-venue-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir.join("log.sqlite"), 60).unwrap();
+        (dir, store)
+    }
+
+    fn floor_state(venue: &Venue, id: &str) -> String {
+        venue.floor().into_iter().find(|s| s["id"] == id).map(|s| s["state"].as_str().unwrap_or_default().to_owned()).unwrap_or_default()
+    }
+
+    /// Regression: after a restart of the agent the sessions, tickets and
+    /// incidents were gone (check-out answered unknown_ticket, the fire
+    /// incident could not be acknowledged, the same card was admitted twice).
+    #[test]
+    fn a_restart_rebuilds_tickets_sessions_holds_and_incidents_from_the_log() {
+        let (dir, mut store) = scratch_store("restart");
+        let mut before = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        for station in ["st-1", "st-2", "st-3", "st-4"] {
+            online(&mut before, now, station);
+        }
+        let (first, effects) = before.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 11);
+        record(&mut store, now, &effects);
+        let (second, effects) = before.check_in(now, &document("B2", date(1991, 2, 2)), Circumstances::default(), None, || 22);
+        record(&mut store, now, &effects);
+        let (gone, effects) = before.check_in(now, &document("C3", date(1992, 3, 3)), Circumstances::default(), None, || 33);
+        record(&mut store, now, &effects);
+        let (first, second) = (ticket_of(&first), ticket_of(&second));
+        record(&mut store, now, &login(&mut before, now, "st-1", &first));
+        record(&mut store, now, &before.check_out(now, &ticket_of(&gone)).unwrap());
+        record(&mut store, now, &before.staff_command(now, &st("st-2"), Action::Lock { reason: "staff".into() }, "wang").unwrap());
+        let activity = Message::Activity(Activity { evidence: vec![Evidence::Input], since: now });
+        record(&mut store, now, &before.on_message(now, &st("st-3"), &activity));
+        let smoke = before.on_message(now, &st("st-4"), &reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active: true }));
+        record(&mut store, now, &smoke);
+        let fire = before.incidents().into_iter().find(|i| i.kind == IncidentKind::Fire).unwrap().id.clone();
+        record(&mut store, now, &before.transition(now, &fire, "li", None).unwrap());
+        let overcrowded = before.incidents().into_iter().find(|i| i.kind == IncidentKind::UnregisteredUse).unwrap().id.clone();
+        record(&mut store, now, &before.transition(now, &overcrowded, "li", Some("spoke to them".into())).unwrap());
+
+        let later = now + SignedDuration::from_mins(5);
+        let (mut after, restored) = restarted(&store, "cn", "Asia/Shanghai", later);
+        assert_eq!(
+            restored,
+            Restored { tickets: 2, sessions: 1, holds: 2, incidents_open: 1, incidents: 2 },
+            "st-2 held by staff, st-3 for unregistered use"
+        );
+        assert_eq!(after.occupancy(), Occupancy { online: 0, sessions: 1, customers: 2 });
+        assert_eq!(after.sessions_json(), before.sessions_json());
+        let incident = after.incident(&fire).unwrap();
+        assert_eq!((incident.kind, incident.acknowledged.as_ref().map(|(by, _)| by.as_str())), (IncidentKind::Fire, Some("li")));
+        assert!(after.incident(&overcrowded).is_some_and(|incident| incident.resolved.is_some()), "the day's history");
+        // The same card is not admitted twice; the other customer checks out.
+        let (again, _) = after.check_in(later, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 44);
+        assert!(matches!(again, CheckInOutcome::Refused { ref reasons, .. } if reasons == &["already_checked_in"]));
+        assert!(after.check_out(later, &second).is_some());
+        // The ticket in use stays in use at its station.
+        let elsewhere = login(&mut after, later, "st-3", &first);
+        assert!(
+            matches!(&elsewhere[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["ticket_in_use"])
+        );
+        // The stations say what they hold: the floor is true again.
+        assert_eq!(floor_state(&after, "st-1"), "offline");
+        let session = after.sessions_json()["sessions"][0]["id"].as_str().unwrap().to_owned();
+        assert!(after.on_message(later, &st("st-1"), &connected(LockState::Unlocked, Some(&session))).is_empty(), "adopted");
+        assert_eq!(floor_state(&after, "st-1"), "in_session");
+        assert!(after.on_message(later, &st("st-2"), &connected(LockState::Locked, None)).is_empty());
+        assert_eq!(floor_state(&after, "st-2"), "locked");
+        assert!(after.transition(later, &fire, "wang", Some("aired".into())).is_ok());
+        // New incident ids do not collide with restored ones.
+        let co = after.on_message(later, &st("st-4"), &reading("co-1", SensorKind::CarbonMonoxide, Reading::Ppm { value: 90.0 }));
+        let Effect::Record(LogEntry::Incident(IncidentEntry { incident: id, .. })) = &co[0] else { panic!("{co:?}") };
+        assert!(id != &fire && id != &overcrowded, "{id}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A store in which a customer born on `birth` checked in at `now` and
+    /// sat down at st-1, at a venue of `preset` in `zone`.
+    fn seated(name: &str, preset: &str, zone: &str, now: Timestamp, birth: jiff::civil::Date) -> (std::path::PathBuf, crate::store::Store) {
+        let (dir, mut store) = scratch_store(name);
+        let mut before = venue(preset, zone);
+        online(&mut before, now, "st-1");
+        let (outcome, effects) = before.check_in(now, &document("Y1", birth), Circumstances::default(), None, || 7);
+        record(&mut store, now, &effects);
+        record(&mut store, now, &login(&mut before, now, "st-1", &ticket_of(&outcome)));
+        (dir, store)
+    }
+
+    #[test]
+    fn a_curfew_that_passed_while_the_agent_was_down_ends_at_the_first_tick() {
+        let (dir, store) = seated("curfew", "kr", "Asia/Seoul", at("2026-11-22T12:30:00Z"), date(2012, 6, 1));
+        // The agent is down from 12:40 until 13:05 (22:05 in Seoul).
+        let back = at("2026-11-22T13:05:00Z");
+        let (mut after, _) = restarted(&store, "kr", "Asia/Seoul", back);
+        assert!(after.next_deadline().is_some_and(|deadline| deadline <= back));
+        let ended = after.tick(back);
+        assert!(matches!(&ended[0], Effect::Command { action: Action::Lock { reason }, .. } if reason == "policy"), "{ended:?}");
+        assert!(matches!(&ended[1], Effect::Record(LogEntry::SessionEnd(end)) if end.reason == EndCause::Policy && end.at == back));
+        assert_eq!(after.occupancy().sessions, 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// What the venue does when a station's reports disagree with it: each
+    /// case is the venue's session at the station (and whether the station
+    /// confirmed it), then two reports in a row, then the effects.
+    #[test]
+    fn stations_are_reconciled_after_two_reports_that_disagree() {
+        let now = at("2026-11-22T12:00:00Z");
+        let setup = |confirmed: Option<bool>| {
+            let mut venue = venue("cn", "Asia/Shanghai");
+            online(&mut venue, now, "st-1");
+            if let Some(confirmed) = confirmed {
+                let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 5);
+                login(&mut venue, now, "st-1", &ticket_of(&outcome));
+                if confirmed {
+                    let id = venue.station(&st("st-1")).unwrap().session.as_ref().unwrap().id.clone();
+                    venue.on_message(now, &st("st-1"), &Message::SessionEvent(SessionEvent::Started { session_id: id }));
+                }
+            }
+            venue
+        };
+        let session_of = |venue: &Venue| venue.station(&st("st-1")).and_then(|s| s.session.as_ref()).map(|s| s.id.clone());
+        type Expect = fn(&[Effect], Option<&str>) -> bool;
+        type Case<'a> = (&'a str, Option<bool>, (LockState, Option<&'a str>), Expect);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "confirmed session gone from the station: ended there",
+                Some(true),
+                (LockState::Locked, None),
+                |effects, _| matches!(effects, [Effect::Command { action: Action::Lock { .. }, .. }, Effect::Record(LogEntry::SessionEnd(end))] if end.reason == EndCause::NotAtStation),
+            ),
+            (
+                "unlock never confirmed: sent again",
+                Some(false),
+                (LockState::Locked, None),
+                |effects, session| matches!(effects, [Effect::Command { action: Action::Unlock { session_id, request_id: None, .. }, .. }] if Some(session_id.as_str()) == session),
+            ),
+            (
+                "another session at the station: the venue's is sent",
+                Some(true),
+                (LockState::Unlocked, Some("s-other")),
+                |effects, session| matches!(effects, [Effect::Command { action: Action::Unlock { session_id, .. }, .. }] if Some(session_id.as_str()) == session),
+            ),
+            (
+                "a session the venue does not hold: locked",
+                None,
+                (LockState::Unlocked, Some("s-ended")),
+                |effects, _| matches!(effects, [Effect::Command { action: Action::Lock { reason }, .. }] if reason == "session_ended"),
+            ),
+            ("unlocked without a session: unregistered use", None, (LockState::Unlocked, None), |effects, _| {
+                matches!(
+                    effects,
+                    [
+                        Effect::Command { action: Action::Lock { reason }, .. },
+                        Effect::Record(LogEntry::Incident(IncidentEntry {
+                            transition: IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, .. },
+                            ..
+                        }))
+                    ] if reason == "unregistered"
+                )
+            }),
+        ];
+        for (name, session, (lock_state, reported), expect) in cases {
+            let mut venue = setup(session);
+            let held = session_of(&venue);
+            let first = venue.on_message(now, &st("st-1"), &report(lock_state, reported));
+            assert!(first.is_empty(), "{name}: one report may be stale: {first:?}");
+            let second = venue.on_message(now, &st("st-1"), &connected(lock_state, reported));
+            assert!(expect(&second, held.as_deref()), "{name}: {second:?}");
+            // A stale report followed by one that agrees changes nothing.
+            let mut venue = setup(session);
+            let held = session_of(&venue);
+            assert!(venue.on_message(now, &st("st-1"), &report(lock_state, reported)).is_empty());
+            let agreeing = if held.is_some() { LockState::Unlocked } else { LockState::Locked };
+            assert!(venue.on_message(now, &st("st-1"), &report(agreeing, held.as_deref())).is_empty(), "{name}");
+            assert!(venue.on_message(now, &st("st-1"), &report(lock_state, reported)).is_empty(), "{name}: the count starts again");
+        }
+    }
+
+    /// Regression: a login sent again (a station's spool after a restart)
+    /// opened a second session on the same ticket at the same station and
+    /// left the first one open in the log.
+    #[test]
+    fn a_login_sent_again_gets_the_same_session() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        online(&mut venue, now, "st-1");
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 5);
+        let ticket = ticket_of(&outcome);
+        let first = login(&mut venue, now, "st-1", &ticket);
+        let Effect::Command { action: Action::Unlock { session_id, .. }, .. } = &first[0] else { panic!("{first:?}") };
+        let again = login(&mut venue, now + SignedDuration::from_secs(30), "st-1", &ticket);
+        assert!(
+            matches!(&again[..], [Effect::Command { action: Action::Unlock { session_id: same, .. }, .. }] if same == session_id),
+            "{again:?}"
+        );
+        assert_eq!(venue.occupancy().sessions, 1);
+    }
+
+    #[test]
+    fn a_station_not_heard_from_after_a_restart_is_a_finding() {
+        let (dir, store) = seated("awaited", "cn", "Asia/Shanghai", at("2026-11-22T12:00:00Z"), date(1990, 1, 1));
+        let back = at("2026-11-22T13:00:00Z");
+        let (mut after, _) = restarted(&store, "cn", "Asia/Shanghai", back);
+        let limit = back + SignedDuration::from_hours(3);
+        assert_eq!(after.next_deadline(), Some(limit));
+        assert!(after.tick(limit - SignedDuration::from_secs(1)).is_empty());
+        let silent = after.tick(limit);
+        assert!(
+            matches!(&silent[..], [Effect::Record(LogEntry::Incident(IncidentEntry { transition: IncidentTransition::Opened { detail, .. }, .. }))] if detail.contains("has not reported since the agent restarted")),
+            "{silent:?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

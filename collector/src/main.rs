@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 mod actions;
 mod config;
+mod held;
 mod link;
 mod local;
 mod machine;

@@ -96,6 +96,11 @@ impl Spool {
                 fs::remove_file(item.path())?;
                 continue;
             }
+            if !name.ends_with(".msg") {
+                // Not a message: the station's other state kept beside the
+                // spool (its session), not the spool's to judge.
+                continue;
+            }
             match spool.read_entry(&name) {
                 Some((seq, entry)) => {
                     spool.last_seq = spool.last_seq.max(seq);
@@ -285,10 +290,15 @@ mod tests {
         drop(spool);
         fs::write(dir.0.join("00000000000000000009-e.tmp"), "half a message").unwrap();
         fs::write(dir.0.join("00000000000000000010-e.msg"), "t/opic\nnot json").unwrap();
+        // Regression: the station's session file beside the spool was taken
+        // for a damaged message and moved aside, so a restarted collector
+        // forgot its session.
+        fs::write(dir.0.join("session.json"), "{}").unwrap();
 
         let mut spool = Spool::open(&dir.0, 100).unwrap();
         assert_eq!(spool.len(), 3);
         assert!(dir.0.join("damaged/00000000000000000010-e.msg").exists());
+        assert!(dir.0.join("session.json").exists(), "not the spool's to move");
         assert!(!dir.0.join("00000000000000000009-e.tmp").exists());
         let pending = spool.pending(0, 10);
         assert_eq!(pending.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 2, 3]);

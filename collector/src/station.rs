@@ -82,11 +82,7 @@ struct SensorState {
     heard_at: Timestamp,
 }
 
-#[derive(Debug, Clone)]
-struct Session {
-    id: String,
-    until: Option<Timestamp>,
-}
+use crate::held::Held as Session;
 
 /// The running station.
 pub(crate) struct Station {
@@ -198,7 +194,29 @@ impl Station {
         if !self.config.sensors.is_empty() {
             capabilities.push("sensor_bridge".to_owned());
         }
-        StationStatus { online, version: env!("CARGO_PKG_VERSION").to_owned(), capabilities }
+        StationStatus {
+            online,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            capabilities,
+            lock_state: self.lock_state,
+            session: self.session.as_ref().map(|session| session.id.clone()),
+        }
+    }
+
+    /// Takes up a new session (or none) and lock state: kept on disk, and
+    /// told to the agent in the retained status, so whoever subscribes
+    /// next (the agent after its restart) learns what the station holds.
+    fn hold(&mut self, session: Option<Session>, lock_state: LockState) {
+        let changed = session != self.session;
+        if changed && let Err(error) = crate::held::save(&self.config.spool_dir(), session.as_ref()) {
+            tracing::error!(%error, "cannot keep the session on disk; a restart of the collector would forget it");
+        }
+        let told = changed || lock_state != self.lock_state;
+        self.session = session;
+        self.lock_state = lock_state;
+        if told && self.connected {
+            self.publish_live(self.status(true), true);
+        }
     }
 
     fn on_connected(&mut self) {
@@ -275,14 +293,21 @@ impl Station {
     }
 
     fn on_done(&mut self, done: Done) {
-        self.lock_state = done.lock_state;
         let succeeded = done.result == Outcome::Done;
+        let mut session = self.session.clone();
         match &done.command.action {
+            // The session the station holds already (the agent sends it
+            // again when it is not sure the station has it): kept as it is.
+            Action::Unlock { session_id, request_id, .. } if succeeded && session.as_ref().is_some_and(|held| held.id == *session_id) => {
+                if let Some(answer) = request_id.as_ref().and_then(|id| self.logins.remove(id)) {
+                    let _ = answer.send(LoginAnswer::Unlocked { session_id: session_id.clone() });
+                }
+            }
             Action::Unlock { session_id, request_id, until } if succeeded => {
-                if let Some(previous) = self.session.take() {
+                if let Some(previous) = session.take() {
                     self.send_reliably(SessionEvent::Ended { session_id: previous.id, reason: EndReason::Staff }, Class::Event);
                 }
-                self.session = Some(Session { id: session_id.clone(), until: *until });
+                session = Some(Session { id: session_id.clone(), until: *until });
                 self.activity_reported = false;
                 self.send_reliably(SessionEvent::Started { session_id: session_id.clone() }, Class::Event);
                 if let Some(answer) = request_id.as_ref().and_then(|id| self.logins.remove(id)) {
@@ -290,18 +315,19 @@ impl Station {
                 }
             }
             Action::Lock { reason } if succeeded => {
-                if let Some(session) = self.session.take() {
+                if let Some(ended) = session.take() {
                     let reason = match reason.as_str() {
                         "time_up" => EndReason::TimeUp,
                         "logout" => EndReason::Logout,
                         "curfew" | "policy" | "under_age" | "youth_hours" | "closed" => EndReason::Policy,
                         _ => EndReason::Staff,
                     };
-                    self.send_reliably(SessionEvent::Ended { session_id: session.id, reason }, Class::Event);
+                    self.send_reliably(SessionEvent::Ended { session_id: ended.id, reason }, Class::Event);
                 }
             }
             _ => {}
         }
+        self.hold(session, done.lock_state);
         self.acknowledge(done.command, done.result, done.lock_state);
     }
 
@@ -484,7 +510,13 @@ pub(crate) async fn run(
     let status_topic: String =
         Topic::Station { venue: config.station.venue.clone(), station: config.station.id.clone(), channel: StationChannel::Status }
             .to_string();
-    let offline = StationStatus { online: false, version: env!("CARGO_PKG_VERSION").to_owned(), capabilities: vec![] };
+    let offline = StationStatus {
+        online: false,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        capabilities: vec![],
+        lock_state: LockState::Unknown,
+        session: None,
+    };
     let key = config.station_key()?;
     if key.is_none() {
         tracing::warn!(
@@ -506,6 +538,10 @@ pub(crate) async fn run(
     let (commands, command_queue) = mpsc::channel(16);
     let (done_sender, mut done) = mpsc::channel(16);
     let lock_state = machine.executor.lock_state().await;
+    // The session held when the collector stopped: still on if the screen
+    // is still unlocked (the collector alone restarted); over if the
+    // station is locked (it shut down, or someone locked it meanwhile).
+    let session = crate::held::load(&config.spool_dir());
     tokio::spawn(command_worker(machine.executor, command_queue, done_sender));
     let (login_timeouts, mut timed_out) = mpsc::channel(64);
     tracing::info!(venue = %config.station.venue, station = %config.station.id, spooled = spool.len(), "collector starting");
@@ -519,7 +555,7 @@ pub(crate) async fn run(
         connected: false,
         sent_up_to: 0,
         last_progress: Instant::now(),
-        session: None,
+        session: session.clone(),
         recent: VecDeque::new(),
         logins: HashMap::new(),
         activity_reported: false,
@@ -530,6 +566,15 @@ pub(crate) async fn run(
         unreachable_reported: false,
         config,
     };
+    match session {
+        Some(ended) if lock_state == LockState::Locked => {
+            tracing::info!(session = %ended.id, "the station is locked: the session held before the restart is over");
+            station.send_reliably(SessionEvent::Ended { session_id: ended.id, reason: EndReason::Shutdown }, Class::Event);
+            station.hold(None, lock_state);
+        }
+        Some(session) => tracing::info!(session = %session.id, "carrying on with the session held before the restart"),
+        None => {}
+    }
     let mut tick = tokio::time::interval(station.config.telemetry.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);

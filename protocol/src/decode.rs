@@ -391,6 +391,7 @@ mod tests {
     fn bodies_check_their_ranges() {
         let breakers: Vec<(Kind, Breaker, &str)> = vec![
             (Kind::StationStatus, |v| v["body"]["capabilities"][0] = json!("lock screen"), "capabilities[0]"),
+            (Kind::StationStatus, |v| v["body"]["session"] = json!("s 1"), "session"),
             (Kind::Activity, |v| v["body"]["evidence"] = json!([]), "evidence"),
             (Kind::SensorReading, |v| v["body"]["battery_percent"] = json!(101), "battery_percent"),
             (Kind::SensorReading, |v| v["body"]["reading"] = json!({"unit": "persons", "value": 3}), "reading.unit"),
@@ -403,6 +404,8 @@ mod tests {
             (Kind::Incident, |v| v["body"]["transition"]["detail"] = json!("x".repeat(2000)), "transition.detail"),
             (Kind::Record, |v| v["body"]["index"] = json!(0), "index"),
             (Kind::Heartbeat, |v| v["body"]["log_head"]["hash"] = json!(""), "log_head.hash"),
+            (Kind::Heartbeat, |v| v["body"]["store_error"] = json!("x".repeat(2000)), "store_error"),
+            (Kind::Summary, |v| v["body"]["store_error"] = json!("x".repeat(2000)), "store_error"),
         ];
         for (kind, break_it, field) in breakers {
             let mut value: Value = serde_json::from_str(&encode(&examples::envelope(kind))).unwrap();

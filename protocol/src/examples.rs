@@ -31,6 +31,8 @@ pub fn body(kind: Kind) -> Message {
             online: true,
             version: "0.1.0".into(),
             capabilities: vec!["lock".into(), "notify".into(), "sensor_bridge".into()],
+            lock_state: LockState::Unlocked,
+            session: Some("s-20261122-0042".into()),
         }
         .into(),
         Kind::Telemetry => Telemetry {
@@ -97,6 +99,7 @@ pub fn body(kind: Kind) -> Message {
             sensors_silent: 0,
             compliance: Compliance::Yellow,
             log_head: LogHead { index: 5821, hash: HASH_A.into() },
+            store_error: None,
         }
         .into(),
         Kind::Incident => IncidentEvent {
@@ -127,7 +130,9 @@ pub fn body(kind: Kind) -> Message {
             },
         }
         .into(),
-        Kind::Heartbeat => Heartbeat { outbox_pending: 0, log_head: LogHead { index: 5821, hash: HASH_A.into() } }.into(),
+        Kind::Heartbeat => {
+            Heartbeat { outbox_pending: Some(0), log_head: Some(LogHead { index: 5821, hash: HASH_A.into() }), store_error: None }.into()
+        }
     }
 }
 

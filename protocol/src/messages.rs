@@ -37,9 +37,11 @@ fn token(field: &str, value: &str) -> Result<(), Violation> {
     crate::ids::check_id("value", value).map_err(|error| Violation::new(field, error.to_string()))
 }
 
-/// Whether a station is reachable. `online` is published retained when the
-/// collector connects; `offline` is its MQTT last will, so the broker
-/// publishes it when the collector vanishes.
+/// Whether a station is reachable, and what it holds. `online` is published
+/// retained when the collector connects and again whenever its lock state or
+/// session changes, so the agent learns the station's truth the moment it
+/// subscribes (after its own restart, too); `offline` is its MQTT last will,
+/// so the broker publishes it when the collector vanishes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StationStatus {
@@ -49,6 +51,14 @@ pub struct StationStatus {
     pub version: String,
     /// What this station can do ("lock", "notify", "sensor_bridge", …).
     pub capabilities: Vec<String>,
+    /// The lock screen's state as the station observes it (`unknown` when
+    /// absent: collectors before this field).
+    #[serde(default)]
+    pub lock_state: LockState,
+    /// The session open at the station, as the agent issued it; absent when
+    /// none. The collector keeps it on disk across its own restarts.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 impl StationStatus {
@@ -58,12 +68,15 @@ impl StationStatus {
         for (index, capability) in self.capabilities.iter().enumerate() {
             token(&format!("capabilities[{index}]"), capability)?;
         }
+        if let Some(session) = &self.session {
+            token("session", session)?;
+        }
         Ok(())
     }
 }
 
 /// Whether a station's screen is locked, as the station itself observes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LockState {
     /// The lock screen is up; nobody can use the station.
@@ -71,6 +84,7 @@ pub enum LockState {
     /// The station is usable.
     Unlocked,
     /// The collector cannot tell (it lost the display session, for instance).
+    #[default]
     Unknown,
 }
 
@@ -529,10 +543,12 @@ impl AgentStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compliance {
-    /// Nothing open, every sensor heard from, the outbox at most half full.
+    /// Nothing open, every sensor heard from, the outbox less than half full,
+    /// the store healthy.
     Green,
     /// Something needs attention: an acknowledged incident still open, a
-    /// sensor or station silent, or the outbox more than half full.
+    /// sensor or station silent, the outbox half full or more, or the
+    /// venue's store failing.
     Yellow,
     /// A critical incident is open, or an incident nobody acknowledged.
     Red,
@@ -618,6 +634,11 @@ pub struct Summary {
     pub compliance: Compliance,
     /// The registration log's head at the end of the period.
     pub log_head: LogHead,
+    /// Why the venue's store (its registration log and outbox) failed during
+    /// the period, when it did: check-ins are refused while it cannot write,
+    /// and figures that come from it may be missing. Absent when healthy.
+    #[serde(default)]
+    pub store_error: Option<String>,
 }
 
 impl Summary {
@@ -637,6 +658,9 @@ impl Summary {
         list("refusals", &self.refusals, MAX_LIST)?;
         for (index, refusal) in self.refusals.iter().enumerate() {
             token(&format!("refusals[{index}].reason"), &refusal.reason)?;
+        }
+        if let Some(error) = &self.store_error {
+            text("store_error", error)?;
         }
         check_hash("log_head.hash", &self.log_head.hash)
     }
@@ -662,6 +686,9 @@ pub enum IncidentKind {
     SensorFault,
     /// A station or sensor whose identity did not match its enrolment.
     ForgedSender,
+    /// The registration log was altered outside the program: entries that
+    /// had been committed are missing from the file.
+    RecordsTampered,
 }
 
 /// How serious an incident is.
@@ -811,18 +838,33 @@ impl RegistrationRecord {
     }
 }
 
-/// Proof of life of a venue's uplink, with what it still has to send.
+/// Proof of life of a venue's uplink, with what it still has to send. When
+/// the venue's store cannot answer, the figures it would give are absent and
+/// `store_error` says why: never zeros that look like good data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
-    /// Messages waiting in the agent's outbox for the regulator.
-    pub outbox_pending: u64,
-    /// The registration log's head now.
-    pub log_head: LogHead,
+    /// Messages waiting in the agent's outbox for the regulator; absent when
+    /// the store cannot say.
+    #[serde(default)]
+    pub outbox_pending: Option<u64>,
+    /// The registration log's head now; absent when the store cannot say.
+    #[serde(default)]
+    pub log_head: Option<LogHead>,
+    /// Why the venue's store (registration log and outbox) failed, when it
+    /// did: check-ins are refused while it cannot write. Absent when healthy.
+    #[serde(default)]
+    pub store_error: Option<String>,
 }
 
 impl Heartbeat {
     pub(crate) fn validate(&self) -> Result<(), Violation> {
-        check_hash("log_head.hash", &self.log_head.hash)
+        if let Some(error) = &self.store_error {
+            text("store_error", error)?;
+        }
+        match &self.log_head {
+            Some(head) => check_hash("log_head.hash", &head.hash),
+            None => Ok(()),
+        }
     }
 }

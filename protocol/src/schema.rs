@@ -74,7 +74,7 @@ fn channel_entry(address: &str, kinds: &[Kind], parameters: &[(&str, &str)], des
 fn regulator_description(channel: RegulatorChannel) -> &'static str {
     match channel {
         RegulatorChannel::Summary => {
-            "A venue's summary every period (default 5 minutes): stations, customers present, check-ins admitted and refused by reason, unregistered use, incidents opened, acknowledged, resolved and open by severity, sensor health, the compliance level (red: an open critical incident or one nobody acknowledged; yellow: an open acknowledged incident, a silent sensor or station, or the outbox more than half full; green otherwise) and the head of the registration log's hash chain. QoS 1, numbered in the venue's feed sequence."
+            "A venue's summary every period (default 5 minutes): stations, customers present, check-ins admitted and refused by reason, unregistered use, incidents opened, acknowledged, resolved and open by severity, sensor health, the compliance level (red: an open critical incident or one nobody acknowledged; yellow: an open acknowledged incident, a silent sensor or station, the outbox half full or more, or a store failure; green otherwise), the head of the registration log's hash chain, and store_error when the venue's store failed. While the outbox holds outbox_max messages or more (the regulator unreachable for long), a period's summary is not queued: the next one that is covers every period since the last one queued (its from is earlier, its counts add up), so no count is lost and no sequence number is skipped. QoS 1, numbered in the venue's feed sequence."
         }
         RegulatorChannel::Incident => {
             "Each incident transition (opened, acknowledged, resolved) as it happens; incident_id ties them together. QoS 1, numbered in the venue's feed sequence."
@@ -83,7 +83,7 @@ fn regulator_description(channel: RegulatorChannel) -> &'static str {
             "One entry of the registration log per check-in attempt, admitted or refused with its reasons, with the person as the jurisdiction requires (none, pseudonymised by a key kept at the venue, or in full) and the entry's place in the hash chain. QoS 1, numbered in the venue's feed sequence."
         }
         RegulatorChannel::Heartbeat => {
-            "Proof of life every heartbeat period: the messages waiting in the venue's outbox and the log's head. seq 0: outside the sequence."
+            "Proof of life every heartbeat period: the messages waiting in the venue's outbox and the log's head; when the venue's store cannot answer, those are absent and store_error says why. seq 0: outside the sequence."
         }
     }
 }
@@ -158,7 +158,7 @@ pub fn asyncapi() -> Value {
         "info": {
             "title": "netbar",
             "version": format!("{SCHEMA_VERSION}"),
-            "description": "The MQTT contract between netbar's station collectors, the venue agent and the regulator's broker. On the regulator's broker, summaries, incidents and records of a venue share one sequence (seq), contiguous from 1 across restarts of the agent; a message leaves the venue's outbox only when the broker acknowledged it, and everything unacknowledged is sent again after a reconnect, so a message may arrive twice: deduplicate by id, and a gap in seq is a lost message. Generated from netbar-protocol; do not edit by hand."
+            "description": "The MQTT contract between netbar's station collectors, the venue agent and the regulator's broker. On the regulator's broker, summaries, incidents and records of a venue share one sequence (seq), contiguous from 1 across restarts of the agent; a message leaves the venue's outbox only when the broker acknowledged it, and everything unacknowledged is sent again after a reconnect, so a message may arrive twice: deduplicate by id, and a gap in seq is a lost message. Records and incidents are never dropped at the venue (its disk is the bound; check-ins are refused when it is full). The log head (index and hash) in summaries, heartbeats and records lets the regulator catch a log truncated or re-chained at the venue: a head that goes backwards, or an index that comes back with another hash. Generated from netbar-protocol; do not edit by hand."
         },
         "defaultContentType": "application/json",
         "channels": channels,

@@ -9,6 +9,7 @@ mod e2e {
     mod collector;
     mod console;
     mod deploy;
+    mod restart;
     mod schemas;
     mod uplink;
     mod workspace;

@@ -92,6 +92,17 @@ impl Venue {
         Venue { dir, config, port, http, agent: None }
     }
 
+    /// A Korean venue (zone Asia/Seoul, policy kr) with its embedded broker.
+    pub(super) fn korean(name: &str) -> Venue {
+        let venue = Venue::new(name);
+        let text = std::fs::read_to_string(&venue.config)
+            .unwrap()
+            .replace("zone = \"Asia/Shanghai\"", "zone = \"Asia/Seoul\"")
+            .replace("policy = \"cn\"", "policy = \"kr\"");
+        std::fs::write(&venue.config, text).unwrap();
+        venue
+    }
+
     /// A venue whose agent uses an external broker (the test's mosquitto).
     pub(super) fn external(name: &str, broker: &netbar_tests::Mosquitto) -> Venue {
         let mut venue = Venue::new(name);
@@ -585,12 +596,7 @@ fn kill_9_during_a_burst_of_check_ins_loses_no_acknowledged_one() {
 
 #[test]
 fn a_curfew_warns_and_ends_a_youths_session_on_time() {
-    let mut venue = Venue::new("curfew");
-    let text = std::fs::read_to_string(&venue.config)
-        .unwrap()
-        .replace("zone = \"Asia/Shanghai\"", "zone = \"Asia/Seoul\"")
-        .replace("policy = \"cn\"", "policy = \"kr\"");
-    std::fs::write(&venue.config, text).unwrap();
+    let mut venue = Venue::korean("curfew");
     let station = venue.enroll("st-1");
     // The venue's clock starts fifteen seconds before 22:00 in Seoul: time
     // enough to check in and log in, even on a busy machine.

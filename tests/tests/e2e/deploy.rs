@@ -55,14 +55,21 @@ fn a_database_of_the_previous_release_migrates_and_its_chain_holds() {
     let body = serde_json::json!({"document_type": "other", "number": "U0000001", "birth_date": "1990-01-01"});
     let (status, answer) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&body));
     assert_eq!(status, 201, "{answer}");
+    // The old release's customer still checked in (passport P1234567, ticket
+    // N35FU5) is known to the upgraded agent: not admitted twice, checked out.
+    let again = serde_json::json!({"document_type": "other", "number": "P1234567", "birth_date": "1985-06-30"});
+    let (_, refused) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&again));
+    assert_eq!(refused["result"]["reasons"][0], "already_checked_in", "{refused}");
+    let (status, body) = netbar_tests::http(venue.http, "DELETE", "/api/v1/checkins/N35FU5", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
     venue.agent.take().unwrap().terminate();
 
-    assert_eq!(user_version(&db), 3, "migrated to the current schema");
+    assert_eq!(user_version(&db), 4, "migrated to the current schema");
     let verify = records("verify", &db, &[]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let now = exported(&db);
     assert!(now.starts_with(&old), "the old entries are untouched, in order");
-    assert_eq!(now.lines().count(), old_entries + 1, "{now}");
+    assert_eq!(now.lines().count(), old_entries + 3, "{now}");
     assert!(now.contains(answer["result"]["ticket"].as_str().unwrap()));
 }
 

@@ -1,0 +1,381 @@
+//! What the registration log holds: one typed enum of entry kinds.
+//!
+//! An entry is stored as its kind (a column) and its body (JSON text the
+//! hash covers). Everything that writes or reads entries goes through
+//! [`LogEntry`]: the venue's rules produce them, the store writes them, the
+//! feed turns some into messages for the regulator, and replay at start-up
+//! rebuilds the venue from them. Bodies are written as they always were, so
+//! a log written by an earlier release reads back as the same types and its
+//! hashes still verify.
+//!
+//! [`LogEntry::liveness`] says which entries a restart must replay: an
+//! admitted check-in until its check-out, a session's start until its end,
+//! a station's hold until its next session, an incident's transitions until
+//! it is resolved. The store keeps that set in the same transaction as the
+//! entries (see `Store::live`), so start-up reads the venue's open matters,
+//! not its whole history.
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use netbar_protocol::StationId;
+use netbar_protocol::identity::BirthDateSource;
+use netbar_protocol::messages::{IncidentKind, IncidentTransition};
+use serde::{Deserialize, Serialize};
+
+/// One entry of the registration log, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub(crate) enum LogEntry {
+    /// A check-in attempt at the desk, admitted or refused.
+    CheckIn(CheckIn),
+    /// A check-in ended at the desk: the ticket stops working.
+    CheckOut(CheckOut),
+    /// A station unlocked for a ticket.
+    SessionStart(SessionStart),
+    /// A session ended, and why.
+    SessionEnd(SessionEnd),
+    /// Staff locked, messaged or opened a station.
+    StaffCommand(StaffCommand),
+    /// An incident opened, acknowledged or resolved.
+    Incident(IncidentEntry),
+    /// Someone saw or exported registration records.
+    PersonalDataAccess(DataAccess),
+}
+
+/// Whether a check-in admitted the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CheckInOutcome {
+    Admitted,
+    Refused,
+}
+
+/// A check-in attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CheckIn {
+    pub(crate) outcome: CheckInOutcome,
+    /// The document kind's code ("cn_resident_id", …).
+    pub(crate) document_kind: String,
+    /// The normalised document number.
+    pub(crate) number: String,
+    pub(crate) birth_date: Date,
+    pub(crate) birth_date_source: BirthDateSource,
+    /// Age at the decision (never used again: age is computed per decision).
+    pub(crate) age: i32,
+    pub(crate) guardian: bool,
+    /// The ticket handed over, when admitted.
+    pub(crate) ticket: Option<String>,
+    /// Reason codes of a refusal.
+    pub(crate) reasons: Vec<String>,
+    /// When the decision behind the admission ends, if it does.
+    pub(crate) until: Option<Timestamp>,
+    /// The name on the document, when the desk typed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+}
+
+/// A check-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CheckOut {
+    pub(crate) ticket: String,
+}
+
+/// A session's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SessionStart {
+    pub(crate) session: String,
+    pub(crate) station: StationId,
+    pub(crate) ticket: String,
+    /// When the station must lock again under the policy, if ever.
+    pub(crate) until: Option<Timestamp>,
+    pub(crate) at: Timestamp,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EndCause {
+    /// The customer logged out at the station.
+    Logout,
+    /// The station's own deadline passed.
+    TimeUp,
+    /// The policy's window closed (a curfew).
+    Policy,
+    /// Staff locked the station.
+    Staff,
+    /// The station shut down or lost power.
+    Shutdown,
+    /// The customer was checked out at the desk.
+    CheckedOut,
+    /// The station reported, after a restart or an outage, that it no
+    /// longer holds the session.
+    NotAtStation,
+    /// A reason this release does not know (written by a later one).
+    #[serde(other)]
+    Other,
+}
+
+impl EndCause {
+    /// Whether the station stays held (locked until its next session).
+    pub(crate) fn holds(self) -> bool {
+        matches!(self, EndCause::Staff | EndCause::Policy)
+    }
+
+    /// The code sent to a station in its lock command.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            EndCause::Logout => "logout",
+            EndCause::TimeUp => "time_up",
+            EndCause::Policy => "policy",
+            EndCause::Staff => "staff",
+            EndCause::Shutdown => "shutdown",
+            EndCause::CheckedOut => "checked_out",
+            EndCause::NotAtStation => "not_at_station",
+            EndCause::Other => "other",
+        }
+    }
+}
+
+impl From<netbar_protocol::messages::EndReason> for EndCause {
+    fn from(reason: netbar_protocol::messages::EndReason) -> EndCause {
+        use netbar_protocol::messages::EndReason;
+        match reason {
+            EndReason::Logout => EndCause::Logout,
+            EndReason::TimeUp => EndCause::TimeUp,
+            EndReason::Policy => EndCause::Policy,
+            EndReason::Staff => EndCause::Staff,
+            EndReason::Shutdown => EndCause::Shutdown,
+        }
+    }
+}
+
+/// A session's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SessionEnd {
+    pub(crate) session: String,
+    pub(crate) station: StationId,
+    pub(crate) ticket: String,
+    pub(crate) reason: EndCause,
+    pub(crate) at: Timestamp,
+}
+
+/// What staff did to a station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StaffAction {
+    Lock,
+    Notify,
+    Open,
+}
+
+/// A staff command. Entries of releases before the action was written
+/// carry none (a lock or a notice, not told apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StaffCommand {
+    pub(crate) station: StationId,
+    #[serde(default)]
+    pub(crate) action: Option<StaffAction>,
+    pub(crate) by: String,
+    pub(crate) at: Timestamp,
+    /// The ticket a station was opened for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ticket: Option<String>,
+    /// The notice shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<String>,
+}
+
+/// An incident's transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IncidentEntry {
+    /// The incident's id, shared by its transitions.
+    pub(crate) incident: String,
+    pub(crate) transition: IncidentTransition,
+}
+
+/// Someone saw or exported registration records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DataAccess {
+    pub(crate) by: String,
+    /// "view" or "export".
+    pub(crate) action: String,
+    pub(crate) from: Date,
+    pub(crate) to: Date,
+    pub(crate) at: Timestamp,
+}
+
+/// Why an entry read back is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("entry of kind {kind:?} unreadable: {error}")]
+pub(crate) struct UnreadableEntry {
+    kind: String,
+    error: serde_json::Error,
+}
+
+/// A key of the set of entries a restart replays: what an entry keeps open.
+pub(crate) type LiveKey = String;
+
+impl LogEntry {
+    /// The kind, as the log's `kind` column holds it.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            LogEntry::CheckIn(_) => "check_in",
+            LogEntry::CheckOut(_) => "check_out",
+            LogEntry::SessionStart(_) => "session_start",
+            LogEntry::SessionEnd(_) => "session_end",
+            LogEntry::StaffCommand(_) => "staff_command",
+            LogEntry::Incident(_) => "incident",
+            LogEntry::PersonalDataAccess(_) => "personal_data_access",
+        }
+    }
+
+    /// The body as the log stores it (the text its hash covers).
+    pub(crate) fn body_text(&self) -> String {
+        let body = match self {
+            LogEntry::CheckIn(body) => serde_json::to_value(body),
+            LogEntry::CheckOut(body) => serde_json::to_value(body),
+            LogEntry::SessionStart(body) => serde_json::to_value(body),
+            LogEntry::SessionEnd(body) => serde_json::to_value(body),
+            LogEntry::StaffCommand(body) => serde_json::to_value(body),
+            LogEntry::Incident(body) => serde_json::to_value(body),
+            LogEntry::PersonalDataAccess(body) => serde_json::to_value(body),
+        };
+        // Plain data with string keys always serialises.
+        body.map(|value| value.to_string()).unwrap_or_default()
+    }
+
+    /// Reads an entry back from its kind and body text.
+    pub(crate) fn from_parts(kind: &str, body: &str) -> Result<LogEntry, UnreadableEntry> {
+        let unreadable = |error| UnreadableEntry { kind: kind.to_owned(), error };
+        let tagged = format!("{{\"kind\":{},\"body\":{body}}}", serde_json::to_string(kind).map_err(unreadable)?);
+        serde_json::from_str(&tagged).map_err(unreadable)
+    }
+
+    /// What this entry does to the set a restart replays: the keys it
+    /// closes, then the keys it opens (each under this entry).
+    pub(crate) fn liveness(&self) -> (Vec<LiveKey>, Vec<LiveKey>) {
+        let ticket = |code: &str| format!("ticket:{code}");
+        let session = |station: &StationId| format!("session:{station}");
+        let hold = |station: &StationId| format!("hold:{station}");
+        let incident = |id: &str| format!("incident:{id}");
+        match self {
+            LogEntry::CheckIn(CheckIn { outcome: CheckInOutcome::Admitted, ticket: Some(code), .. }) => (vec![], vec![ticket(code)]),
+            LogEntry::CheckOut(CheckOut { ticket: code }) => (vec![ticket(code)], vec![]),
+            LogEntry::SessionStart(start) => (vec![hold(&start.station), session(&start.station)], vec![session(&start.station)]),
+            LogEntry::SessionEnd(end) if end.reason.holds() => (vec![session(&end.station), hold(&end.station)], vec![hold(&end.station)]),
+            LogEntry::SessionEnd(end) => (vec![session(&end.station)], vec![]),
+            LogEntry::StaffCommand(StaffCommand { station, action: Some(StaffAction::Lock), .. }) => {
+                (vec![hold(station)], vec![hold(station)])
+            }
+            LogEntry::Incident(IncidentEntry { incident: id, transition }) => match transition {
+                IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, station: Some(station), .. } => {
+                    (vec![hold(station)], vec![incident(id), hold(station)])
+                }
+                IncidentTransition::Opened { .. } | IncidentTransition::Acknowledged { .. } => (vec![], vec![incident(id)]),
+                IncidentTransition::Resolved { .. } => (vec![incident(id)], vec![]),
+            },
+            _ => (vec![], vec![]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bodies exactly as earlier releases wrote them (from
+    /// tests/fixtures/netbar-32b41c6.sqlite and the code of that time).
+    const EARLIER: &[(&str, &str)] = &[
+        (
+            "check_in",
+            r#"{"age":76,"birth_date":"1949-12-31","birth_date_source":"document","document_kind":"cn_resident_id","guardian":false,"number":"11010519491231002X","outcome":"admitted","reasons":[],"ticket":"K7QM2A","until":null}"#,
+        ),
+        (
+            "check_in",
+            r#"{"age":16,"birth_date":"2010-01-15","birth_date_source":"document","document_kind":"cn_resident_id","guardian":false,"name":"李四","number":"310104201001151236","outcome":"refused","reasons":["under_age"],"ticket":null,"until":null}"#,
+        ),
+        ("check_out", r#"{"ticket":"K7QM2A"}"#),
+        ("session_start", r#"{"at":"2026-11-22T12:00:00Z","session":"s-1-1","station":"st-1","ticket":"K7QM2A","until":null}"#),
+        ("session_end", r#"{"at":"2026-11-22T13:00:00Z","reason":"checked_out","session":"s-1-1","station":"st-1","ticket":"K7QM2A"}"#),
+        ("staff_command", r#"{"at":"2026-11-22T13:00:00Z","by":"wang","station":"st-1"}"#),
+        ("staff_command", r#"{"action":"open","at":"2026-11-22T13:00:00Z","by":"li","station":"st-1","ticket":"K7QM2A"}"#),
+        (
+            "incident",
+            r#"{"incident":"i-1-1","transition":{"detail":"x","incident_kind":"fire","sensor":"smoke-1","severity":"critical","station":"st-1","transition":"opened"}}"#,
+        ),
+        ("incident", r#"{"incident":"i-1-1","transition":{"by":"li","transition":"acknowledged"}}"#),
+        ("personal_data_access", r#"{"action":"view","at":"2026-11-22T13:00:00Z","by":"wang","from":"2026-11-01","to":"2026-11-22"}"#),
+    ];
+
+    #[test]
+    fn entries_of_earlier_releases_read_back_as_types_and_write_back_as_they_were() {
+        for (kind, body) in EARLIER {
+            let entry = LogEntry::from_parts(kind, body).unwrap_or_else(|error| panic!("{kind} {body}: {error}"));
+            assert_eq!(entry.kind(), *kind);
+            let again = LogEntry::from_parts(kind, &entry.body_text()).unwrap();
+            assert_eq!(again, entry, "{kind}");
+        }
+        // A body written today is the same text as before for the kinds that did not change.
+        let check_out = LogEntry::from_parts("check_out", r#"{"ticket":"K7QM2A"}"#).unwrap();
+        assert_eq!(check_out.body_text(), r#"{"ticket":"K7QM2A"}"#);
+        // A staff command of that time has no action: neither a lock nor a notice for sure.
+        let old = LogEntry::from_parts("staff_command", EARLIER[5].1).unwrap();
+        assert!(matches!(old, LogEntry::StaffCommand(StaffCommand { action: None, .. })));
+        assert_eq!(old.liveness(), (vec![], vec![]));
+    }
+
+    #[test]
+    fn an_unknown_kind_or_a_broken_body_is_an_error_naming_the_kind() {
+        let error = LogEntry::from_parts("ticket", r#"{"code":"K7Q"}"#).unwrap_err().to_string();
+        assert!(error.contains("\"ticket\""), "{error}");
+        assert!(LogEntry::from_parts("check_out", r#"{"ticket":5}"#).is_err());
+        assert!(LogEntry::from_parts("check_out", "not json").is_err());
+        // A session ended for a reason a later release added still reads.
+        let later = r#"{"at":"2026-11-22T13:00:00Z","reason":"maintenance","session":"s-1","station":"st-1","ticket":"T"}"#;
+        assert!(matches!(LogEntry::from_parts("session_end", later), Ok(LogEntry::SessionEnd(SessionEnd { reason: EndCause::Other, .. }))));
+    }
+
+    fn check(kind: &str, body: &str, closes: &[&str], opens: &[&str]) {
+        let entry = LogEntry::from_parts(kind, body).unwrap();
+        let (closed, opened) = entry.liveness();
+        let strings = |keys: &[&str]| keys.iter().map(|key| (*key).to_owned()).collect::<Vec<_>>();
+        assert_eq!((closed, opened), (strings(closes), strings(opens)), "{kind} {body}");
+    }
+
+    #[test]
+    fn what_each_entry_keeps_open_for_a_restart() {
+        check("check_in", EARLIER[0].1, &[], &["ticket:K7QM2A"]);
+        check("check_in", EARLIER[1].1, &[], &[]);
+        check("check_out", EARLIER[2].1, &["ticket:K7QM2A"], &[]);
+        check("session_start", EARLIER[3].1, &["hold:st-1", "session:st-1"], &["session:st-1"]);
+        check("session_end", EARLIER[4].1, &["session:st-1"], &[]);
+        check(
+            "session_end",
+            r#"{"at":"2026-11-22T13:00:00Z","reason":"policy","session":"s-1","station":"st-1","ticket":"T"}"#,
+            &["session:st-1", "hold:st-1"],
+            &["hold:st-1"],
+        );
+        check(
+            "staff_command",
+            r#"{"action":"lock","at":"2026-11-22T13:00:00Z","by":"wang","station":"st-2"}"#,
+            &["hold:st-2"],
+            &["hold:st-2"],
+        );
+        check("staff_command", EARLIER[6].1, &[], &[]);
+        check("incident", EARLIER[7].1, &[], &["incident:i-1-1"]);
+        check("incident", EARLIER[8].1, &[], &["incident:i-1-1"]);
+        check(
+            "incident",
+            r#"{"incident":"i-2-2","transition":{"detail":"x","incident_kind":"unregistered_use","sensor":null,"severity":"warning","station":"st-3","transition":"opened"}}"#,
+            &["hold:st-3"],
+            &["incident:i-2-2", "hold:st-3"],
+        );
+        check(
+            "incident",
+            r#"{"incident":"i-1-1","transition":{"by":"wang","note":"ok","transition":"resolved"}}"#,
+            &["incident:i-1-1"],
+            &[],
+        );
+        check("personal_data_access", EARLIER[9].1, &[], &[]);
+    }
+}
