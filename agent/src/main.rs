@@ -28,6 +28,7 @@ mod run;
 #[path = "../../collector/src/service.rs"]
 mod service;
 mod store;
+mod synthetic;
 #[path = "../../collector/src/transport.rs"]
 mod transport;
 mod uplink;

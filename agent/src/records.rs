@@ -55,6 +55,23 @@ pub(crate) enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
     },
+    /// Write a venue's worth of made-up history into a new database (for
+    /// the start-up benchmark and demonstrations; never a real venue's).
+    #[command(hide = true)]
+    Synthesize {
+        /// The database to create (refused if it exists).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Days of history, ending now.
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// Check-in attempts a day.
+        #[arg(long, default_value_t = 2000)]
+        per_day: u32,
+        /// Stations of the venue.
+        #[arg(long, default_value_t = 400)]
+        stations: u32,
+    },
     /// Put a verified backup in place of the database. Stop the agent first.
     Restore {
         /// The backup to restore.
@@ -106,6 +123,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let pages = crate::store::backup(&db, &to).with_context(|| format!("cannot back {} up to {}", db.display(), to.display()))?;
             eprintln!("{} pages copied to {}", pages, to.display());
             verify(&to)
+        }
+        Command::Synthesize { db, days, per_day, stations } => {
+            anyhow::ensure!(!db.exists(), "{} exists already; choose a new file", db.display());
+            anyhow::ensure!(stations > 0 && per_day > 0, "--stations and --per-day must be above 0");
+            let started = std::time::Instant::now();
+            let written = crate::synthetic::write(&db, days, per_day, stations, Timestamp::now())?;
+            eprintln!("{written} entries written to {} in {:.1} s", db.display(), started.elapsed().as_secs_f64());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Restore { from, db } => {
             anyhow::ensure!(from.is_file(), "{} does not exist", from.display());
