@@ -142,7 +142,7 @@ fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queue
 }
 
 impl StoreHandle {
-    fn start(mut store: Store, outbox_max: u64) -> anyhow::Result<StoreHandle> {
+    pub(crate) fn start(mut store: Store, outbox_max: u64) -> anyhow::Result<StoreHandle> {
         let (requests, mut queue) = mpsc::channel::<StoreRequest>(4096);
         let queued = Arc::new(tokio::sync::Notify::new());
         let notify = queued.clone();

@@ -1060,6 +1060,14 @@ impl Store {
             .optional()?)
     }
 
+    /// Lets the database grow by `pages` pages at most: the disk as full
+    /// as SQLite sees it (SQLITE_FULL), for tests of a full disk.
+    #[cfg(test)]
+    pub(crate) fn fill_disk_after(&self, pages: i64) {
+        let used: i64 = self.connection.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap_or(0);
+        let _ = self.connection.pragma_update(None, "max_page_count", used + pages);
+    }
+
     /// Runs raw SQL on the connection, for tests that play the intruder or
     /// the careless program.
     #[cfg(test)]
@@ -1255,8 +1263,7 @@ mod tests {
         let scratch = Scratch::new("full");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         let at = at("2026-11-25T10:00:00Z");
-        let pages: i64 = store.connection.query_row("PRAGMA page_count", [], |row| row.get(0)).unwrap();
-        store.connection.pragma_update(None, "max_page_count", pages + 2).unwrap();
+        store.fill_disk_after(2);
         let mut committed = 0;
         let error = loop {
             let big = LogEntry::CheckOut(CheckOut { ticket: format!("{committed:04}{}", "x".repeat(2000)) });

@@ -283,3 +283,47 @@ pub(crate) fn run_command(loaded: &crate::config::Loaded, command: Command) -> a
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{CheckOut, LogEntry};
+
+    /// Regression: when the store failed, heartbeats said "0 waiting, log
+    /// head 0" (and summaries were green) instead of saying it failed.
+    #[tokio::test]
+    async fn a_failing_store_is_reported_as_failing_never_as_zeros() {
+        let dir = std::env::temp_dir().join(format!("netbar-uplink-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = crate::store::Store::open(&dir.join("log.sqlite"), 60).unwrap();
+        store.fill_disk_after(2);
+        let store = StoreHandle::start(store, u64::MAX).unwrap();
+        let healthy = store.facts().await.unwrap();
+        assert_eq!(healthy.failing, None);
+        let beat = heartbeat(Ok(healthy));
+        assert_eq!((beat.outbox_pending, beat.log_head.map(|head| head.index), beat.store_error), (Some(0), Some(0), None));
+        // Write until the disk is full: the refusal is kept until a write succeeds.
+        let mut n = 0;
+        let error = loop {
+            let entry = LogEntry::CheckOut(CheckOut { ticket: format!("{n:04}{}", "x".repeat(2000)) });
+            match store.queue(Timestamp::now(), entry, None).await.committed().await {
+                Ok(_) => n += 1,
+                Err(error) => break error,
+            }
+            assert!(n < 1000, "the disk never filled");
+        };
+        assert!(matches!(error, StoreError::Full), "{error}");
+        let facts = store.facts().await.unwrap();
+        assert_eq!(facts.head.0, n, "what was committed is still the head");
+        let beat = heartbeat(Ok(facts));
+        assert_eq!(beat.store_error.as_deref(), Some("the disk holding the registration log is full; nothing was recorded"));
+        assert_eq!(beat.log_head.map(|head| head.index), Some(n));
+        // A store that is gone says so, with no figures at all.
+        let gone = heartbeat(Err(StoreError::Unwritable("the store stopped".into())));
+        assert_eq!(
+            (gone.outbox_pending, gone.log_head, gone.store_error.as_deref()),
+            (None, None, Some("the registration log cannot be written: the store stopped"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

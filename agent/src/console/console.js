@@ -11,7 +11,8 @@ const TEXT = {
     "logout": "Sign out",
     "counts.customers": "Customers", "counts.sessions": "In session", "counts.online": "Online", "counts.sensors": "Sensors healthy",
     "uplink.none": "No regulator feed", "uplink.ok": "Regulator: connected", "uplink.down": "Regulator: NOT connected",
-    "uplink.backlog": "waiting", "uplink.warning": "The regulator outbox is filling up ({backlog} of {max} messages). Check the internet connection to the regulator.",
+    "uplink.backlog": "waiting", "uplink.warning": "The regulator outbox holds {backlog} messages (warned from half of {max}). Check the internet connection to the regulator. Nothing is dropped: check-ins go on, and are refused only if the disk fills up.",
+    "store.failing": "The registration log cannot be written: {error}. Check-ins are refused until it can; call the venue's IT support.",
     "checkin.title": "Check in", "checkin.type": "Document", "checkin.number": "Number", "checkin.name": "Name",
     "checkin.birth_date": "Birth date (from the document)", "checkin.guardian": "With a guardian", "checkin.submit": "Check in",
     "doc.cn_id": "Resident ID card", "doc.kr_rrn": "Korean RRN", "doc.other": "Other document",
@@ -52,7 +53,8 @@ const TEXT = {
     "logout": "退出",
     "counts.customers": "在场顾客", "counts.sessions": "上机中", "counts.online": "在线", "counts.sensors": "传感器正常",
     "uplink.none": "未配置监管上报", "uplink.ok": "监管平台：已连接", "uplink.down": "监管平台：未连接",
-    "uplink.backlog": "条待发", "uplink.warning": "监管上报队列即将占满（{backlog}/{max} 条）。请检查到监管平台的网络连接。",
+    "uplink.backlog": "条待发", "uplink.warning": "监管上报队列积压 {backlog} 条（达到上限 {max} 的一半即提示）。请检查到监管平台的网络连接。不会丢弃任何记录：登记照常进行，仅在磁盘写满时拒绝登记。",
+    "store.failing": "登记记录无法写入：{error}。在恢复之前将拒绝登记，请联系网吧的技术支持。",
     "checkin.title": "登记上网", "checkin.type": "证件类型", "checkin.number": "证件号码", "checkin.name": "姓名",
     "checkin.birth_date": "出生日期（按证件填写）", "checkin.guardian": "有监护人陪同", "checkin.submit": "登记",
     "doc.cn_id": "居民身份证", "doc.kr_rrn": "韩国居民登录号", "doc.other": "其他证件",
@@ -208,6 +210,9 @@ function render(data) {
   const uplink = data.uplink;
   $("uplink-state").textContent = !uplink.configured ? t("uplink.none")
     : (uplink.connected ? t("uplink.ok") : t("uplink.down")) + (uplink.backlog ? ` · ${uplink.backlog} ${t("uplink.backlog")}` : "");
+  const store = data.store || { ok: true };
+  $("store-failing").hidden = store.ok;
+  if (!store.ok) $("store-failing").textContent = t("store.failing", { error: store.error });
   $("uplink-warning").hidden = !(uplink.configured && uplink.warning);
   if (uplink.configured && uplink.warning) $("uplink-warning").textContent = t("uplink.warning", { backlog: uplink.backlog, max: uplink.outbox_max });
 

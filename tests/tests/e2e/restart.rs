@@ -442,3 +442,43 @@ fn a_truncated_log_is_caught_at_the_venue_and_by_the_regulator() {
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("NOT AS RECEIVED: entry 3 has hash") && report.contains("the log was rewritten"), "{report}");
 }
+
+/// Another program holds the database's write lock (a tool left with a
+/// transaction open): the check-in is refused as not recorded, and the
+/// console, /metrics and the regulator's heartbeats say the store fails and
+/// why, instead of figures; once the lock goes, the next check-in is
+/// recorded and the failure is over.
+#[test]
+fn a_store_that_cannot_write_is_reported_as_failing_not_as_zeros() {
+    let dir = netbar_tests::TempDir::new("restart-store");
+    let (ca, [server_cert, server_key, ..]) = netbar_tests::certificates(dir.path(), "regulator", "venue-1");
+    let tls_port = free_port();
+    let broker = Mosquitto::start_with(&tls_listener(tls_port, &ca, &server_cert, &server_key, false));
+    let regulator = Client::connect(broker.port, &["netbar/feed/310104/venue-1/heartbeat"]);
+    let mut venue = Venue::new("restart-store");
+    add_uplink(&venue, &uplink_section(&format!("mqtts://127.0.0.1:{tls_port}"), &ca, None, "3.1.1"));
+    venue.start();
+    let token = venue.sign_in("li", "cashier");
+    assert_eq!(check_in(&venue, &token, "S0000001", "1990-01-01").0, 201);
+
+    let holder = rusqlite::Connection::open(venue.dir.path().join("data").join("netbar.sqlite")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (status, body) = check_in(&venue, &token, "S0000002", "1990-01-01");
+    assert_eq!((status, body["code"].as_str()), (503, Some("not_recorded")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("database is locked"), "{body}");
+    let store = get(&venue, &token, "/api/v1/floor")["store"].clone();
+    assert_eq!(store["ok"], false, "{store}");
+    assert!(store["error"].as_str().unwrap().contains("cannot be written"), "{store}");
+    let (_, metrics) = netbar_tests::http_text(venue.http, "GET", "/metrics", Some(&token), None);
+    assert!(metrics.contains("netbar_store_up 0"), "{metrics}");
+    regulator.expect("a heartbeat saying the store fails", WAIT, |_, payload| {
+        let Message::Heartbeat(beat) = decode(payload).ok()?.message else { return None };
+        beat.store_error.filter(|error| error.contains("database is locked")).map(|_| assert!(beat.log_head.is_some()))
+    });
+
+    holder.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(check_in(&venue, &token, "S0000002", "1990-01-01").0, 201, "the customer was never admitted, so not twice");
+    wait_for("the failure to be over", WAIT, || get(&venue, &token, "/api/v1/floor")["store"]["ok"] == true);
+    let (_, metrics) = netbar_tests::http_text(venue.http, "GET", "/metrics", Some(&token), None);
+    assert!(metrics.contains("netbar_store_up 1"), "{metrics}");
+}
