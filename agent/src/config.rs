@@ -121,6 +121,8 @@ pub(crate) struct Rules {
     pub(crate) sensor_silent_after: Duration,
     pub(crate) overheat_celsius: f64,
     pub(crate) co_alarm_ppm: f64,
+    #[serde(with = "netbar_protocol::settings::seconds")]
+    pub(crate) check_in_expires_after: Duration,
 }
 
 impl Default for Rules {
@@ -132,6 +134,7 @@ impl Default for Rules {
             sensor_silent_after: Duration::from_secs(300),
             overheat_celsius: 95.0,
             co_alarm_ppm: 50.0,
+            check_in_expires_after: Duration::from_secs(12 * 3600),
         }
     }
 }

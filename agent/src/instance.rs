@@ -42,9 +42,11 @@ pub(crate) fn hold(data_dir: &Path) -> anyhow::Result<File> {
         }
         Err(TryLockError::Error(error)) => return Err(error).with_context(|| format!("cannot lock {}", path.display())),
     }
-    file.set_len(0)?;
-    write!(file, "{}", std::process::id())?;
-    file.flush()?;
+    // The process id is for people reading the file; a full disk that
+    // cannot take it does not stop the agent.
+    if let Err(error) = file.set_len(0).and_then(|()| write!(file, "{}", std::process::id())).and_then(|()| file.flush()) {
+        tracing::warn!(%error, file = %path.display(), "cannot write the process id into the lock file");
+    }
     Ok(file)
 }
 

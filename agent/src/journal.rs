@@ -74,10 +74,21 @@ pub(crate) struct CheckIn {
     pub(crate) name: Option<String>,
 }
 
+/// Why a check-in ended without the desk (absent: the desk checked it out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CheckOutCause {
+    /// No session for the venue's `rules.check_in_expires_after`: the
+    /// customer left without checking out.
+    Expired,
+}
+
 /// A check-out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CheckOut {
     pub(crate) ticket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<CheckOutCause>,
 }
 
 /// A session's start.
@@ -212,8 +223,47 @@ pub(crate) struct UnreadableEntry {
     error: serde_json::Error,
 }
 
-/// A key of the set of entries a restart replays: what an entry keeps open.
-pub(crate) type LiveKey = String;
+/// Something an entry keeps open until a later entry closes it: what a
+/// restart replays, stored as a key beside the entry's position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Matter {
+    /// A check-in, by ticket: its check-in, and its sessions' ends (when
+    /// the customer last left a station).
+    Ticket(String),
+    /// The session open at a station.
+    Session(StationId),
+    /// Why a station is locked until its next session.
+    Hold(StationId),
+    /// An incident not yet resolved: its opening and acknowledgement.
+    Incident(String),
+}
+
+/// How the key of a hold begins (the store's purge passes holds over).
+pub(crate) const HOLD_KEY: &str = "hold:";
+
+impl Matter {
+    /// The key the store keeps.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Matter::Ticket(code) => format!("ticket:{code}"),
+            Matter::Session(station) => format!("session:{station}"),
+            Matter::Hold(station) => format!("{HOLD_KEY}{station}"),
+            Matter::Incident(id) => format!("incident:{id}"),
+        }
+    }
+
+    /// The matter a stored key names.
+    pub(crate) fn from_key(key: &str) -> Option<Matter> {
+        let (kind, name) = key.split_once(':')?;
+        Some(match kind {
+            "ticket" => Matter::Ticket(name.to_owned()),
+            "session" => Matter::Session(name.parse().ok()?),
+            "hold" => Matter::Hold(name.parse().ok()?),
+            "incident" => Matter::Incident(name.to_owned()),
+            _ => return None,
+        })
+    }
+}
 
 impl LogEntry {
     /// The kind, as the log's `kind` column holds it.
@@ -251,28 +301,35 @@ impl LogEntry {
         serde_json::from_str(&tagged).map_err(unreadable)
     }
 
-    /// What this entry does to the set a restart replays: the keys it
-    /// closes, then the keys it opens (each under this entry).
-    pub(crate) fn liveness(&self) -> (Vec<LiveKey>, Vec<LiveKey>) {
-        let ticket = |code: &str| format!("ticket:{code}");
-        let session = |station: &StationId| format!("session:{station}");
-        let hold = |station: &StationId| format!("hold:{station}");
-        let incident = |id: &str| format!("incident:{id}");
+    /// What this entry does to the matters a restart replays: those it
+    /// closes, then those it opens (or adds itself to).
+    pub(crate) fn liveness(&self) -> (Vec<Matter>, Vec<Matter>) {
         match self {
-            LogEntry::CheckIn(CheckIn { outcome: CheckInOutcome::Admitted, ticket: Some(code), .. }) => (vec![], vec![ticket(code)]),
-            LogEntry::CheckOut(CheckOut { ticket: code }) => (vec![ticket(code)], vec![]),
-            LogEntry::SessionStart(start) => (vec![hold(&start.station), session(&start.station)], vec![session(&start.station)]),
-            LogEntry::SessionEnd(end) if end.reason.holds() => (vec![session(&end.station), hold(&end.station)], vec![hold(&end.station)]),
-            LogEntry::SessionEnd(end) => (vec![session(&end.station)], vec![]),
+            LogEntry::CheckIn(CheckIn { outcome: CheckInOutcome::Admitted, ticket: Some(code), .. }) => {
+                (vec![], vec![Matter::Ticket(code.clone())])
+            }
+            LogEntry::CheckOut(CheckOut { ticket: code, .. }) => (vec![Matter::Ticket(code.clone())], vec![]),
+            LogEntry::SessionStart(start) => (
+                vec![Matter::Hold(start.station.clone()), Matter::Session(start.station.clone())],
+                vec![Matter::Session(start.station.clone())],
+            ),
+            LogEntry::SessionEnd(end) => {
+                let (mut closes, mut opens) = (vec![Matter::Session(end.station.clone())], vec![Matter::Ticket(end.ticket.clone())]);
+                if end.reason.holds() {
+                    closes.push(Matter::Hold(end.station.clone()));
+                    opens.push(Matter::Hold(end.station.clone()));
+                }
+                (closes, opens)
+            }
             LogEntry::StaffCommand(StaffCommand { station, action: Some(StaffAction::Lock), .. }) => {
-                (vec![hold(station)], vec![hold(station)])
+                (vec![Matter::Hold(station.clone())], vec![Matter::Hold(station.clone())])
             }
             LogEntry::Incident(IncidentEntry { incident: id, transition }) => match transition {
                 IncidentTransition::Opened { incident_kind: IncidentKind::UnregisteredUse, station: Some(station), .. } => {
-                    (vec![hold(station)], vec![incident(id), hold(station)])
+                    (vec![Matter::Hold(station.clone())], vec![Matter::Incident(id.clone()), Matter::Hold(station.clone())])
                 }
-                IncidentTransition::Opened { .. } | IncidentTransition::Acknowledged { .. } => (vec![], vec![incident(id)]),
-                IncidentTransition::Resolved { .. } => (vec![incident(id)], vec![]),
+                IncidentTransition::Opened { .. } | IncidentTransition::Acknowledged { .. } => (vec![], vec![Matter::Incident(id.clone())]),
+                IncidentTransition::Resolved { .. } => (vec![Matter::Incident(id.clone())], vec![]),
             },
             _ => (vec![], vec![]),
         }
@@ -322,6 +379,8 @@ mod tests {
         let old = LogEntry::from_parts("staff_command", EARLIER[5].1).unwrap();
         assert!(matches!(old, LogEntry::StaffCommand(StaffCommand { action: None, .. })));
         assert_eq!(old.liveness(), (vec![], vec![]));
+        assert_eq!(Matter::from_key("ticket"), None);
+        assert_eq!(Matter::from_key("station:st-1"), None);
     }
 
     #[test]
@@ -338,8 +397,12 @@ mod tests {
     fn check(kind: &str, body: &str, closes: &[&str], opens: &[&str]) {
         let entry = LogEntry::from_parts(kind, body).unwrap();
         let (closed, opened) = entry.liveness();
+        let keys = |matters: Vec<Matter>| matters.iter().map(Matter::key).collect::<Vec<_>>();
         let strings = |keys: &[&str]| keys.iter().map(|key| (*key).to_owned()).collect::<Vec<_>>();
-        assert_eq!((closed, opened), (strings(closes), strings(opens)), "{kind} {body}");
+        assert_eq!((keys(closed.clone()), keys(opened.clone())), (strings(closes), strings(opens)), "{kind} {body}");
+        for matter in closed.into_iter().chain(opened) {
+            assert_eq!(Matter::from_key(&matter.key()), Some(matter), "a key reads back as its matter");
+        }
     }
 
     #[test]
@@ -348,13 +411,14 @@ mod tests {
         check("check_in", EARLIER[1].1, &[], &[]);
         check("check_out", EARLIER[2].1, &["ticket:K7QM2A"], &[]);
         check("session_start", EARLIER[3].1, &["hold:st-1", "session:st-1"], &["session:st-1"]);
-        check("session_end", EARLIER[4].1, &["session:st-1"], &[]);
+        check("session_end", EARLIER[4].1, &["session:st-1"], &["ticket:K7QM2A"]);
         check(
             "session_end",
             r#"{"at":"2026-11-22T13:00:00Z","reason":"policy","session":"s-1","station":"st-1","ticket":"T"}"#,
             &["session:st-1", "hold:st-1"],
-            &["hold:st-1"],
+            &["ticket:T", "hold:st-1"],
         );
+        check("check_out", r#"{"reason":"expired","ticket":"T"}"#, &["ticket:T"], &[]);
         check(
             "staff_command",
             r#"{"action":"lock","at":"2026-11-22T13:00:00Z","by":"wang","station":"st-2"}"#,

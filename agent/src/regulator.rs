@@ -125,8 +125,11 @@ impl Sequence {
     }
 }
 
-/// Most positions of one venue's log remembered with their hash.
-const HEADS_KEPT: usize = 100_000;
+/// Most positions of one venue's log remembered with their hash (the
+/// latest): a district's tail holds hundreds of venues. A rewrite further
+/// back is still a head going backwards, and `records verify --heads` with
+/// the heads file checks every position ever received.
+const HEADS_KEPT: usize = 1_000;
 
 /// A venue's registration log as its messages show it.
 #[derive(Debug, Default)]

@@ -62,8 +62,8 @@ impl Clock {
 /// What the store thread does, in order.
 enum StoreRequest {
     Append(Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
-    /// A message for the regulator on its own (a summary).
-    Enqueue(Timestamp, Outbound, oneshot::Sender<Result<Option<u64>, StoreError>>),
+    /// A summary for the regulator, on its own, and the end of its period.
+    Enqueue(Timestamp, Outbound, Option<Timestamp>, oneshot::Sender<Result<Option<u64>, StoreError>>),
     QueuedAfter(u64, usize, oneshot::Sender<Result<Vec<Queued>, StoreError>>),
     /// Acknowledged by the regulator's broker: out of the outbox.
     Remove(Vec<u64>, oneshot::Sender<()>),
@@ -170,8 +170,8 @@ impl StoreHandle {
                             }
                             failing = commit_batch(&mut store, batch, outbox_max, &notify);
                         }
-                        StoreRequest::Enqueue(at, outbound, reply) => {
-                            let result = store.enqueue_alone(at, outbox_max, outbound);
+                        StoreRequest::Enqueue(at, outbound, period_end, reply) => {
+                            let result = store.enqueue_alone(at, outbox_max, outbound, period_end);
                             match &result {
                                 Ok(Some(_)) => {
                                     failing = None;
@@ -242,10 +242,16 @@ impl StoreHandle {
         Pending(committed)
     }
 
-    /// Queues a message for the regulator on its own; its sequence number,
-    /// or None when a summary is not queued (the outbox is over its bound).
-    pub(crate) async fn enqueue(&self, at: Timestamp, outbound: Outbound) -> Result<Option<u64>, StoreError> {
-        self.ask(|reply| StoreRequest::Enqueue(at, outbound, reply)).await.ok_or_else(stopped)?
+    /// Queues a summary for the regulator on its own, ending its period at
+    /// `period_end`; its sequence number, or None when it is not queued
+    /// (the outbox is over its bound).
+    pub(crate) async fn enqueue(
+        &self,
+        at: Timestamp,
+        outbound: Outbound,
+        period_end: Option<Timestamp>,
+    ) -> Result<Option<u64>, StoreError> {
+        self.ask(|reply| StoreRequest::Enqueue(at, outbound, period_end, reply)).await.ok_or_else(stopped)?
     }
 
     pub(crate) async fn queued_after(&self, after: u64, limit: usize) -> Result<Vec<Queued>, StoreError> {
@@ -785,7 +791,7 @@ impl Agent {
             log_head: netbar_protocol::messages::LogHead { index: 0, hash: crate::store::GENESIS.to_owned() },
             store_error,
         };
-        match self.store.enqueue(now, feed.summary(summary)).await {
+        match self.store.enqueue(now, feed.summary(summary), Some(now)).await {
             Ok(Some(_)) => {
                 self.tally = crate::feed::Tally::default();
                 self.period_start = now;
@@ -876,6 +882,7 @@ fn restore_venue(loaded: &Loaded, store: &Store, now: Timestamp) -> anyhow::Resu
         co_alarm_ppm: rules.co_alarm_ppm,
         licensed_stations: loaded.config.venue.licensed_stations,
         staff: loaded.config.venue.staff,
+        check_in_expires_after: seconds(rules.check_in_expires_after),
     };
     let mut venue = Venue::new(loaded.policy.clone(), loaded.zone.clone(), thresholds);
     let matters = store.open_matters(now - jiff::SignedDuration::from_hours(24)).context("cannot read the venue's open matters")?;
@@ -911,7 +918,30 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     );
     // Whatever an earlier run noted, this one is not connected to the
     // regulator until its uplink says so.
-    store.set_connected(false, Timestamp::now())?;
+    if let Err(error) = store.set_connected(false, Timestamp::now()) {
+        tracing::error!(%error, "cannot note that the regulator is not connected yet");
+    }
+    // The summary period under way when the agent stopped goes on, its
+    // counts recounted from the log: a restart loses none of them.
+    if loaded.uplink.is_some()
+        && let Err(error) = store.begin_period(clock.now())
+    {
+        tracing::error!(%error, "cannot note where the first summary period starts");
+    }
+    let (period_start, tally) = match store.period_start() {
+        Ok(Some(start)) => {
+            let mut tally = crate::feed::Tally::default();
+            for entry in store.counted_since(start)? {
+                tally.observe(&entry);
+            }
+            (start, tally)
+        }
+        Ok(None) => (clock.now(), crate::feed::Tally::default()),
+        Err(error) => {
+            tracing::error!(%error, "cannot read where the summary period started; it starts now");
+            (clock.now(), crate::feed::Tally::default())
+        }
+    };
     let truncation = store.truncation().cloned();
     if let Some(truncation) = &truncation {
         tracing::error!(%truncation, "the registration log was altered outside netbar: new entries follow the last one committed, so no position is given out twice");
@@ -1010,8 +1040,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         undo,
         unsubscribed: 0,
         feed,
-        tally: crate::feed::Tally::default(),
-        period_start: clock.now(),
+        tally,
+        period_start,
         uplink_state: uplink_state.clone(),
         occupancy: std::collections::VecDeque::new(),
     };

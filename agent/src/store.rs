@@ -24,7 +24,7 @@ use netbar_protocol::StationKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::journal::LogEntry;
+use crate::journal::{LogEntry, Matter};
 
 /// A certificate the venue CA issued (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,11 +139,22 @@ pub(crate) struct Verified {
     pub(crate) head: (u64, String),
 }
 
-/// What a restart replays: entries in log order (when, what, whether it
-/// still keeps something open), and the entries that could not be read.
+/// An entry a restart replays.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Replayed {
+    pub(crate) at: Timestamp,
+    pub(crate) entry: LogEntry,
+    /// The matters it still keeps open.
+    pub(crate) keeps: Vec<Matter>,
+    /// Whether it is an incident transition of the recent history.
+    pub(crate) recent: bool,
+}
+
+/// What a restart replays: entries in log order, and the entries that
+/// could not be read.
 #[derive(Debug)]
 pub(crate) struct OpenMatters {
-    pub(crate) entries: Vec<(Timestamp, LogEntry, bool)>,
+    pub(crate) entries: Vec<Replayed>,
     pub(crate) unreadable: Vec<String>,
 }
 
@@ -337,16 +348,21 @@ CREATE TABLE IF NOT EXISTS certificates (
 ";
 
 // 4: what a restart replays (the entries that keep something open: a
-// check-in, a session, a station's hold, an incident), and the anchor: the
-// highest position and hash ever committed, which never goes back, so a
-// log whose tail was removed from the file is found out. Both are filled
-// from the log as it is.
+// check-in, a session, a station's hold, an incident) from the position
+// the upgrade starts at, the anchor (the highest position and hash ever
+// committed, which never goes back, so a log whose tail was removed from
+// the file is found out), and where the next summary's period starts.
 const MIGRATION_4: &str = "CREATE TABLE IF NOT EXISTS live (
     key TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (key, seq)
 );
 CREATE INDEX IF NOT EXISTS live_seq ON live (seq);
+CREATE TABLE IF NOT EXISTS live_since (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+ALTER TABLE uplink ADD COLUMN period_start TEXT;
 CREATE TABLE IF NOT EXISTS anchor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -359,40 +375,35 @@ BEGIN
 END;
 ";
 
-/// Migration 4's code: the live set from a replay of the whole log, the
-/// anchor at its head.
+/// Migration 4's code: the open matters are kept from the next entry on
+/// and the anchor starts at the head. Earlier entries are not replayed:
+/// the release that wrote them forgot every open matter at each of its
+/// restarts, so what they leave open (tickets of customers long gone,
+/// incidents nobody could resolve) is not brought back by the upgrade.
 fn replay_into_live_and_anchor(transaction: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    transaction.execute("DELETE FROM live", [])?;
-    let live = live_by_replay(transaction)?;
-    {
-        let mut insert = transaction.prepare("INSERT OR IGNORE INTO live (key, seq) VALUES (?1, ?2)")?;
-        for (key, seqs) in &live {
-            for seq in seqs {
-                insert.execute(params![key, *seq as i64])?;
-            }
-        }
-    }
     let (seq, hash) = log_end(transaction)?;
+    transaction.execute("INSERT OR IGNORE INTO live_since (id, seq) VALUES (1, ?1)", params![seq as i64 + 1])?;
     transaction.execute("INSERT OR IGNORE INTO anchor (id, seq, hash) VALUES (1, ?1, ?2)", params![seq as i64, hash])?;
     Ok(())
 }
 
-/// The live set a replay of the log (from its checkpoint) gives: key →
-/// the entries that keep it open. Entries that do not read as ours are
-/// passed over.
+/// The open matters a replay of the log gives (from where they are kept
+/// on): key → the entries that keep it open. Entries that do not read as
+/// ours are passed over.
 fn live_by_replay(connection: &Connection) -> Result<std::collections::BTreeMap<String, Vec<u64>>, StoreError> {
     let mut live: std::collections::BTreeMap<String, Vec<u64>> = std::collections::BTreeMap::new();
-    let mut statement = connection.prepare("SELECT seq, kind, body FROM log ORDER BY seq")?;
+    let mut statement =
+        connection.prepare("SELECT seq, kind, body FROM log WHERE seq >= (SELECT seq FROM live_since WHERE id = 1) ORDER BY seq")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
         let (seq, kind, body): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let Ok(entry) = LogEntry::from_parts(&kind, &body) else { continue };
         let (closes, opens) = entry.liveness();
-        for key in closes {
-            live.remove(&key);
+        for matter in closes {
+            live.remove(&matter.key());
         }
-        for key in opens {
-            live.entry(key).or_default().push(seq as u64);
+        for matter in opens {
+            live.entry(matter.key()).or_default().push(seq as u64);
         }
     }
     Ok(live)
@@ -595,11 +606,11 @@ impl Store {
                 let hash = entry_hash(&head.1, seq, &at_text, kind, &body_text);
                 insert.execute(params![seq as i64, at_text, at.as_second(), kind, body_text, head.1, hash])?;
                 let (closes, opens) = entry.liveness();
-                for key in closes {
-                    close.execute(params![key])?;
+                for matter in closes {
+                    close.execute(params![matter.key()])?;
                 }
-                for key in opens {
-                    open.execute(params![key, seq as i64])?;
+                for matter in opens {
+                    open.execute(params![matter.key(), seq as i64])?;
                 }
                 if let Some(build) = uplink {
                     Store::enqueue(&transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build, &mut pending)?;
@@ -660,15 +671,58 @@ impl Store {
         Ok(Some(seq))
     }
 
-    /// Queues a message for the regulator on its own (a summary).
-    pub(crate) fn enqueue_alone(&mut self, at: Timestamp, limit: u64, build: Outbound) -> Result<Option<u64>, StoreError> {
+    /// Queues a message for the regulator on its own (a summary); when it
+    /// is queued, `period_end` (the end of the period it covers) is where
+    /// the next summary's period starts, kept in the same transaction.
+    pub(crate) fn enqueue_alone(
+        &mut self,
+        at: Timestamp,
+        limit: u64,
+        build: Outbound,
+        period_end: Option<Timestamp>,
+    ) -> Result<Option<u64>, StoreError> {
         let transaction = self.connection.transaction()?;
         let head = Head { index: self.head.0, hash: &self.head.1, prev_hash: "" };
         let mut pending = self.pending;
         let seq = Store::enqueue(&transaction, head, limit, at, build, &mut pending)?;
+        if let (Some(_), Some(end)) = (seq, period_end) {
+            transaction.execute("UPDATE uplink SET period_start = ?1 WHERE id = 1", params![end.to_string()])?;
+        }
         transaction.commit()?;
         self.pending = pending;
         Ok(seq)
+    }
+
+    /// Starts the first summary period at `at`, unless one is under way.
+    pub(crate) fn begin_period(&mut self, at: Timestamp) -> Result<(), StoreError> {
+        self.connection.execute("UPDATE uplink SET period_start = ?1 WHERE id = 1 AND period_start IS NULL", params![at.to_string()])?;
+        Ok(())
+    }
+
+    /// Where the next summary's period starts: the end of the last one
+    /// queued (or the first period's start), if there is a feed.
+    pub(crate) fn period_start(&self) -> Result<Option<Timestamp>, StoreError> {
+        let text: Option<String> = self.connection.query_row("SELECT period_start FROM uplink WHERE id = 1", [], |row| row.get(0))?;
+        Ok(text.and_then(|text| text.parse().ok()))
+    }
+
+    /// The check-ins and incident transitions since `since`, in log order:
+    /// what a summary period counts.
+    pub(crate) fn counted_since(&self, since: Timestamp) -> Result<Vec<LogEntry>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT at, kind, body FROM log WHERE at_unix >= ?1 AND kind IN ('check_in', 'incident') ORDER BY seq")?;
+        let mut rows = statement.query(params![since.as_second()])?;
+        let mut entries = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (at, kind, body): (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            if at.parse::<Timestamp>().is_ok_and(|at| at >= since)
+                && let Ok(entry) = LogEntry::from_parts(&kind, &body)
+            {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     /// Messages in the outbox, not yet acknowledged by the regulator's broker.
@@ -677,43 +731,53 @@ impl Store {
     }
 
     /// The entries a restart replays to rebuild the venue, in log order:
-    /// those that keep something open (see [`LogEntry::liveness`]), marked
-    /// live, and every incident transition since `history_since` (the
-    /// console's recent history). Entries that do not read as ours are
-    /// reported, not replayed.
+    /// those that keep something open, each with the matters it keeps open
+    /// (see [`LogEntry::liveness`]), and every incident transition since
+    /// `history_since` (the console's recent history) with none. Entries
+    /// that do not read as ours are reported, not replayed.
     pub(crate) fn open_matters(&self, history_since: Timestamp) -> Result<OpenMatters, StoreError> {
-        let mut found: std::collections::BTreeMap<u64, (Timestamp, LogEntry, bool)> = std::collections::BTreeMap::new();
+        type Row = (u64, String, String, String, Option<String>);
+        let to_row = |row: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+            Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+        };
+        let mut rows: Vec<Row> = Vec::new();
+        let mut live = self
+            .connection
+            .prepare("SELECT log.seq, log.at, log.kind, log.body, live.key FROM live JOIN log ON log.seq = live.seq ORDER BY log.seq")?;
+        for row in live.query_map([], to_row)? {
+            rows.push(row?);
+        }
+        let mut history =
+            self.connection.prepare("SELECT seq, at, kind, body, NULL FROM log WHERE at_unix >= ?1 AND kind = 'incident' ORDER BY seq")?;
+        for row in history.query_map(params![history_since.as_second()], to_row)? {
+            rows.push(row?);
+        }
+        let mut found: std::collections::BTreeMap<u64, Replayed> = std::collections::BTreeMap::new();
         let mut unreadable = Vec::new();
-        let queries = [
-            ("SELECT seq, at, kind, body FROM log WHERE seq IN (SELECT seq FROM live) ORDER BY seq", None, true),
-            (
-                "SELECT seq, at, kind, body FROM log WHERE at_unix >= ?1 AND kind = 'incident' ORDER BY seq",
-                Some(history_since.as_second()),
-                false,
-            ),
-        ];
-        for (sql, since, live) in queries {
-            let mut statement = self.connection.prepare(sql)?;
-            let mut rows = match since {
-                Some(since) => statement.query(params![since])?,
-                None => statement.query([])?,
+        for (seq, at, kind, body, key) in rows {
+            let matter = match key.as_deref().map(Matter::from_key) {
+                None => None,
+                Some(Some(matter)) => Some(matter),
+                Some(None) => {
+                    unreadable.push(format!("entry {seq}: open matter {key:?} unreadable"));
+                    continue;
+                }
             };
-            while let Some(row) = rows.next()? {
-                let seq = row.get::<_, i64>(0)? as u64;
-                if found.contains_key(&seq) {
-                    continue;
+            let recent = key.is_none();
+            if let Some(replayed) = found.get_mut(&seq) {
+                replayed.keeps.extend(matter);
+                replayed.recent |= recent;
+                continue;
+            }
+            let Ok(at) = at.parse::<Timestamp>() else {
+                unreadable.push(format!("entry {seq}: time {at:?} unreadable"));
+                continue;
+            };
+            match LogEntry::from_parts(&kind, &body) {
+                Ok(entry) => {
+                    found.insert(seq, Replayed { at, entry, keeps: matter.into_iter().collect(), recent });
                 }
-                let (at, kind, body): (String, String, String) = (row.get(1)?, row.get(2)?, row.get(3)?);
-                let Ok(at) = at.parse::<Timestamp>() else {
-                    unreadable.push(format!("entry {seq}: time {at:?} unreadable"));
-                    continue;
-                };
-                match LogEntry::from_parts(&kind, &body) {
-                    Ok(entry) => {
-                        found.insert(seq, (at, entry, live));
-                    }
-                    Err(error) => unreadable.push(format!("entry {seq}: {error}")),
-                }
+                Err(error) => unreadable.push(format!("entry {seq}: {error}")),
             }
         }
         Ok(OpenMatters { entries: found.into_values().collect(), unreadable })
@@ -891,23 +955,43 @@ impl Store {
 
     /// Removes entries older than the retention period at `now`, leaving a
     /// checkpoint at the last removed entry. Returns how many were removed.
+    /// An entry that keeps a check-in, a session or an incident open stays,
+    /// and so does everything after it (said in the log); a station's hold
+    /// does not keep records (it is only the station's label).
     pub(crate) fn purge(&mut self, now: Timestamp) -> Result<usize, StoreError> {
         let days = i64::from(self.retention_days()?);
         let cutoff = now.as_second() - days * 86_400;
         let transaction = self.connection.transaction()?;
-        // An entry that keeps something open (a check-in not checked out, an
-        // incident not resolved) stays, and so does everything after it.
-        let oldest_open: Option<i64> = transaction.query_row("SELECT min(seq) FROM live", [], |row| row.get(0))?;
-        let last: Option<(i64, String)> = transaction
+        let oldest_open: Option<(i64, String)> = transaction
             .query_row(
-                "SELECT seq, hash FROM log WHERE at_unix < ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1",
-                params![cutoff, oldest_open.unwrap_or(i64::MAX)],
+                "SELECT seq, key FROM live WHERE substr(key, 1, length(?1)) != ?1 ORDER BY seq LIMIT 1",
+                params![crate::journal::HOLD_KEY],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
+        let bound = oldest_open.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
+        let last: Option<(i64, String)> = transaction
+            .query_row(
+                "SELECT seq, hash FROM log WHERE at_unix < ?1 AND seq < ?2 ORDER BY seq DESC LIMIT 1",
+                params![cutoff, bound],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((seq, key)) = &oldest_open {
+            let held_back: bool = transaction.query_row(
+                "SELECT EXISTS (SELECT 1 FROM log WHERE seq > ?1 AND at_unix < ?2)",
+                params![seq, cutoff],
+                |row| row.get(0),
+            )?;
+            if held_back {
+                tracing::warn!(entry = seq, matter = %key, "records past the retention period are kept while this is open: close it (resolve the incident, check the customer out)");
+            }
+        }
         let Some((seq, hash)) = last else { return Ok(0) };
         // Purge whole prefixes only, so the checkpoint is one position.
         let removed = transaction.execute("DELETE FROM log WHERE seq <= ?1", params![seq])?;
+        // Holds kept only by entries now gone are forgotten with them.
+        transaction.execute("DELETE FROM live WHERE seq <= ?1", params![seq])?;
         transaction.execute(
             "INSERT INTO checkpoint (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
             params![seq, hash],
@@ -1127,7 +1211,7 @@ mod tests {
 
     /// A plain entry: a check-out of ticket T{n}.
     fn out(n: u32) -> LogEntry {
-        LogEntry::CheckOut(CheckOut { ticket: format!("T{n}") })
+        LogEntry::CheckOut(CheckOut { ticket: format!("T{n}"), reason: None })
     }
 
     fn admitted(ticket: &str) -> LogEntry {
@@ -1227,15 +1311,15 @@ mod tests {
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         // An entry and its message commit together; the message sees the entry.
         store.append_uplinked(vec![((at, &out(1)), Some(message("record")))], 3).unwrap();
-        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(2));
+        assert_eq!(store.enqueue_alone(at, 3, message("summary"), None).unwrap(), Some(2));
         drop(store);
         let mut store = Store::open(&scratch.db(), 60).unwrap();
         assert_eq!(store.pending(), 2, "counted again at opening");
-        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(3));
+        assert_eq!(store.enqueue_alone(at, 3, message("summary"), None).unwrap(), Some(3));
         // At the bound a summary is not queued and takes no number...
-        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), None);
+        assert_eq!(store.enqueue_alone(at, 3, message("summary"), None).unwrap(), None);
         // ...while incidents and records still are, beyond it.
-        assert_eq!(store.enqueue_alone(at, 3, message("incident")).unwrap(), Some(4));
+        assert_eq!(store.enqueue_alone(at, 3, message("incident"), None).unwrap(), Some(4));
         store.append_uplinked(vec![((at, &out(2)), Some(message("record")))], 3).unwrap();
         let queued = store.queued_after(0, 10).unwrap();
         assert_eq!(
@@ -1252,7 +1336,7 @@ mod tests {
         drop(store);
         // Empty again after a restart, the feed goes on from 6.
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        assert_eq!(store.enqueue_alone(at, 3, message("summary")).unwrap(), Some(6));
+        assert_eq!(store.enqueue_alone(at, 3, message("summary"), None).unwrap(), Some(6));
     }
 
     /// Regression: when the disk fills up, SQLite's SQLITE_FULL is a
@@ -1266,7 +1350,7 @@ mod tests {
         store.fill_disk_after(2);
         let mut committed = 0;
         let error = loop {
-            let big = LogEntry::CheckOut(CheckOut { ticket: format!("{committed:04}{}", "x".repeat(2000)) });
+            let big = LogEntry::CheckOut(CheckOut { ticket: format!("{committed:04}{}", "x".repeat(2000)), reason: None });
             match store.append(at, &big) {
                 Ok(_) => committed += 1,
                 Err(error) => break error,
@@ -1370,19 +1454,43 @@ mod tests {
         let t0 = at("2026-11-25T10:00:00Z");
         store.append(t0, &admitted("AAA")).unwrap();
         store.append(t0, &admitted("BBB")).unwrap();
-        store.append(t0, &LogEntry::CheckOut(CheckOut { ticket: "AAA".into() })).unwrap();
+        store.append(t0, &LogEntry::CheckOut(CheckOut { ticket: "AAA".into(), reason: None })).unwrap();
         store.append(t0, &incident("i-1-1", fire())).unwrap();
         store.append(t0, &incident("i-1-1", IncidentTransition::Acknowledged { by: "li".into() })).unwrap();
         store.append(t0, &incident("i-1-2", fire())).unwrap();
         store.append(t0, &incident("i-1-2", IncidentTransition::Resolved { by: "wang".into(), note: "ok".into() })).unwrap();
+        // Unregistered use at st-3, resolved: the entry stays for st-3's
+        // hold alone, not for its incident.
+        let unregistered = IncidentTransition::Opened {
+            incident_kind: IncidentKind::UnregisteredUse,
+            severity: Severity::Warning,
+            station: Some("st-3".parse().unwrap()),
+            sensor: None,
+            detail: "x".into(),
+        };
+        store.append(t0, &incident("i-1-3", unregistered)).unwrap();
+        store.append(t0, &incident("i-1-3", IncidentTransition::Resolved { by: "wang".into(), note: "ok".into() })).unwrap();
         let open = store.open_matters(t0 + jiff::SignedDuration::from_hours(1)).unwrap();
-        let seqs: Vec<(u64, bool)> =
-            open.entries.iter().map(|(_, entry, live)| (u64::from(matches!(entry, LogEntry::CheckIn(_))), *live)).collect();
-        assert_eq!(seqs, [(1, true), (0, true), (0, true)], "BBB's check-in and i-1-1 opened and acknowledged");
-        // With a day's history, the resolved incident comes back too, not live.
+        let kept: Vec<(u64, Vec<String>)> = open
+            .entries
+            .iter()
+            .map(|replayed| (u64::from(matches!(replayed.entry, LogEntry::CheckIn(_))), replayed.keeps.iter().map(Matter::key).collect()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (1, vec!["ticket:BBB".to_owned()]),
+                (0, vec!["incident:i-1-1".to_owned()]),
+                (0, vec!["incident:i-1-1".to_owned()]),
+                (0, vec!["hold:st-3".to_owned()]),
+            ],
+            "BBB's check-in, i-1-1 opened and acknowledged, and st-3's hold"
+        );
+        // With a day's history, the resolved incidents come back too, as history.
         let history = store.open_matters(t0 - jiff::SignedDuration::from_hours(24)).unwrap();
-        assert_eq!(history.entries.len(), 5);
-        assert_eq!(history.entries.iter().filter(|(_, _, live)| !live).count(), 2);
+        assert_eq!(history.entries.len(), 7);
+        assert_eq!(history.entries.iter().filter(|replayed| replayed.keeps.is_empty()).count(), 3);
+        assert_eq!(history.entries.iter().filter(|replayed| replayed.recent).count(), 6, "every incident transition, not BBB's check-in");
         assert!(store.verify().unwrap().is_ok(), "the table agrees with a replay");
         // An intruder who deletes a check-in from the table is named by verify.
         store.raw("DELETE FROM live WHERE key = 'ticket:BBB'").unwrap();
@@ -1426,7 +1534,7 @@ mod tests {
         assert_eq!((verified.entries, verified.from.0), (3, 3));
         assert_eq!(verified.head, (6, young.hash.clone()));
         assert_eq!(store.open_matters(now).unwrap().entries.len(), 1, "the check-in is still there to replay");
-        store.append(now, &LogEntry::CheckOut(CheckOut { ticket: "OLD".into() })).unwrap();
+        store.append(now, &LogEntry::CheckOut(CheckOut { ticket: "OLD".into(), reason: None })).unwrap();
         assert_eq!(store.purge(now).unwrap(), 2, "checked out: its old entries may go");
         assert_eq!(store.purge(now).unwrap(), 0, "nothing young goes");
         drop(store);
@@ -1455,8 +1563,8 @@ mod tests {
     fn export_between_dates() {
         let scratch = Scratch::new("export");
         let mut store = Store::open(&scratch.db(), 60).unwrap();
-        store.append(at("2026-11-20T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "a,\"b\"".into() })).unwrap();
-        store.append(at("2026-11-21T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "K7Q".into() })).unwrap();
+        store.append(at("2026-11-20T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "a,\"b\"".into(), reason: None })).unwrap();
+        store.append(at("2026-11-21T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "K7Q".into(), reason: None })).unwrap();
         store.append(at("2026-11-22T10:00:00Z"), &out(3)).unwrap();
         let mut jsonl = Vec::new();
         let count = store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), Format::Jsonl, &mut jsonl).unwrap();
@@ -1472,5 +1580,68 @@ mod tests {
             ),
             "{csv}"
         );
+    }
+
+    /// Regression: any one old open matter stopped the retention purge for
+    /// good. A station's hold does not keep records; an open incident does
+    /// (and the log says which one holds them back).
+    #[test]
+    fn a_stations_hold_does_not_keep_old_records() {
+        let scratch = Scratch::new("purge-hold");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let now = Timestamp::now();
+        let old = now - jiff::SignedDuration::from_hours(24 * 90);
+        let lock = crate::journal::StaffCommand {
+            station: "st-9".parse().unwrap(),
+            action: Some(crate::journal::StaffAction::Lock),
+            by: "wang".into(),
+            at: old,
+            ticket: None,
+            text: None,
+        };
+        store.append(old, &LogEntry::StaffCommand(lock)).unwrap();
+        store.append(old, &out(1)).unwrap();
+        store.append(old, &incident("i-1-1", fire())).unwrap();
+        store.append(old, &out(2)).unwrap();
+        store.append(now, &out(3)).unwrap();
+        assert_eq!(store.purge(now).unwrap(), 2, "the hold's entry goes; the open incident stops the purge there");
+        assert!(store.verify().unwrap().is_ok(), "the forgotten hold is gone from the open matters too");
+        let open = store.open_matters(now).unwrap();
+        assert_eq!(
+            open.entries.iter().map(|replayed| replayed.keeps.iter().map(Matter::key).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            [["incident:i-1-1"]]
+        );
+        store.append(now, &incident("i-1-1", IncidentTransition::Resolved { by: "wang".into(), note: "ok".into() })).unwrap();
+        assert_eq!(store.purge(now).unwrap(), 2);
+    }
+
+    /// The summary period under way survives a restart: where it started,
+    /// and what happened since, from the log.
+    #[test]
+    fn the_summary_period_and_its_counts_come_back_from_the_log() {
+        let scratch = Scratch::new("period");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let t0 = at("2026-11-25T10:00:00Z");
+        assert_eq!(store.period_start().unwrap(), None, "no feed yet");
+        store.begin_period(t0 - jiff::SignedDuration::from_hours(1)).unwrap();
+        store.begin_period(t0).unwrap();
+        assert_eq!(store.period_start().unwrap(), Some(t0 - jiff::SignedDuration::from_hours(1)), "the first start stands");
+        store.append(t0, &admitted("AAA")).unwrap();
+        let summary: Outbound = Box::new(|_, _| Some(("summary", b"s".to_vec())));
+        let end = t0 + jiff::SignedDuration::from_millis(1500);
+        assert!(store.enqueue_alone(end, 10, summary, Some(end)).unwrap().is_some());
+        store.append(end, &admitted("BBB")).unwrap();
+        store.append(end, &out(1)).unwrap();
+        store.append(end + jiff::SignedDuration::from_secs(1), &incident("i-1-1", fire())).unwrap();
+        drop(store);
+        let store = Store::open(&scratch.db(), 60).unwrap();
+        assert_eq!(store.period_start().unwrap(), Some(end));
+        let counted = store.counted_since(end).unwrap();
+        assert_eq!(counted.len(), 2, "BBB's check-in and the incident, not AAA's (before) nor the check-out: {counted:?}");
+        // A summary not queued (over the bound) does not move the period.
+        let mut store = store;
+        let summary: Outbound = Box::new(|_, _| Some(("summary", b"s".to_vec())));
+        assert_eq!(store.enqueue_alone(end, 0, summary, Some(t0 + jiff::SignedDuration::from_hours(1))).unwrap(), None);
+        assert_eq!(store.period_start().unwrap(), Some(end));
     }
 }

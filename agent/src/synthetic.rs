@@ -96,7 +96,7 @@ pub(crate) fn write(path: &Path, days: u32, per_day: u32, stations: u32, now: Ti
                     end,
                     LogEntry::SessionEnd(SessionEnd { session, station: seat, ticket: ticket.clone(), reason, at: end }),
                 );
-                schedule(&mut later, end, LogEntry::CheckOut(CheckOut { ticket }));
+                schedule(&mut later, end, LogEntry::CheckOut(CheckOut { ticket, reason: None }));
             } else if n % 40 == 0 {
                 let lock =
                     StaffCommand { station: seat, action: Some(StaffAction::Lock), by: "manager".into(), at, ticket: None, text: None };

@@ -305,7 +305,7 @@ mod tests {
         // Write until the disk is full: the refusal is kept until a write succeeds.
         let mut n = 0;
         let error = loop {
-            let entry = LogEntry::CheckOut(CheckOut { ticket: format!("{n:04}{}", "x".repeat(2000)) });
+            let entry = LogEntry::CheckOut(CheckOut { ticket: format!("{n:04}{}", "x".repeat(2000)), reason: None });
             match store.queue(Timestamp::now(), entry, None).await.committed().await {
                 Ok(_) => n += 1,
                 Err(error) => break error,

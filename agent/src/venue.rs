@@ -29,7 +29,8 @@ use netbar_protocol::policy::{self, Circumstances, Policy};
 use netbar_protocol::{Message, StationId};
 use serde_json::json;
 
-use crate::journal::{self, EndCause, IncidentEntry, LogEntry, StaffAction};
+use crate::journal::{self, CheckOutCause, EndCause, IncidentEntry, LogEntry, Matter, StaffAction};
+use crate::store::Replayed;
 
 /// What the venue asks the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,10 @@ pub(crate) struct Thresholds {
     pub(crate) co_alarm_ppm: f64,
     pub(crate) licensed_stations: u32,
     pub(crate) staff: u32,
+    /// A check-in with no session for this long ends (the customer left
+    /// without checking out); so does a session at a station not heard
+    /// from for this long.
+    pub(crate) check_in_expires_after: SignedDuration,
 }
 
 /// An incident and its history.
@@ -113,7 +118,7 @@ impl Station {
             telemetry: None,
             session: None,
             held: None,
-            awaited: !online,
+            awaited: false,
             disagreements: 0,
         }
     }
@@ -147,6 +152,8 @@ struct Ticket {
     birth_date: jiff::civil::Date,
     guardian: bool,
     station: Option<StationId>,
+    /// Since when the customer has had no session (checked in, or left a station).
+    idle_since: Timestamp,
 }
 
 /// What a restart rebuilt from the log.
@@ -163,6 +170,11 @@ pub(crate) struct Restored {
 /// one report may have left the station before a command reached it.
 const DISAGREEMENTS_BEFORE_ACTING: u8 = 2;
 
+/// How long an unlock may go unconfirmed by its station before the session
+/// is ended rather than sent again (a station whose unlock keeps failing,
+/// a customer long gone).
+const UNLOCK_CONFIRMED_WITHIN: SignedDuration = SignedDuration::from_mins(2);
+
 /// The venue.
 #[derive(Debug)]
 pub(crate) struct Venue {
@@ -173,6 +185,8 @@ pub(crate) struct Venue {
     next_incident: u64,
     /// When each exit door was first seen locked, while it still is.
     exits_locked: BTreeMap<netbar_protocol::SensorId, (StationId, Timestamp, bool)>,
+    /// Detectors alarming now (smoke, heat, carbon monoxide).
+    alarming: std::collections::BTreeSet<netbar_protocol::SensorId>,
     stations: BTreeMap<StationId, Station>,
     /// Active check-ins by ticket code.
     tickets: HashMap<String, Ticket>,
@@ -198,6 +212,7 @@ impl Venue {
             incidents: BTreeMap::new(),
             next_incident: 0,
             exits_locked: BTreeMap::new(),
+            alarming: std::collections::BTreeSet::new(),
             stations: BTreeMap::new(),
             tickets: HashMap::new(),
             by_document: HashMap::new(),
@@ -212,28 +227,35 @@ impl Venue {
     }
 
     /// Rebuilds the venue from the log at start-up: `entries` in log order,
-    /// each marked `live` when it still keeps something open (see
-    /// [`LogEntry::liveness`]); the others are the recent incident history.
-    /// Stations are rebuilt offline and awaited: each says what it holds
-    /// when it reports. Deadlines are derived again from `now` by
+    /// each with the matters it still keeps open (see
+    /// [`LogEntry::liveness`]) or marked as the recent incident history. Stations are rebuilt offline; one with a session is awaited
+    /// (a finding if it does not report in time), and each says what it
+    /// holds when it reports. Deadlines are derived again from `now` by
     /// [`Venue::next_deadline`]: a curfew that passed while the agent was
     /// down ends its session at the first tick.
-    pub(crate) fn restore(&mut self, now: Timestamp, entries: impl IntoIterator<Item = (Timestamp, LogEntry, bool)>) -> Restored {
-        for (at, entry, live) in entries {
+    pub(crate) fn restore(&mut self, now: Timestamp, entries: impl IntoIterator<Item = Replayed>) -> Restored {
+        for Replayed { at, entry, keeps: matters, recent } in entries {
+            let keeps = |matter: &Matter| matters.contains(matter);
             match entry {
-                LogEntry::CheckIn(check_in) if live => {
-                    let Some(code) = check_in.ticket else { continue };
+                LogEntry::CheckIn(check_in) => {
+                    let Some(code) = check_in.ticket.filter(|code| keeps(&Matter::Ticket(code.clone()))) else { continue };
                     self.by_document.insert(check_in.number.clone(), code.clone());
-                    let ticket =
-                        Ticket { document: check_in.number, birth_date: check_in.birth_date, guardian: check_in.guardian, station: None };
+                    let ticket = Ticket {
+                        document: check_in.number,
+                        birth_date: check_in.birth_date,
+                        guardian: check_in.guardian,
+                        station: None,
+                        idle_since: at,
+                    };
                     self.tickets.insert(code, ticket);
                 }
-                LogEntry::SessionStart(start) if live => {
+                LogEntry::SessionStart(start) if keeps(&Matter::Session(start.station.clone())) => {
                     self.sessions_started = self.sessions_started.max(counter_of(&start.session));
                     if let Some(ticket) = self.tickets.get_mut(&start.ticket) {
                         ticket.station = Some(start.station.clone());
                     }
                     let station = self.stations.entry(start.station).or_insert_with(|| Station::new(now, false));
+                    station.awaited = true;
                     station.held = None;
                     station.session = Some(Session {
                         id: start.session,
@@ -244,20 +266,28 @@ impl Venue {
                         confirmed: true,
                     });
                 }
-                LogEntry::SessionEnd(end) if live && end.reason.holds() => {
-                    self.stations.entry(end.station).or_insert_with(|| Station::new(now, false)).held = Some(end.reason.code().to_owned());
+                LogEntry::SessionEnd(end) => {
+                    if let Some(ticket) = self.tickets.get_mut(&end.ticket).filter(|_| keeps(&Matter::Ticket(end.ticket.clone()))) {
+                        ticket.idle_since = ticket.idle_since.max(at);
+                    }
+                    if keeps(&Matter::Hold(end.station.clone())) {
+                        self.stations.entry(end.station).or_insert_with(|| Station::new(now, false)).held =
+                            Some(end.reason.code().to_owned());
+                    }
                 }
-                LogEntry::StaffCommand(command) if live && command.action == Some(StaffAction::Lock) => {
+                LogEntry::StaffCommand(command) if keeps(&Matter::Hold(command.station.clone())) => {
                     self.stations.entry(command.station).or_insert_with(|| Station::new(now, false)).held = Some("staff".to_owned());
                 }
                 LogEntry::Incident(IncidentEntry { incident: id, transition }) => match transition {
                     IncidentTransition::Opened { incident_kind, severity, station, sensor, detail } => {
-                        if live
-                            && incident_kind == IncidentKind::UnregisteredUse
-                            && let Some(station) = &station
-                        {
+                        if let Some(station) = station.as_ref().filter(|station| keeps(&Matter::Hold((*station).clone()))) {
                             self.stations.entry(station.clone()).or_insert_with(|| Station::new(now, false)).held =
                                 Some("unregistered".to_owned());
+                        }
+                        // Open, or opened within the recent history; not an
+                        // entry kept only for the hold it set.
+                        if !recent && !keeps(&Matter::Incident(id.clone())) {
+                            continue;
                         }
                         self.next_incident = self.next_incident.max(counter_of(&id)) + 1;
                         let incident = Incident {
@@ -346,7 +376,13 @@ impl Venue {
         };
         self.tickets.insert(
             ticket.clone(),
-            Ticket { document: document.number.clone(), birth_date: document.birth_date, guardian: circumstances.guardian, station: None },
+            Ticket {
+                document: document.number.clone(),
+                birth_date: document.birth_date,
+                guardian: circumstances.guardian,
+                station: None,
+                idle_since: now,
+            },
         );
         self.by_document.insert(document.number.clone(), ticket.clone());
         let effects = vec![record(journal::CheckInOutcome::Admitted, Some(&ticket), &[])];
@@ -515,11 +551,17 @@ impl Venue {
                 effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(station), sensor, detail));
                 return effects;
             }
-            _ => return effects,
+            _ => {
+                // A detector's all-clear: its next alarm is a new onset.
+                self.alarming.remove(&reading.sensor);
+                return effects;
+            }
         };
-        let opened = self.open_incident(now, kind, Severity::Critical, Some(station), sensor, detail);
-        if !opened.is_empty() {
-            effects.extend(opened);
+        effects.extend(self.open_incident(now, kind, Severity::Critical, Some(station), sensor, detail));
+        // Every onset of an alarm evacuates, even while an earlier incident
+        // of that detector is still open (acknowledged, not yet resolved):
+        // a standing alarm repeated does not.
+        if self.alarming.insert(reading.sensor.clone()) {
             effects.extend(self.evacuate("EMERGENCY: leave the building now by the nearest exit. Follow staff instructions."));
         }
         effects
@@ -591,12 +633,16 @@ impl Venue {
 
     /// Ends a check-in: the ticket stops working and an open session on it ends.
     pub(crate) fn check_out(&mut self, now: Timestamp, ticket: &str) -> Option<Vec<Effect>> {
+        let station = self.tickets.get(ticket)?.station.clone();
+        // The session ends first, then the check-in: the check-out is the
+        // last word on the ticket.
+        let mut effects = match station {
+            Some(station) => self.end_session(now, &station, EndCause::CheckedOut),
+            None => Vec::new(),
+        };
         let entry = self.tickets.remove(ticket)?;
         self.by_document.remove(&entry.document);
-        let mut effects = vec![Effect::Record(LogEntry::CheckOut(journal::CheckOut { ticket: ticket.to_owned() }))];
-        if let Some(station) = entry.station {
-            effects.extend(self.end_session(now, &station, EndCause::CheckedOut));
-        }
+        effects.push(Effect::Record(LogEntry::CheckOut(journal::CheckOut { ticket: ticket.to_owned(), reason: None })));
         Some(effects)
     }
 
@@ -675,6 +721,7 @@ impl Venue {
             })));
             if let Some(ticket) = self.tickets.get_mut(&session.ticket) {
                 ticket.station = None;
+                ticket.idle_since = now;
             }
         }
         effects
@@ -715,11 +762,15 @@ impl Venue {
         }
         entry.disagreements = 0;
         match (entry.session.clone(), reported) {
-            (Some(session), None) if session.confirmed => self.end_session(now, station, EndCause::NotAtStation),
-            (Some(session), _) => vec![Effect::Command {
-                station: station.clone(),
-                action: Action::Unlock { session_id: session.id, request_id: None, until: session.until },
-            }],
+            // Never confirmed and not yet long: the unlock may have been lost.
+            (Some(session), _) if !session.confirmed && now.duration_since(session.started) < UNLOCK_CONFIRMED_WITHIN => {
+                vec![Effect::Command {
+                    station: station.clone(),
+                    action: Action::Unlock { session_id: session.id, request_id: None, until: session.until },
+                }]
+            }
+            // The station does not hold it (and locks whatever it holds instead).
+            (Some(_), _) => self.end_session(now, station, EndCause::NotAtStation),
             (None, Some(_)) => vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: "session_ended".into() } }],
             (None, None) => self.unregistered(now, station, format!("station {station} is unlocked without a registered session")),
         }
@@ -886,7 +937,11 @@ impl Venue {
             .values()
             .filter(|station| station.online || station.awaited)
             .map(|station| station.last_seen + self.thresholds.station_silent_after);
-        sessions.chain(exits).chain(silence).min()
+        let expiry = self.thresholds.check_in_expires_after;
+        let idle = self.tickets.values().filter(|ticket| ticket.station.is_none()).map(|ticket| ticket.idle_since + expiry);
+        let unheard =
+            self.stations.values().filter(|station| !station.online && station.session.is_some()).map(|station| station.last_seen + expiry);
+        sessions.chain(exits).chain(silence).chain(idle).chain(unheard).min()
     }
 
     /// Whether the venue is open at `now` (always, unless the policy enforces business hours).
@@ -966,6 +1021,39 @@ impl Venue {
         for station in ending {
             effects.extend(self.end_session(now, &station, EndCause::Policy));
         }
+        effects.extend(self.expire(now));
+        effects
+    }
+
+    /// Ends what nobody will end any more: sessions at stations not heard
+    /// from for `check_in_expires_after` (gone with their PC), then
+    /// check-ins with no session for as long (the customer left without
+    /// checking out), each with its reason recorded.
+    fn expire(&mut self, now: Timestamp) -> Vec<Effect> {
+        let expiry = self.thresholds.check_in_expires_after;
+        let mut effects = Vec::new();
+        let unheard: Vec<StationId> = self
+            .stations
+            .iter()
+            .filter(|(_, station)| !station.online && station.session.is_some() && now >= station.last_seen + expiry)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for station in unheard {
+            effects.extend(self.end_session(now, &station, EndCause::NotAtStation));
+            effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
+        }
+        let expired: Vec<String> = self
+            .tickets
+            .iter()
+            .filter(|(_, ticket)| ticket.station.is_none() && now >= ticket.idle_since + expiry)
+            .map(|(code, _)| code.clone())
+            .collect();
+        for code in expired {
+            if let Some(ticket) = self.tickets.remove(&code) {
+                self.by_document.remove(&ticket.document);
+            }
+            effects.push(Effect::Record(LogEntry::CheckOut(journal::CheckOut { ticket: code, reason: Some(CheckOutCause::Expired) })));
+        }
         effects
     }
 }
@@ -1000,6 +1088,7 @@ mod tests {
             co_alarm_ppm: 50.0,
             licensed_stations: 2,
             staff: 1,
+            check_in_expires_after: SignedDuration::from_hours(12),
         }
     }
 
@@ -1462,10 +1551,10 @@ mod tests {
                 |effects, session| matches!(effects, [Effect::Command { action: Action::Unlock { session_id, request_id: None, .. }, .. }] if Some(session_id.as_str()) == session),
             ),
             (
-                "another session at the station: the venue's is sent",
+                "another session at the station: the venue's ends, the station locks",
                 Some(true),
                 (LockState::Unlocked, Some("s-other")),
-                |effects, session| matches!(effects, [Effect::Command { action: Action::Unlock { session_id, .. }, .. }] if Some(session_id.as_str()) == session),
+                |effects, _| matches!(effects, [Effect::Command { action: Action::Lock { .. }, .. }, Effect::Record(LogEntry::SessionEnd(end))] if end.reason == EndCause::NotAtStation),
             ),
             (
                 "a session the venue does not hold: locked",
@@ -1537,5 +1626,108 @@ mod tests {
             "{silent:?}"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Regression: an unregistered-use incident resolved days ago came back
+    /// open after a restart (its entry was still kept for the station's
+    /// hold), showing an alarm and holding back any new incident there.
+    #[test]
+    fn an_entry_kept_for_a_hold_does_not_bring_its_resolved_incident_back() {
+        let (dir, mut store) = scratch_store("hold-only");
+        let mut before = venue("cn", "Asia/Shanghai");
+        let monday = at("2026-11-23T12:00:00Z");
+        for station in ["st-3", "st-4"] {
+            online(&mut before, monday, station);
+        }
+        let activity = Message::Activity(Activity { evidence: vec![Evidence::Input], since: monday });
+        record(&mut store, monday, &before.on_message(monday, &st("st-3"), &activity));
+        let id = before.incidents()[0].id.clone();
+        record(&mut store, monday, &before.transition(monday, &id, "wang", Some("spoke to them".into())).unwrap());
+        // st-4: unregistered use, then a registered customer (the hold ends);
+        // the incident stays open.
+        record(&mut store, monday, &before.on_message(monday, &st("st-4"), &activity));
+        let (outcome, effects) = before.check_in(monday, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 9);
+        record(&mut store, monday, &effects);
+        record(&mut store, monday, &login(&mut before, monday, "st-4", &ticket_of(&outcome)));
+        record(&mut store, monday, &before.check_out(monday, &ticket_of(&outcome)).unwrap());
+
+        let wednesday = at("2026-11-25T12:00:00Z");
+        let (after, restored) = restarted(&store, "cn", "Asia/Shanghai", wednesday);
+        assert_eq!(restored.incidents_open, 1, "{:?}", after.incidents());
+        assert!(after.incident(&id).is_none(), "resolved on Monday: neither open nor in the last day's history");
+        assert_eq!(after.station(&st("st-3")).and_then(|s| s.held.clone()).as_deref(), Some("unregistered"));
+        assert_eq!(after.station(&st("st-4")).and_then(|s| s.held.clone()), None, "its hold ended with the session");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Regression: smoke again at a detector whose earlier fire incident was
+    /// acknowledged but not yet resolved raised no evacuation notice.
+    #[test]
+    fn every_onset_of_an_alarm_evacuates_even_with_its_incident_still_open() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        online(&mut venue, now, "st-1");
+        let smoke = |active| reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active });
+        let notices = |effects: &[Effect]| {
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, .. }, .. }))
+                .count()
+        };
+        assert_eq!(notices(&venue.on_message(now, &st("st-1"), &smoke(true))), 1);
+        assert_eq!(notices(&venue.on_message(now, &st("st-1"), &smoke(true))), 0, "the same alarm repeated");
+        let id = venue.incidents()[0].id.clone();
+        venue.transition(now, &id, "li", None).unwrap();
+        assert!(venue.on_message(now, &st("st-1"), &smoke(false)).is_empty());
+        let again = venue.on_message(now, &st("st-1"), &smoke(true));
+        assert_eq!(notices(&again), 1, "a new onset: {again:?}");
+        assert!(!again.iter().any(|e| matches!(e, Effect::Record(_))), "the open incident covers it");
+    }
+
+    /// A customer who left without checking out does not stay checked in
+    /// for ever (their document would be refused the next day), and a
+    /// session at a station gone for good ends.
+    #[test]
+    fn check_ins_and_sessions_nobody_will_end_expire_with_their_reason() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        online(&mut venue, now, "st-1");
+        let (left, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
+        let (playing, _) = venue.check_in(now, &document("B2", date(1990, 1, 1)), Circumstances::default(), None, || 2);
+        login(&mut venue, now, "st-1", &ticket_of(&playing));
+        let limit = now + SignedDuration::from_hours(12);
+        assert_eq!(venue.next_deadline(), Some(now + SignedDuration::from_hours(3)), "the station's silence first");
+        online(&mut venue, limit - SignedDuration::from_secs(1), "st-1");
+        let expired = venue.tick(limit);
+        assert!(
+            matches!(&expired[..], [Effect::Record(LogEntry::CheckOut(out))] if out.ticket == ticket_of(&left) && out.reason == Some(CheckOutCause::Expired)),
+            "{expired:?}"
+        );
+        let (again, _) = venue.check_in(limit, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 3);
+        assert!(matches!(again, CheckInOutcome::Admitted { .. }), "{again:?}");
+        // st-1 goes away with its customer's session and never comes back.
+        let status =
+            StationStatus { online: false, version: "t".into(), capabilities: vec![], lock_state: LockState::Unknown, session: None };
+        venue.on_message(limit, &st("st-1"), &Message::StationStatus(status));
+        let gone = venue.tick(limit + SignedDuration::from_hours(12));
+        assert!(
+            gone.iter().any(|e| matches!(e, Effect::Record(LogEntry::SessionEnd(end)) if end.reason == EndCause::NotAtStation)),
+            "{gone:?}"
+        );
+        assert!(!gone.iter().any(|e| matches!(e, Effect::Command { .. })), "nobody to command");
+    }
+
+    #[test]
+    fn an_unlock_never_confirmed_is_sent_again_for_a_while_then_the_session_ends() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        online(&mut venue, now, "st-1");
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
+        login(&mut venue, now, "st-1", &ticket_of(&outcome));
+        let later = now + SignedDuration::from_mins(3);
+        venue.on_message(later, &st("st-1"), &report(LockState::Locked, None));
+        let ended = venue.on_message(later, &st("st-1"), &report(LockState::Locked, None));
+        assert!(matches!(&ended[1], Effect::Record(LogEntry::SessionEnd(end)) if end.reason == EndCause::NotAtStation), "{ended:?}");
+        assert_eq!(venue.occupancy().sessions, 0);
     }
 }

@@ -57,7 +57,7 @@ pub struct StationStatus {
     pub lock_state: LockState,
     /// The session open at the station, as the agent issued it; absent when
     /// none. The collector keeps it on disk across its own restarts.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
 }
 
@@ -634,10 +634,11 @@ pub struct Summary {
     pub compliance: Compliance,
     /// The registration log's head at the end of the period.
     pub log_head: LogHead,
-    /// Why the venue's store (its registration log and outbox) failed during
-    /// the period, when it did: check-ins are refused while it cannot write,
-    /// and figures that come from it may be missing. Absent when healthy.
-    #[serde(default)]
+    /// Why the venue's store (its registration log and outbox) is failing as
+    /// the summary is made (a write failed and none has succeeded since):
+    /// check-ins are refused while it cannot write. Absent when healthy;
+    /// heartbeats say it every heartbeat period while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
 }
 
@@ -846,14 +847,15 @@ impl RegistrationRecord {
 pub struct Heartbeat {
     /// Messages waiting in the agent's outbox for the regulator; absent when
     /// the store cannot say.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_pending: Option<u64>,
     /// The registration log's head now; absent when the store cannot say.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_head: Option<LogHead>,
-    /// Why the venue's store (registration log and outbox) failed, when it
-    /// did: check-ins are refused while it cannot write. Absent when healthy.
-    #[serde(default)]
+    /// Why the venue's store (registration log and outbox) is failing: a
+    /// write failed and none has succeeded since (check-ins are refused
+    /// meanwhile), or the store does not answer. Absent when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
 }
 

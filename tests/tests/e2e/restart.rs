@@ -303,10 +303,10 @@ fn after_a_crash_while_connected_the_link_says_what_it_is() {
     wait_for("connected again", WAIT, || status().contains("connected: yes"));
 }
 
-/// The outbox past its bound while the regulator is away: every check-in is
-/// admitted and its record kept, summaries carry their periods over, and
-/// when the regulator is back every number arrives and the summaries add
-/// up to every admission.
+/// The outbox past its bound while the regulator is away (and the agent
+/// killed meanwhile): every check-in is admitted and its record kept,
+/// summaries carry their periods over, and when the regulator is back every
+/// number arrives and the summaries add up to every admission.
 #[test]
 fn a_full_outbox_drops_nothing_and_summaries_carry_over() {
     let dir = netbar_tests::TempDir::new("restart-outbox");
@@ -322,6 +322,15 @@ fn a_full_outbox_drops_nothing_and_summaries_carry_over() {
         assert_eq!(status, 201, "check-in {n} past the bound: {body}");
     }
     wait_for("a summary carried over", WAIT, || venue.log().contains("this period's summary carries over into the next"));
+    // The agent crashes meanwhile: the period's counts come back from the log.
+    venue.agent.take().unwrap().kill();
+    venue.start();
+    let token = venue.sign_in("li", "cashier");
+    let more = 10;
+    for n in admissions..admissions + more {
+        assert_eq!(check_in(&venue, &token, &format!("F{n:07}"), "1990-01-01").0, 201);
+    }
+    let admissions = admissions + more;
     let uplink = get(&venue, &token, "/api/v1/uplink");
     assert!(uplink["backlog"].as_u64().unwrap() >= admissions, "{uplink}");
     let warning = uplink["warning"].as_str().unwrap();
@@ -330,16 +339,30 @@ fn a_full_outbox_drops_nothing_and_summaries_carry_over() {
     let broker = Mosquitto::start_with(&tls_listener(tls_port, &ca, &server_cert, &server_key, false));
     let regulator = Client::connect(broker.port, &["netbar/feed/#"]);
     let mut by_seq = std::collections::BTreeMap::new();
-    regulator.expect("every record, and summaries adding up to every admission", WAIT, |_, payload| {
-        let envelope = decode(payload).unwrap();
-        if envelope.seq > 0 {
-            by_seq.insert(envelope.seq, envelope.message);
-        }
+    let counts = |by_seq: &std::collections::BTreeMap<u64, Message>| {
         let records = by_seq.values().filter(|message| matches!(message, Message::Record(_))).count();
         let registered: u32 =
             by_seq.values().filter_map(|message| if let Message::Summary(s) = message { Some(s.registrations) } else { None }).sum();
-        (records == admissions as usize && registered == admissions as u32).then_some(())
-    });
+        (records, registered)
+    };
+    let arrived = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        regulator.expect("every record, and summaries adding up to every admission", WAIT, |_, payload| {
+            let envelope = decode(payload).unwrap();
+            if envelope.seq > 0 {
+                by_seq.insert(envelope.seq, envelope.message);
+            }
+            (counts(&by_seq) == (admissions as usize, admissions as u32)).then_some(())
+        })
+    }));
+    if arrived.is_err() {
+        let summaries: Vec<String> = by_seq
+            .iter()
+            .filter_map(|(seq, message)| {
+                if let Message::Summary(s) = message { Some(format!("#{seq} {}..{} {}", s.from, s.to, s.registrations)) } else { None }
+            })
+            .collect();
+        panic!("(records, registered) {:?} of {admissions}; summaries {summaries:#?}\n{}", counts(&by_seq), venue.log());
+    }
     let last = *by_seq.keys().last().unwrap();
     assert_eq!(by_seq.keys().copied().collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>(), "contiguous from 1");
     let summaries: Vec<&netbar_protocol::messages::Summary> =
