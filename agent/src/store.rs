@@ -741,9 +741,12 @@ impl Store {
             Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
         };
         let mut rows: Vec<Row> = Vec::new();
-        let mut live = self
-            .connection
-            .prepare("SELECT log.seq, log.at, log.kind, log.body, live.key FROM live JOIN log ON log.seq = live.seq ORDER BY log.seq")?;
+        // The open matters drive the join (CROSS JOIN keeps SQLite from
+        // scanning the whole log instead): start-up reads what is open, not
+        // the history.
+        let mut live = self.connection.prepare(
+            "SELECT log.seq, log.at, log.kind, log.body, live.key FROM live CROSS JOIN log ON log.seq = live.seq ORDER BY live.seq",
+        )?;
         for row in live.query_map([], to_row)? {
             rows.push(row?);
         }
