@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::run::Refusals;
+use crate::refusals::Refusals;
 use crate::users::Role;
 use crate::venue::CheckInOutcome;
 
@@ -127,13 +127,30 @@ struct Session {
     csrf: String,
 }
 
-/// Wrong passwords for one user name.
+/// Wrong passwords for one user name, and the attempts being checked now.
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
     first: Timestamp,
     locked_until: Option<Timestamp>,
+    /// Passwords of this name being checked at this moment: they count
+    /// against the limit before their answer, so guesses sent at once
+    /// cannot all slip in under it.
+    checking: u32,
 }
+
+/// Most user names whose wrong passwords are remembered; beyond it the
+/// oldest windows are forgotten first (names are at most
+/// [`MAX_NAME_CHARS`] characters, so this bounds the memory it takes).
+const FAILURES_KEPT: usize = 4096;
+/// The longest user name the console accepts.
+const MAX_NAME_CHARS: usize = 64;
+/// The longest password accepted (Argon2 hashes it whole).
+const MAX_PASSWORD_CHARS: usize = 256;
+/// Passwords checked at once: Argon2 takes about 19 MiB each, on purpose.
+const PASSWORD_CHECKS_AT_ONCE: usize = 2;
+/// The largest request body the API reads.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Wrong passwords within [`FAILURE_WINDOW_MINUTES`] before a lock-out.
 const MAX_FAILURES: u32 = 5;
@@ -148,7 +165,9 @@ pub(crate) struct Api {
     requests: mpsc::Sender<Request>,
     store: crate::run::StoreHandle,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
-    failures: Arc<Mutex<HashMap<String, Failures>>>,
+    attempts: Arc<LoginAttempts>,
+    /// Lets [`PASSWORD_CHECKS_AT_ONCE`] Argon2 checks run at a time.
+    password_checks: Arc<tokio::sync::Semaphore>,
     database: std::path::PathBuf,
     refusals: Arc<Refusals>,
     zone: jiff::tz::TimeZone,
@@ -175,7 +194,18 @@ impl Api {
         clock: crate::run::Clock,
         uplink: Option<(String, u64)>,
     ) -> Api {
-        Api { requests, store, sessions: Arc::default(), failures: Arc::default(), database, refusals, zone, clock, uplink }
+        Api {
+            requests,
+            store,
+            sessions: Arc::default(),
+            attempts: Arc::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
+            database,
+            refusals,
+            zone,
+            clock,
+            uplink,
+        }
     }
 
     /// The feed's state as the store has it, with the broker and the bound.
@@ -215,6 +245,7 @@ impl Api {
             .route("/", get(|| async { crate::console::page("index.html") }))
             .route("/console/{file}", get(|Path(file): Path<String>| async move { crate::console::page(&file) }))
             .layer(axum::middleware::from_fn_with_state(self.clone(), csrf_guard))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self)
     }
 
@@ -265,10 +296,11 @@ struct Credentials {
 
 /// The session token of a request: its bearer token, else its cookie.
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(bearer) = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
-        return Some(bearer.trim().to_owned());
-    }
-    cookie_token(headers)
+    bearer_token(headers).or_else(|| cookie_token(headers))
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(|token| token.trim().to_owned())
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -286,8 +318,11 @@ async fn csrf_guard(State(api): State<Api>, request: axum::extract::Request, nex
     use axum::http::Method;
     let headers = request.headers();
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Only a program holding a valid bearer token goes without: any other
+    // Authorization header does not spare a cookie's request the check.
+    let bearer_session = bearer_token(headers).is_some_and(|token| api.sessions.lock().is_ok_and(|sessions| sessions.contains_key(&token)));
     if changes
-        && headers.get("authorization").is_none()
+        && !bearer_session
         && request.uri().path() != "/api/v1/login"
         && let Some(token) = cookie_token(headers)
     {
@@ -301,29 +336,65 @@ async fn csrf_guard(State(api): State<Api>, request: axum::extract::Request, nex
     next.run(request).await
 }
 
-impl Api {
-    /// Refuses a user locked out by wrong passwords.
-    fn locked_out(&self, name: &str, now: Timestamp) -> Result<(), ApiError> {
-        let failures = self.failures.lock().ok().and_then(|failures| failures.get(name).copied());
-        match failures.and_then(|f| f.locked_until).filter(|until| *until > now) {
-            Some(until) => {
-                let minutes = (until.duration_since(now).as_secs() + 59) / 60;
-                Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "locked_out",
-                    format!("Too many wrong passwords for {name}: try again in {minutes} minute(s), or ask a manager."),
-                ))
+/// The wrong passwords of each user name, and the checks under way: what
+/// locks a user out.
+#[derive(Debug, Default)]
+struct LoginAttempts {
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// Why a password may not be checked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotNow {
+    /// Locked out for this many more minutes.
+    LockedOut(i64),
+    /// The bookkeeping cannot be read.
+    Unavailable,
+}
+
+impl LoginAttempts {
+    /// Takes one of the user's attempts before their password is checked:
+    /// refused while locked out, or when the wrong passwords so far and
+    /// the checks under way reach the limit.
+    fn begin(&self, name: &str, now: Timestamp) -> Result<(), NotNow> {
+        let mut failures = self.failures.lock().map_err(|_| NotNow::Unavailable)?;
+        if !failures.contains_key(name) && failures.len() >= FAILURES_KEPT {
+            // Forget finished windows first, then the oldest.
+            failures.retain(|_, f| f.checking > 0 || f.locked_until.is_some_and(|until| until > now));
+            if failures.len() >= FAILURES_KEPT
+                && let Some(oldest) = failures.iter().filter(|(_, f)| f.checking == 0).min_by_key(|(_, f)| f.first).map(|(n, _)| n.clone())
+            {
+                failures.remove(&oldest);
             }
-            None => Ok(()),
         }
+        let entry = failures.entry(name.to_owned()).or_insert(Failures { count: 0, first: now, locked_until: None, checking: 0 });
+        if let Some(until) = entry.locked_until.filter(|until| *until > now) {
+            return Err(NotNow::LockedOut((until.duration_since(now).as_secs() + 59) / 60));
+        }
+        if entry.checking == 0 && now.duration_since(entry.first).as_secs() > FAILURE_WINDOW_MINUTES * 60 {
+            *entry = Failures { count: 0, first: now, locked_until: None, checking: 0 };
+        }
+        if entry.count + entry.checking >= MAX_FAILURES {
+            return Err(NotNow::LockedOut(LOCKOUT_MINUTES));
+        }
+        entry.checking += 1;
+        Ok(())
     }
 
-    /// Counts a wrong password; the fifth in the window locks the user out.
-    fn failed(&self, name: &str, now: Timestamp) {
+    /// The answer to an attempt taken by [`LoginAttempts::begin`]: a right
+    /// password clears the user's count, the fifth wrong one in the window
+    /// locks the user out.
+    fn finish(&self, name: &str, now: Timestamp, right: bool) {
         let Ok(mut failures) = self.failures.lock() else { return };
-        let entry = failures.entry(name.to_owned()).or_insert(Failures { count: 0, first: now, locked_until: None });
-        if now.duration_since(entry.first).as_secs() > FAILURE_WINDOW_MINUTES * 60 {
-            *entry = Failures { count: 0, first: now, locked_until: None };
+        let Some(entry) = failures.get_mut(name) else { return };
+        entry.checking = entry.checking.saturating_sub(1);
+        if right {
+            if entry.checking == 0 {
+                failures.remove(name);
+            } else {
+                entry.count = 0;
+            }
+            return;
         }
         entry.count += 1;
         if entry.count >= MAX_FAILURES {
@@ -333,30 +404,67 @@ impl Api {
             tracing::warn!(user = name, minutes = LOCKOUT_MINUTES, "console user locked out after {MAX_FAILURES} wrong passwords");
         }
     }
+
+    /// User names followed now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.failures.lock().map_or(0, |failures| failures.len())
+    }
+}
+
+impl NotNow {
+    fn error(self, name: &str) -> ApiError {
+        match self {
+            NotNow::LockedOut(minutes) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "locked_out",
+                format!("Too many wrong passwords for {name}: try again in {minutes} minute(s), or ask a manager."),
+            ),
+            NotNow::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "The console cannot check passwords now; try again.")
+            }
+        }
+    }
+}
+
+/// A hash no password matches, checked for unknown users so that they take
+/// as long to refuse as known ones.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| crate::users::hash(&format!("{:032x}", rand::random::<u128>())).unwrap_or_default())
 }
 
 async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> ApiResult {
     let now = Timestamp::now();
-    api.locked_out(&credentials.name, now)?;
+    if credentials.name.chars().count() > MAX_NAME_CHARS || credentials.password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_long",
+            format!("A user name has at most {MAX_NAME_CHARS} characters and a password at most {MAX_PASSWORD_CHARS}."),
+        ));
+    }
+    api.attempts.begin(&credentials.name, now).map_err(|not_now| not_now.error(&credentials.name))?;
     let database = api.database.clone();
-    let name = credentials.name.clone();
-    // Argon2 is slow on purpose: off the async threads.
+    let (name, password) = (credentials.name.clone(), credentials.password.clone());
+    // Argon2 is slow and large on purpose: off the async threads, a few at a time.
+    let permit = api.password_checks.clone().acquire_owned().await;
     let checked = tokio::task::spawn_blocking(move || -> Option<Role> {
+        let _permit = permit;
         let store = crate::store::Store::inspect(&database).ok()?;
-        let (role, hash) = store.user(&name).ok()??;
-        crate::users::verify(&credentials.password, &hash).then(|| Role::parse(&role)).flatten()
+        let user = store.user(&name).ok().flatten();
+        // An unknown user costs as much as a known one: no telling them apart by time.
+        let hash = user.as_ref().map_or(decoy_hash(), |(_, hash)| hash.as_str());
+        let right = crate::users::verify(&password, hash);
+        let (role, _) = user?;
+        right.then(|| Role::parse(&role)).flatten()
     })
     .await
     .ok()
     .flatten();
+    api.attempts.finish(&credentials.name, now, checked.is_some());
     let Some(role) = checked else {
-        api.failed(&credentials.name, now);
-        api.locked_out(&credentials.name, now)?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Unknown user or wrong password."));
     };
-    if let Ok(mut failures) = api.failures.lock() {
-        failures.remove(&credentials.name);
-    }
     let random = || format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
     let (token, csrf) = (random(), random());
     let expires = now + SignedDuration::from_hours(SESSION_HOURS);
@@ -502,7 +610,7 @@ async fn command(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Stri
     let action = match command {
         StaffCommand::Lock => netbar_protocol::messages::Action::Lock { reason: "staff".into() },
         StaffCommand::Notify { text, evacuation } => {
-            if text.trim().is_empty() || text.len() > 500 {
+            if text.trim().is_empty() || text.chars().count() > 500 {
                 return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "text", "A notice has 1 to 500 characters."));
             }
             let level =
@@ -548,7 +656,7 @@ struct Resolution {
 async fn resolve(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>, Json(resolution): Json<Resolution>) -> ApiResult {
     let session = api.manager(&headers, "resolve an incident")?;
     let note = resolution.note.trim().to_owned();
-    if note.is_empty() || note.len() > 1000 {
+    if note.is_empty() || note.chars().count() > 1000 {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "note_required", "Say in 1 to 1000 characters what was done."));
     }
     transition(&api, id, session.user, Some(note)).await
@@ -740,4 +848,52 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
         ));
     }
     Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: sixty guesses sent at once were all checked before the
+    /// first answer counted, so the right password at the fiftieth got in.
+    #[test]
+    fn guesses_at_once_count_before_their_answers() {
+        let attempts = LoginAttempts::default();
+        let now: Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let taken = (0..60).filter(|_| attempts.begin("li", now).is_ok()).count();
+        assert_eq!(taken, MAX_FAILURES as usize, "only as many checks as wrong passwords allowed");
+        assert_eq!(attempts.begin("li", now), Err(NotNow::LockedOut(LOCKOUT_MINUTES)));
+        for _ in 0..MAX_FAILURES {
+            attempts.finish("li", now, false);
+        }
+        assert_eq!(attempts.begin("li", now + SignedDuration::from_mins(4)), Err(NotNow::LockedOut(1)));
+        assert!(attempts.begin("li", now + SignedDuration::from_mins(5)).is_ok(), "the lock-out ends");
+        attempts.finish("li", now + SignedDuration::from_mins(5), true);
+        assert_eq!(attempts.len(), 0, "a right password clears the user");
+        // Another user is not held back by li's guesses.
+        assert!(attempts.begin("wang", now).is_ok());
+    }
+
+    /// Regression: 300 logins with names of 1.9 MB each took the agent to
+    /// 568 MiB and kept it there.
+    #[test]
+    fn the_bookkeeping_of_wrong_passwords_is_bounded() {
+        let attempts = LoginAttempts::default();
+        let now: Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        for n in 0..(FAILURES_KEPT * 3) {
+            let name = format!("guess-{n}");
+            attempts.begin(&name, now).unwrap();
+            attempts.finish(&name, now, false);
+        }
+        assert!(attempts.len() <= FAILURES_KEPT, "{}", attempts.len());
+    }
+
+    #[test]
+    fn only_a_valid_bearer_token_spares_a_cookie_request_the_csrf_check() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert("authorization", "Bearer  t0ken ".parse().unwrap());
+        assert_eq!(bearer_token(&headers).as_deref(), Some("t0ken"));
+    }
 }

@@ -23,6 +23,7 @@ mod pki;
 #[path = "../../collector/src/private.rs"]
 mod private;
 mod records;
+mod refusals;
 mod regulator;
 mod run;
 #[path = "../../collector/src/service.rs"]
@@ -171,6 +172,7 @@ pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<O
             None
         }
         Some(dir) => {
+            private::log_folder(&dir)?;
             let appender = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
                 .filename_prefix("netbar-agent")

@@ -22,6 +22,7 @@ use crate::broker;
 use crate::config::{BrokerMode, Loaded};
 use crate::http::{Api, Request, TransitionFailure};
 use crate::journal::LogEntry;
+use crate::refusals::Refusals;
 use crate::store::{Entry, Outbound, Queued, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
@@ -319,27 +320,6 @@ impl Commits {
     }
 }
 
-/// Why messages were refused, counted for /metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Refusals {
-    counts: Mutex<HashMap<&'static str, u64>>,
-}
-
-impl Refusals {
-    fn count(&self, reason: &'static str) {
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry(reason).or_default() += 1;
-        }
-    }
-
-    /// The counts by reason.
-    pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        let mut counts: Vec<_> = self.counts.lock().map(|c| c.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default();
-        counts.sort();
-        counts
-    }
-}
-
 /// How often the agent reads the enrollments again.
 const ENROLLMENTS_READ_EVERY: Duration = Duration::from_secs(5);
 
@@ -438,6 +418,8 @@ struct Agent {
     venue: Venue,
     seen: Seen,
     refusals: Arc<Refusals>,
+    /// What the log says of refusals: a line per sender and reason a minute.
+    refusal_log: crate::refusals::RefusalLog,
     clock: Clock,
     /// Answers waiting for their commits: receipts, API replies.
     waiting: tokio::task::JoinSet<()>,
@@ -547,7 +529,11 @@ impl Agent {
             Ok(accepted) => accepted,
             Err((reason, detail)) => {
                 self.refusals.count(reason);
-                tracing::warn!(topic = %topic.chars().take(200).collect::<String>(), reason, %detail, "message refused");
+                let sender = crate::refusals::sender_of(topic);
+                if self.refusal_log.refused(&sender, reason, std::time::Instant::now()) {
+                    let topic = topic.chars().take(200).collect::<String>();
+                    tracing::warn!(%sender, %topic, reason, %detail, "message refused (more like it are counted, not logged, for a minute)");
+                }
                 return;
             }
         };
@@ -1035,6 +1021,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         venue,
         seen: Seen::default(),
         refusals,
+        refusal_log: crate::refusals::RefusalLog::default(),
         clock,
         waiting,
         undo,
@@ -1061,6 +1048,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     // A station revoked while the agent runs is refused within seconds.
     let mut enrollments = tokio::time::interval(ENROLLMENTS_READ_EVERY);
     enrollments.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Refusals counted quietly are said once their minute is over.
+    let mut refusal_lines = tokio::time::interval(Duration::from_secs(5));
+    refusal_lines.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the log says and what is due at once: a truncation found at
     // opening, and whatever fell due while the agent was down (a curfew
     // that passed ends its session now, with its reason recorded).
@@ -1119,6 +1109,11 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 Err(error) => tracing::error!(%error, "cannot purge old registration records"),
             },
             _ = enrollments.tick() => agent.read_enrollments().await,
+            _ = refusal_lines.tick() => {
+                for (sender, reason, count) in agent.refusal_log.over(std::time::Instant::now()) {
+                    tracing::warn!(%sender, reason, count, "messages refused in the last minute, beyond the one logged");
+                }
+            }
             () = &mut shutdown => break,
         }
     }

@@ -164,6 +164,7 @@ fn init_logging(dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<
         let _ = tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).try_init();
         return Ok(None);
     };
+    private::log_folder(dir)?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("netbar-collector")

@@ -52,6 +52,33 @@ pub(crate) fn create_folder(path: &Path) -> anyhow::Result<()> {
     hand_over(path, false)
 }
 
+/// Makes `dir` (and its parents) a folder of logs that only its owner may
+/// enter, and narrows the files an earlier run left in it: logs name
+/// customers' tickets and stations, and the rotating writer makes its
+/// files with the process's default mode.
+pub(crate) fn log_folder(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let narrow = |path: &Path, mode: u32| -> anyhow::Result<()> {
+            let current = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();
+            if current & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot restrict {}", path.display()))?;
+            }
+            Ok(())
+        };
+        narrow(dir, 0o700)?;
+        for file in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?.flatten() {
+            if file.file_type().is_ok_and(|kind| kind.is_file()) {
+                narrow(&file.path(), 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// When root wrote `path` into a folder of someone else's, gives it to them.
 #[cfg(unix)]
 pub(crate) fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
@@ -128,5 +155,21 @@ mod tests {
         let certificate = std::fs::metadata(service.join("c.pem")).unwrap();
         assert_eq!((certificate.uid(), certificate.permissions().mode() & 0o004), (4242, 0o004));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_log_folder_is_its_owners_only_with_what_is_in_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("netbar-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let yesterday = dir.join("netbar-agent.2026-11-29.log");
+        std::fs::write(&yesterday, "yesterday").unwrap();
+        std::fs::set_permissions(&yesterday, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        log_folder(&dir).unwrap();
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dir), mode(&yesterday)), (0o700, 0o600));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -378,6 +378,22 @@ mod tests {
         }
     }
 
+    /// Regression: texts were limited in bytes, so a notice of 400 Chinese
+    /// characters (1,200 bytes) was refused where 1,024 English ones passed.
+    #[test]
+    fn texts_are_limited_in_characters_in_every_script() {
+        let notice = |text: String| {
+            let mut value: Value = serde_json::from_str(&encode(&examples::envelope(Kind::Command))).unwrap();
+            value["body"]["action"] = json!({ "action": "notify", "level": "info", "text": text });
+            decode_value(&value)
+        };
+        for script in ["a", "网", "한", "é", "🔥"] {
+            assert!(notice(script.repeat(crate::messages::MAX_TEXT)).is_ok(), "{script}");
+            let error = notice(script.repeat(crate::messages::MAX_TEXT + 1)).unwrap_err().to_string();
+            assert!(error.contains("is 1025 characters long, at most 1024 allowed"), "{script}: {error}");
+        }
+    }
+
     #[test]
     fn range_errors_name_the_body_field() {
         let mut value = telemetry();

@@ -14,7 +14,9 @@ use crate::decode::Violation;
 use crate::envelope::MessageId;
 use crate::ids::{SensorId, StationId};
 
-/// Longest free text accepted in any message (a notice, a reason), in bytes.
+/// Longest free text accepted in any message (a notice, a reason), in
+/// characters, as JSON Schema's `maxLength` counts them: a notice in Chinese
+/// or Korean may be as long as one in English.
 pub const MAX_TEXT: usize = 1024;
 /// Most entries a list in a message may hold (disks, temperatures, reasons…).
 pub const MAX_LIST: usize = 64;
@@ -26,7 +28,8 @@ fn ensure(ok: bool, field: &str, reason: impl FnOnce() -> String) -> Result<(), 
 }
 
 fn text(field: &str, value: &str) -> Result<(), Violation> {
-    ensure(value.len() <= MAX_TEXT, field, || format!("is {} bytes long, at most {MAX_TEXT} allowed", value.len()))
+    let length = value.chars().count();
+    ensure(length <= MAX_TEXT, field, || format!("is {length} characters long, at most {MAX_TEXT} allowed"))
 }
 
 fn list<T>(field: &str, items: &[T], max: usize) -> Result<(), Violation> {

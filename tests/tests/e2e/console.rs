@@ -154,6 +154,10 @@ fn a_cookie_without_the_csrf_token_changes_nothing() {
     assert!(forged.starts_with("HTTP/1.1 403") && forged.contains("\"code\":\"csrf\""), "{forged}");
     let wrong = check_in("X-CSRF-Token: 0000\r\n");
     assert!(wrong.starts_with("HTTP/1.1 403"), "{wrong}");
+    // Regression: any Authorization header skipped the check, even one that
+    // is no bearer token of a session.
+    let other_scheme = check_in("Authorization: Basic bGk6Z3Vlc3M=\r\n");
+    assert!(other_scheme.starts_with("HTTP/1.1 403") && other_scheme.contains("\"code\":\"csrf\""), "{other_scheme}");
     let genuine = check_in(&format!("X-CSRF-Token: {csrf}\r\n"));
     assert!(genuine.starts_with("HTTP/1.1 201"), "{genuine}");
     let page = netbar_tests::http_text(venue.http, "GET", "/", None, None);
@@ -196,4 +200,35 @@ fn the_demo_runs_beside_a_broker_on_1883_and_stops_on_ctrl_c() {
     netbar_tests::wait_for("the demo to stop", WAIT, || !demo.running());
     assert!(demo.stderr().contains("stopping"), "{}", demo.stderr());
     assert!(!std::path::Path::new(&data).exists(), "the demo's directory is removed");
+}
+
+/// Regression: guesses sent at once were all checked before the first
+/// wrong one counted, so sixty of them went round the five-try lock-out.
+/// Now five are checked, the rest refused at once, and the right password
+/// after them is refused too.
+#[test]
+fn guesses_sent_at_once_get_five_checks_and_no_more() {
+    let mut venue = Venue::new("guesses");
+    venue.add_user("li", "cashier", "correct horse battery");
+    venue.start();
+    let http = venue.http;
+    let guesses: Vec<_> = (0..40)
+        .map(|n| {
+            std::thread::spawn(move || {
+                netbar_tests::http(http, "POST", "/api/v1/login", None, Some(&json!({"name": "li", "password": format!("guess {n}")}))).0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|guess| guess.join().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|status| **status == 401).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 35, "{statuses:?}");
+    let right = json!({"name": "li", "password": "correct horse battery"});
+    assert_eq!(netbar_tests::http(http, "POST", "/api/v1/login", None, Some(&right)).0, 429, "locked out");
+    // A name longer than any user's is refused before anything is kept of
+    // it; a request body of megabytes is not even read.
+    let long = json!({"name": "x".repeat(1_000), "password": "x"});
+    let (status, body) = netbar_tests::http(http, "POST", "/api/v1/login", None, Some(&long));
+    assert_eq!((status, body["code"].as_str()), (422, Some("too_long")), "{body}");
+    let huge = json!({"name": "x".repeat(2_000_000), "password": "x"});
+    assert_eq!(netbar_tests::http(http, "POST", "/api/v1/login", None, Some(&huge)).0, 413);
 }
