@@ -361,7 +361,7 @@ fn check(enrolled: &Enrolled, venue: &netbar_protocol::VenueId, topic: &str, pay
         Topic::Agent { .. } | Topic::Regulator { .. } => return Err(("topic", "not a station's topic".into())),
     };
     let key = enrolled.stations.get(station.as_str()).ok_or(("unenrolled_station", format!("station {station} is not enrolled")))?;
-    key.verify(topic, &envelope).map_err(|e| ("forged", e.to_string()))?;
+    key.verify(topic, payload).map_err(|e| ("forged", e.to_string()))?;
     if envelope.sender.role != SenderRole::Station || envelope.sender.id != station.as_str() {
         return Err(("forged", format!("sender {:?} {} is not station {station}", envelope.sender.role, envelope.sender.id)));
     }

@@ -453,7 +453,7 @@ fn check_incoming(topic: &str, payload: &[u8], own_topics: &[String], key: Optio
     let parsed = Topic::parse(topic).map_err(|error| error.to_string())?;
     let envelope = decode(payload).map_err(|error| error.to_string())?;
     if let Some(key) = key {
-        key.verify(topic, &envelope).map_err(|error| error.to_string())?;
+        key.verify(topic, payload).map_err(|error| error.to_string())?;
     }
     if envelope.sender.role != SenderRole::Agent {
         return Err(format!("sent by a {:?}, only the agent may send here", envelope.sender.role));

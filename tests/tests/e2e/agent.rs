@@ -629,3 +629,80 @@ fn a_curfew_warns_and_ends_a_youths_session_on_time() {
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!((answer["status"].as_str(), answer["reasons"][0].as_str()), (Some("refused"), Some("youth_hours")), "{answer}");
 }
+
+/// Regression: the agent checked the MAC over a re-encoding of what it
+/// parsed, and genuine readings whose floats JSON did not give back byte
+/// for byte (2 of 30 signed carbon-monoxide readings) were refused as
+/// forged and never acknowledged. Every genuine reading is stored now.
+#[test]
+fn every_genuine_reading_is_accepted_whatever_its_float() {
+    let mut venue = Venue::new("floats");
+    let station = venue.enroll("st-1");
+    let sensor = Run::new(binary("netbar-agent"))
+        .args(["enroll", "--config", venue.config.to_str().unwrap(), "sensor", "co-1", "--station", "st-1", "--kind", "carbon_monoxide"])
+        .output()
+        .unwrap();
+    assert!(sensor.status.success(), "{}", String::from_utf8_lossy(&sensor.stderr));
+    venue.start();
+    let key = netbar_protocol::StationKey::from_hex(&std::fs::read_to_string(station.join("station.key")).unwrap()).unwrap();
+    let delivery = "netbar/v1/venue-1/station/st-1/delivery";
+    let mut options = rumqttc::MqttOptions::new("test-floats", "127.0.0.1", venue.port);
+    options.set_credentials("st-1", key.broker_password());
+    let (client, mut connection) = rumqttc::Client::new(options, 64);
+    client.subscribe(delivery, rumqttc::QoS::AtLeastOnce).unwrap();
+    let (receipts, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                    let _ = receipts.send(None);
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
+                    let _ = receipts.send(netbar_protocol::decode(&publish.payload).ok());
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    assert!(received.recv_timeout(std::time::Duration::from_secs(20)).unwrap().is_none(), "subscribed");
+    let topic = "netbar/v1/venue-1/sensor/co-1/reading";
+    let count = 30u64;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for seq in 1..=count {
+        // Full-precision floats below the alarm level: 17 significant digits.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let value = (x >> 11) as f64 / (1u64 << 53) as f64 * 40.0;
+        let reading = netbar_protocol::messages::SensorReading {
+            sensor: "co-1".parse().unwrap(),
+            sensor_kind: netbar_protocol::messages::SensorKind::CarbonMonoxide,
+            reading: netbar_protocol::messages::Reading::Ppm { value },
+            battery_percent: None,
+            tamper: false,
+        };
+        let mut envelope = netbar_protocol::Envelope::new(
+            netbar_protocol::MessageId::from_parts(jiff::Timestamp::now(), [seq as u8; 10]),
+            jiff::Timestamp::now(),
+            "venue-1".parse().unwrap(),
+            netbar_protocol::Sender::station(&"st-1".parse().unwrap()),
+            seq,
+            reading,
+        );
+        key.sign(topic, &mut envelope);
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, netbar_protocol::encode(&envelope).into_bytes()).unwrap();
+    }
+    let mut stored = std::collections::BTreeSet::new();
+    while stored.len() < count as usize {
+        let receipt =
+            received.recv_timeout(std::time::Duration::from_secs(20)).unwrap_or_else(|_| panic!("{stored:?} of {count}\n{}", venue.log()));
+        if let Some(netbar_protocol::Envelope { message: netbar_protocol::Message::DeliveryAck(ack), .. }) = receipt {
+            for entry in ack.entries {
+                assert_eq!(entry.delivery, netbar_protocol::messages::Delivery::Stored);
+                stored.insert(entry.seq);
+            }
+        }
+    }
+    assert!(!venue.log().contains("message refused"), "{}", venue.log());
+}

@@ -151,13 +151,14 @@ source = {{ type = "command", argv = ["sh", "-c", "exit 1"], interval = 0.2 }}
     );
     let mut collector = Collector::start(broker.port, &sensors, true);
 
-    let status = watcher.expect_message(&topic("status"), Kind::StationStatus, WAIT);
+    let status_payload = watcher.expect("the station's status", WAIT, |t, p| (t == topic("status")).then(|| p.to_vec()));
+    let status = decode(&status_payload).unwrap();
     let Message::StationStatus(body) = &status.message else { unreachable!() };
     assert!(body.online);
     assert_eq!(body.version, env!("CARGO_PKG_VERSION"));
     assert!(body.capabilities.contains(&"lock".to_owned()));
     assert_eq!(status.sender.id, STATION);
-    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &status), Ok(()), "signed with the station's key");
+    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &status_payload), Ok(()), "signed with the station's key");
 
     let telemetry_schema = schema_validator(Kind::Telemetry);
     // A sample taken before the connection was up is spooled and sequenced;
@@ -193,14 +194,15 @@ source = {{ type = "command", argv = ["sh", "-c", "exit 1"], interval = 0.2 }}
     assert!(matches!(retained.message, Message::StationStatus(StationStatus { online: true, .. })));
 
     collector.process.kill();
-    let will = watcher.expect("the last will", WAIT, |t, p| {
+    let (will, will_payload) = watcher.expect("the last will", WAIT, |t, p| {
         (t == topic("status"))
             .then(|| decode(p).ok())
             .flatten()
             .filter(|e| matches!(e.message, Message::StationStatus(StationStatus { online: false, .. })))
+            .map(|envelope| (envelope, p.to_vec()))
     });
     assert_eq!(will.sender.id, STATION);
-    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &will), Ok(()), "the will is signed too");
+    assert_eq!(StationKey::from_bytes(KEY).verify(&topic("status"), &will_payload), Ok(()), "the will is signed too");
     let late = Client::connect(broker.port, &[&topic("status")]);
     let retained = late.expect_message(&topic("status"), Kind::StationStatus, WAIT);
     assert!(matches!(retained.message, Message::StationStatus(StationStatus { online: false, .. })), "the will is retained");
@@ -448,7 +450,7 @@ fn simulate_runs_a_venue_of_signed_stations_with_a_smoke_alarm_on_demand() {
     watcher.expect("12 stations online and some logins", WAIT, |topic, payload| {
         let envelope = decode(payload).ok()?;
         let n: usize = envelope.sender.id.strip_prefix("sim-")?.parse().ok()?;
-        assert_eq!(key(n).verify(topic, &envelope), Ok(()), "{topic} is signed by {}", envelope.sender.id);
+        assert_eq!(key(n).verify(topic, payload), Ok(()), "{topic} is signed by {}", envelope.sender.id);
         match envelope.message {
             Message::StationStatus(StationStatus { online: true, .. }) => {
                 online.insert(n);
