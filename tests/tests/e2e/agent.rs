@@ -633,7 +633,8 @@ fn a_curfew_warns_and_ends_a_youths_session_on_time() {
 /// Regression: the agent checked the MAC over a re-encoding of what it
 /// parsed, and genuine readings whose floats JSON did not give back byte
 /// for byte (2 of 30 signed carbon-monoxide readings) were refused as
-/// forged and never acknowledged. Every genuine reading is stored now.
+/// forged and never acknowledged. Every genuine reading is stored now,
+/// also those written with their floats in exponent form.
 #[test]
 fn every_genuine_reading_is_accepted_whatever_its_float() {
     let mut venue = Venue::new("floats");
@@ -682,7 +683,7 @@ fn every_genuine_reading_is_accepted_whatever_its_float() {
             battery_percent: None,
             tamper: false,
         };
-        let mut envelope = netbar_protocol::Envelope::new(
+        let envelope = netbar_protocol::Envelope::new(
             netbar_protocol::MessageId::from_parts(jiff::Timestamp::now(), [seq as u8; 10]),
             jiff::Timestamp::now(),
             "venue-1".parse().unwrap(),
@@ -690,8 +691,16 @@ fn every_genuine_reading_is_accepted_whatever_its_float() {
             seq,
             reading,
         );
-        key.sign(topic, &mut envelope);
-        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, netbar_protocol::encode(&envelope).into_bytes()).unwrap();
+        // Written as another station's JSON writer might (every second one
+        // with its float in exponent form), signed over exactly those bytes.
+        let mut json = netbar_protocol::encode(&envelope);
+        if seq % 2 == 0 {
+            let plain = json.clone();
+            json = json.replace(&format!("\"value\":{value}"), &format!("\"value\":{value:e}"));
+            assert_ne!(json, plain, "the float written another way");
+        }
+        let payload = key.seal(topic, &json).unwrap();
+        client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.into_bytes()).unwrap();
     }
     let mut stored = std::collections::BTreeSet::new();
     while stored.len() < count as usize {
