@@ -383,10 +383,10 @@ impl LoginAttempts {
 
     /// The answer to an attempt taken by [`LoginAttempts::begin`]: a right
     /// password clears the user's count, the fifth wrong one in the window
-    /// locks the user out.
-    fn finish(&self, name: &str, now: Timestamp, right: bool) {
-        let Ok(mut failures) = self.failures.lock() else { return };
-        let Some(entry) = failures.get_mut(name) else { return };
+    /// locks the user out (true: this one did).
+    fn finish(&self, name: &str, now: Timestamp, right: bool) -> bool {
+        let Ok(mut failures) = self.failures.lock() else { return false };
+        let Some(entry) = failures.get_mut(name) else { return false };
         entry.checking = entry.checking.saturating_sub(1);
         if right {
             if entry.checking == 0 {
@@ -394,15 +394,17 @@ impl LoginAttempts {
             } else {
                 entry.count = 0;
             }
-            return;
+            return false;
         }
         entry.count += 1;
-        if entry.count >= MAX_FAILURES {
-            entry.locked_until = Some(now + SignedDuration::from_mins(LOCKOUT_MINUTES));
-            entry.count = 0;
-            entry.first = now;
-            tracing::warn!(user = name, minutes = LOCKOUT_MINUTES, "console user locked out after {MAX_FAILURES} wrong passwords");
+        if entry.count < MAX_FAILURES {
+            return false;
         }
+        entry.locked_until = Some(now + SignedDuration::from_mins(LOCKOUT_MINUTES));
+        entry.count = 0;
+        entry.first = now;
+        tracing::warn!(user = name, minutes = LOCKOUT_MINUTES, "console user locked out after {MAX_FAILURES} wrong passwords");
+        true
     }
 
     /// User names followed now.
@@ -461,8 +463,11 @@ async fn login(State(api): State<Api>, Json(credentials): Json<Credentials>) -> 
     .await
     .ok()
     .flatten();
-    api.attempts.finish(&credentials.name, now, checked.is_some());
+    let locked = api.attempts.finish(&credentials.name, now, checked.is_some());
     let Some(role) = checked else {
+        if locked {
+            return Err(NotNow::LockedOut(LOCKOUT_MINUTES).error(&credentials.name));
+        }
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "Unknown user or wrong password."));
     };
     let random = || format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
@@ -863,12 +868,11 @@ mod tests {
         let taken = (0..60).filter(|_| attempts.begin("li", now).is_ok()).count();
         assert_eq!(taken, MAX_FAILURES as usize, "only as many checks as wrong passwords allowed");
         assert_eq!(attempts.begin("li", now), Err(NotNow::LockedOut(LOCKOUT_MINUTES)));
-        for _ in 0..MAX_FAILURES {
-            attempts.finish("li", now, false);
-        }
+        let locked: Vec<bool> = (0..MAX_FAILURES).map(|_| attempts.finish("li", now, false)).collect();
+        assert_eq!(locked, [false, false, false, false, true], "the fifth wrong password locks, and says so");
         assert_eq!(attempts.begin("li", now + SignedDuration::from_mins(4)), Err(NotNow::LockedOut(1)));
         assert!(attempts.begin("li", now + SignedDuration::from_mins(5)).is_ok(), "the lock-out ends");
-        attempts.finish("li", now + SignedDuration::from_mins(5), true);
+        assert!(!attempts.finish("li", now + SignedDuration::from_mins(5), true));
         assert_eq!(attempts.len(), 0, "a right password clears the user");
         // Another user is not held back by li's guesses.
         assert!(attempts.begin("wang", now).is_ok());
@@ -883,7 +887,7 @@ mod tests {
         for n in 0..(FAILURES_KEPT * 3) {
             let name = format!("guess-{n}");
             attempts.begin(&name, now).unwrap();
-            attempts.finish(&name, now, false);
+            assert!(!attempts.finish(&name, now, false));
         }
         assert!(attempts.len() <= FAILURES_KEPT, "{}", attempts.len());
     }
