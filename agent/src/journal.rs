@@ -281,17 +281,9 @@ impl LogEntry {
 
     /// The body as the log stores it (the text its hash covers).
     pub(crate) fn body_text(&self) -> String {
-        let body = match self {
-            LogEntry::CheckIn(body) => serde_json::to_value(body),
-            LogEntry::CheckOut(body) => serde_json::to_value(body),
-            LogEntry::SessionStart(body) => serde_json::to_value(body),
-            LogEntry::SessionEnd(body) => serde_json::to_value(body),
-            LogEntry::StaffCommand(body) => serde_json::to_value(body),
-            LogEntry::Incident(body) => serde_json::to_value(body),
-            LogEntry::PersonalDataAccess(body) => serde_json::to_value(body),
-        };
-        // Plain data with string keys always serialises.
-        body.map(|value| value.to_string()).unwrap_or_default()
+        // Plain data with string keys always serialises; the body is what
+        // the adjacent tag puts under "body".
+        serde_json::to_value(self).map(|mut tagged| tagged["body"].take().to_string()).unwrap_or_default()
     }
 
     /// Reads an entry back from its kind and body text.

@@ -254,7 +254,7 @@ impl Venue {
                     if let Some(ticket) = self.tickets.get_mut(&start.ticket) {
                         ticket.station = Some(start.station.clone());
                     }
-                    let station = self.stations.entry(start.station).or_insert_with(|| Station::new(now, false));
+                    let station = self.restored_station(start.station, now);
                     station.awaited = true;
                     station.held = None;
                     station.session = Some(Session {
@@ -271,18 +271,16 @@ impl Venue {
                         ticket.idle_since = ticket.idle_since.max(at);
                     }
                     if keeps(&Matter::Hold(end.station.clone())) {
-                        self.stations.entry(end.station).or_insert_with(|| Station::new(now, false)).held =
-                            Some(end.reason.code().to_owned());
+                        self.restored_station(end.station, now).held = Some(end.reason.code().to_owned());
                     }
                 }
                 LogEntry::StaffCommand(command) if keeps(&Matter::Hold(command.station.clone())) => {
-                    self.stations.entry(command.station).or_insert_with(|| Station::new(now, false)).held = Some("staff".to_owned());
+                    self.restored_station(command.station, now).held = Some("staff".to_owned());
                 }
                 LogEntry::Incident(IncidentEntry { incident: id, transition }) => match transition {
                     IncidentTransition::Opened { incident_kind, severity, station, sensor, detail } => {
                         if let Some(station) = station.as_ref().filter(|station| keeps(&Matter::Hold((*station).clone()))) {
-                            self.stations.entry(station.clone()).or_insert_with(|| Station::new(now, false)).held =
-                                Some("unregistered".to_owned());
+                            self.restored_station(station.clone(), now).held = Some("unregistered".to_owned());
                         }
                         // Open, or opened within the recent history; not an
                         // entry kept only for the hold it set.
@@ -325,6 +323,11 @@ impl Venue {
             incidents_open: self.incidents.values().filter(|incident| incident.resolved.is_none()).count(),
             incidents: self.incidents.len(),
         }
+    }
+
+    /// A station rebuilt from the log, offline until it reports.
+    fn restored_station(&mut self, id: StationId, now: Timestamp) -> &mut Station {
+        self.stations.entry(id).or_insert_with(|| Station::new(now, false))
     }
 
     /// Checks a customer in. `random` draws the ticket code (the caller owns
@@ -705,12 +708,20 @@ impl Venue {
 
     /// Locks a station and ends its session for `cause`.
     fn end_session(&mut self, now: Timestamp, station: &StationId, cause: EndCause) -> Vec<Effect> {
+        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: cause.code().to_owned() } }];
+        effects.extend(self.close_session(now, station, cause));
+        effects
+    }
+
+    /// Ends a station's session for `cause` without locking it (the station
+    /// locked itself, unlocks for another session, or is gone).
+    fn close_session(&mut self, now: Timestamp, station: &StationId, cause: EndCause) -> Vec<Effect> {
         if cause.holds()
             && let Some(entry) = self.stations.get_mut(station)
         {
             entry.held = Some(cause.code().to_owned());
         }
-        let mut effects = vec![Effect::Command { station: station.clone(), action: Action::Lock { reason: cause.code().to_owned() } }];
+        let mut effects = Vec::new();
         if let Some(session) = self.stations.get_mut(station).and_then(|s| s.session.take()) {
             effects.push(Effect::Record(LogEntry::SessionEnd(journal::SessionEnd {
                 session: session.id,
@@ -815,10 +826,8 @@ impl Venue {
             Message::SessionEvent(SessionEvent::Ended { session_id, reason }) => {
                 let ended = entry.session.as_ref().is_some_and(|session| session.id == *session_id);
                 if ended {
-                    let mut effects = self.end_session(now, station, EndCause::from(*reason));
                     // The station locked itself already; no second lock.
-                    effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
-                    return effects;
+                    return self.close_session(now, station, EndCause::from(*reason));
                 }
                 Vec::new()
             }
@@ -882,8 +891,7 @@ impl Venue {
         if self.stations.get(station).is_some_and(|entry| entry.session.is_some()) {
             // Another ticket's session at this station ends first (the
             // station ends it too when it unlocks for the new one).
-            effects.extend(self.end_session(now, station, EndCause::Staff));
-            effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
+            effects.extend(self.close_session(now, station, EndCause::Staff));
         }
         if let Some(entry) = self.stations.get_mut(station) {
             entry.session = Some(Session {
@@ -1039,8 +1047,7 @@ impl Venue {
             .map(|(id, _)| id.clone())
             .collect();
         for station in unheard {
-            effects.extend(self.end_session(now, &station, EndCause::NotAtStation));
-            effects.retain(|effect| !matches!(effect, Effect::Command { .. }));
+            effects.extend(self.close_session(now, &station, EndCause::NotAtStation));
         }
         let expired: Vec<String> = self
             .tickets
