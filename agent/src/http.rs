@@ -170,6 +170,8 @@ pub(crate) struct Api {
     password_checks: Arc<tokio::sync::Semaphore>,
     database: std::path::PathBuf,
     refusals: Arc<Refusals>,
+    /// The embedded bus's own account of itself (none with an external broker).
+    bus: Option<Arc<crate::bus::Health>>,
     zone: jiff::tz::TimeZone,
     clock: crate::run::Clock,
     /// The regulator's broker and the outbox's bound, when there is a feed.
@@ -189,7 +191,7 @@ impl Api {
         requests: mpsc::Sender<Request>,
         store: crate::run::StoreHandle,
         database: std::path::PathBuf,
-        refusals: Arc<Refusals>,
+        (refusals, bus): (Arc<Refusals>, Option<Arc<crate::bus::Health>>),
         zone: jiff::tz::TimeZone,
         clock: crate::run::Clock,
         uplink: Option<(String, u64)>,
@@ -202,6 +204,7 @@ impl Api {
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
             database,
             refusals,
+            bus,
             zone,
             clock,
             uplink,
@@ -223,7 +226,7 @@ impl Api {
     /// The routes.
     pub(crate) fn router(self) -> axum::Router {
         axum::Router::new()
-            .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+            .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
             .route("/api/v1/login", post(login))
             .route("/api/v1/logout", post(logout))
@@ -827,6 +830,22 @@ async fn uplink(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     .into_response())
 }
 
+/// Liveness for the service manager and monitoring: 503 while the embedded
+/// bus fails its canary, with why and how often it was restarted.
+async fn healthz(State(api): State<Api>) -> Response {
+    match &api.bus {
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(bus) => {
+            let body = json!({
+                "status": if bus.failing().is_none() { "ok" } else { "bus_failing" },
+                "bus": { "failing": bus.failing(), "restarts": bus.restarts(), "connections": bus.connections() },
+            });
+            let status = if bus.failing().is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
 async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     api.session(&headers)?;
     let mut text = String::from(
@@ -841,6 +860,18 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
         "# HELP netbar_store_up Whether the registration log answers and its last write succeeded.\n# TYPE netbar_store_up gauge\nnetbar_store_up {}\n",
         u8::from(store_up)
     ));
+    if let Some(bus) = &api.bus {
+        text.push_str(&format!(
+            "# HELP netbar_bus_up Whether the embedded bus answered its last canary round trip.\n# TYPE netbar_bus_up gauge\nnetbar_bus_up {}\n\
+             # HELP netbar_bus_restarts_total Restarts of the embedded bus by its supervisor.\n# TYPE netbar_bus_restarts_total counter\nnetbar_bus_restarts_total {}\n\
+             # HELP netbar_bus_connections Logged-in connections to the embedded bus.\n# TYPE netbar_bus_connections gauge\nnetbar_bus_connections {}\n\
+             # HELP netbar_bus_canary_seconds The last canary's round trip through the embedded bus.\n# TYPE netbar_bus_canary_seconds gauge\nnetbar_bus_canary_seconds {}\n",
+            u8::from(bus.failing().is_none()),
+            bus.restarts(),
+            bus.connections(),
+            bus.canary_seconds()
+        ));
+    }
     if let Ok(Some((status, _, max))) = api.uplink_status().await {
         text.push_str(&format!(
             "# HELP netbar_uplink_connected Whether the regulator's broker is connected.\n# TYPE netbar_uplink_connected gauge\nnetbar_uplink_connected {}\n\

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod broker;
+mod bus;
 mod check_id;
 mod config;
 mod console;

@@ -17,16 +17,38 @@ pub(crate) const QUIET_FOR: Duration = Duration::from_secs(60);
 /// Most (sender, reason) pairs followed at once.
 const SENDERS_KEPT: usize = 1024;
 
-/// Why messages were refused, counted for /metrics.
+/// Why messages (and connections to the embedded bus) were refused,
+/// counted for /metrics and logged sparingly. Shared by the bus and the
+/// agent's message checks.
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
     counts: Mutex<HashMap<&'static str, u64>>,
+    log: Mutex<RefusalLog>,
 }
 
 impl Refusals {
     pub(crate) fn count(&self, reason: &'static str) {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Counts a refusal and logs it if it is the first of `sender` for
+    /// `reason` in the interval; `what` says what was refused.
+    pub(crate) fn refuse(&self, sender: &str, reason: &'static str, what: &str, detail: &dyn std::fmt::Display) {
+        self.count(reason);
+        let news = self.log.lock().is_ok_and(|mut log| log.refused(sender, reason, Instant::now()));
+        if news {
+            tracing::warn!(%sender, reason, %detail, "{what} refused (more like it are counted, not logged, for a minute)");
+        }
+    }
+
+    /// Logs how many refusals each sender had beyond the one logged, for
+    /// the intervals that are over.
+    pub(crate) fn log_counts(&self) {
+        let over = self.log.lock().map(|mut log| log.over(Instant::now())).unwrap_or_default();
+        for (sender, reason, count) in over {
+            tracing::warn!(%sender, reason, count, "refused in the last minute, beyond the one logged");
         }
     }
 
@@ -47,17 +69,17 @@ struct Quiet {
 
 /// What the log is told of refusals.
 #[derive(Debug, Default)]
-pub(crate) struct RefusalLog {
+struct RefusalLog {
     quiet: HashMap<(String, &'static str), Quiet>,
 }
 
 /// One line for the log about suppressed refusals: sender, reason, how many.
-pub(crate) type Suppressed = (String, &'static str, u64);
+type Suppressed = (String, &'static str, u64);
 
 impl RefusalLog {
     /// A refusal of `sender`'s message for `reason` at `now`: whether to log
     /// it now (else it is counted for the interval's line).
-    pub(crate) fn refused(&mut self, sender: &str, reason: &'static str, now: Instant) -> bool {
+    fn refused(&mut self, sender: &str, reason: &'static str, now: Instant) -> bool {
         let known = self.quiet.contains_key(&(sender.to_owned(), reason));
         let sender = if known || self.quiet.len() < SENDERS_KEPT { sender } else { "others" };
         match self.quiet.get_mut(&(sender.to_owned(), reason)) {
@@ -74,7 +96,7 @@ impl RefusalLog {
 
     /// The intervals over at `now`: the counts to log, and those senders
     /// logged at once again next time.
-    pub(crate) fn over(&mut self, now: Instant) -> Vec<Suppressed> {
+    fn over(&mut self, now: Instant) -> Vec<Suppressed> {
         let mut lines = Vec::new();
         self.quiet.retain(|(sender, reason), quiet| {
             if now.duration_since(quiet.since) < QUIET_FOR {

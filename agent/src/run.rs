@@ -8,7 +8,7 @@
 //! it caused are committed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,7 +18,6 @@ use netbar_protocol::{Envelope, Message, MessageId, Sender, SenderRole, StationC
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker;
 use crate::config::{BrokerMode, Loaded};
 use crate::http::{Api, Request, TransitionFailure};
 use crate::journal::LogEntry;
@@ -411,15 +410,14 @@ struct Agent {
     client: AsyncClient,
     store: StoreHandle,
     enrolled: Enrolled,
-    /// The embedded broker's view of the station keys (its logins).
-    broker_stations: Arc<Mutex<HashMap<String, StationKey>>>,
+    /// The embedded bus, told of every change of the enrollments.
+    bus: Option<crate::bus::Bus>,
     /// When the enrollments were last read.
     enrollments_read: tokio::time::Instant,
     venue: Venue,
     seen: Seen,
     refusals: Arc<Refusals>,
     /// What the log says of refusals: a line per sender and reason a minute.
-    refusal_log: crate::refusals::RefusalLog,
     clock: Clock,
     /// Answers waiting for their commits: receipts, API replies.
     waiting: tokio::task::JoinSet<()>,
@@ -506,8 +504,8 @@ impl Agent {
                 if !revoked.is_empty() {
                     tracing::warn!(stations = ?revoked, "stations revoked: their messages are refused from now on");
                 }
-                if let Ok(mut stations) = self.broker_stations.lock() {
-                    stations.clone_from(&enrolled.stations);
+                if let Some(bus) = &self.bus {
+                    bus.enroll(&enrolled.stations, &enrolled.sensors);
                 }
                 self.enrolled = enrolled;
             }
@@ -528,12 +526,8 @@ impl Agent {
         let Accepted { station, envelope } = match checked {
             Ok(accepted) => accepted,
             Err((reason, detail)) => {
-                self.refusals.count(reason);
-                let sender = crate::refusals::sender_of(topic);
-                if self.refusal_log.refused(&sender, reason, std::time::Instant::now()) {
-                    let topic = topic.chars().take(200).collect::<String>();
-                    tracing::warn!(%sender, %topic, reason, %detail, "message refused (more like it are counted, not logged, for a minute)");
-                }
+                let topic = topic.chars().take(200).collect::<String>();
+                self.refusals.refuse(&crate::refusals::sender_of(&topic), reason, "message", &format_args!("{detail} (topic {topic})"));
                 return;
             }
         };
@@ -938,28 +932,27 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let store = StoreHandle::start(store, outbox_max)?;
 
     let agent_password = format!("{:032x}", rand::random::<u128>());
-    let broker_stations = Arc::new(Mutex::new(enrolled.stations.clone()));
-    let options = match loaded.config.broker.mode {
+    let refusals: Arc<Refusals> = Arc::default();
+    let (options, bus) = match loaded.config.broker.mode {
         BrokerMode::Embedded => {
             let listen = loaded.config.broker.listen;
-            let password = agent_password.clone();
-            // Stations log in with their id and the password derived from
-            // their key, as the agent last read the enrollments (every few
-            // seconds): a stranger's attempt costs no database read.
-            let stations = broker_stations.clone();
-            let credentials: broker::Credentials = Arc::new(move |_client, user, given| {
-                if user == AGENT {
-                    return given == password;
-                }
-                let Ok(stations) = stations.lock() else { return false };
-                stations.get(user).is_some_and(|key| key.broker_password() == given)
-            });
-            broker::start(&broker::Settings { listen, max_connections: loaded.config.broker.max_connections }, credentials)?;
-            tracing::info!(%listen, "embedded broker listening");
+            let gate = Arc::new(crate::bus::gate::Gate::new(
+                loaded.config.venue.id.as_str(),
+                agent_password.clone(),
+                format!("{:032x}", rand::random::<u128>()),
+            ));
+            gate.enroll(&enrolled.stations, &enrolled.sensors);
+            let settings = crate::bus::Settings {
+                listen,
+                max_connections: loaded.config.broker.max_connections,
+                canary_every: crate::bus::CANARY_EVERY,
+            };
+            let bus = crate::bus::Bus::start(&settings, gate, refusals.clone()).await?;
+            tracing::info!(%listen, "embedded bus listening");
             let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
             let mut options = MqttOptions::new(AGENT, host, listen.port());
             options.set_credentials(AGENT, agent_password);
-            options
+            (options, Some(bus))
         }
         BrokerMode::External => {
             let broker = &loaded.config.broker;
@@ -973,7 +966,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             if let Some(user) = &broker.username {
                 options.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
             }
-            options
+            (options, None)
         }
     };
     let mut options = options;
@@ -985,13 +978,15 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
     event_loop.set_network_options(crate::transport::nodelay());
 
-    let refusals: Arc<Refusals> = Arc::default();
     let (api_requests, mut requests) = mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)
         .await
         .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
     let uplink = loaded.uplink.as_ref().map(|uplink| (uplink.url.clone(), uplink.outbox_max));
-    let router = Api::new(api_requests, store.clone(), database.clone(), refusals.clone(), loaded.zone.clone(), clock, uplink).router();
+    let bus_health = bus.as_ref().map(|bus| bus.health.clone());
+    let router =
+        Api::new(api_requests, store.clone(), database.clone(), (refusals.clone(), bus_health), loaded.zone.clone(), clock, uplink)
+            .router();
     tracing::info!(listen = %loaded.config.http.listen, "HTTP API listening");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
@@ -1016,12 +1011,11 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         client,
         store,
         enrolled,
-        broker_stations,
+        bus,
         enrollments_read: tokio::time::Instant::now(),
         venue,
         seen: Seen::default(),
         refusals,
-        refusal_log: crate::refusals::RefusalLog::default(),
         clock,
         waiting,
         undo,
@@ -1109,11 +1103,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 Err(error) => tracing::error!(%error, "cannot purge old registration records"),
             },
             _ = enrollments.tick() => agent.read_enrollments().await,
-            _ = refusal_lines.tick() => {
-                for (sender, reason, count) in agent.refusal_log.over(std::time::Instant::now()) {
-                    tracing::warn!(%sender, reason, count, "messages refused in the last minute, beyond the one logged");
-                }
-            }
+            _ = refusal_lines.tick() => agent.refusals.log_counts(),
             () = &mut shutdown => break,
         }
     }
