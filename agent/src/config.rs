@@ -123,6 +123,8 @@ pub(crate) struct Rules {
     pub(crate) co_alarm_ppm: f64,
     #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) check_in_expires_after: Duration,
+    #[serde(with = "netbar_protocol::settings::seconds")]
+    pub(crate) message_window: Duration,
 }
 
 impl Default for Rules {
@@ -135,6 +137,7 @@ impl Default for Rules {
             overheat_celsius: 95.0,
             co_alarm_ppm: 50.0,
             check_in_expires_after: Duration::from_secs(12 * 3600),
+            message_window: Duration::from_secs(300),
         }
     }
 }

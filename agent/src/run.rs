@@ -7,7 +7,7 @@
 //! acknowledged to its station (`delivery_ack`) only after the log entries
 //! it caused are committed.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::config::{BrokerMode, Loaded};
 use crate::http::{Api, Request, TransitionFailure};
 use crate::journal::LogEntry;
 use crate::refusals::Refusals;
-use crate::store::{Entry, Outbound, Queued, Store, StoreError};
+use crate::store::{Entry, Outbound, Queued, SEQUENCES_KEPT, Store, StoreError};
 use crate::venue::{Effect, Venue};
 
 /// The client id and user name of the agent on the bus.
@@ -62,6 +62,9 @@ impl Clock {
 /// What the store thread does, in order.
 enum StoreRequest {
     Append(Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
+    /// A station's sequence number accepted: committed with the entries
+    /// queued beside it.
+    Accept(String, u64, oneshot::Sender<Result<(), StoreError>>),
     /// A summary for the regulator, on its own, and the end of its period.
     Enqueue(Timestamp, Outbound, Option<Timestamp>, oneshot::Sender<Result<Option<u64>, StoreError>>),
     QueuedAfter(u64, usize, oneshot::Sender<Result<Vec<Queued>, StoreError>>),
@@ -73,6 +76,8 @@ enum StoreRequest {
     /// The feed's state as recorded, for the console and /metrics.
     OutboxStatus(oneshot::Sender<Result<crate::store::OutboxStatus, StoreError>>),
     Purge(Timestamp, oneshot::Sender<Result<usize, StoreError>>),
+    /// The first of a new block of numbers for the agent's commands.
+    Reserve(u64, u64, oneshot::Sender<Result<u64, StoreError>>),
     /// What is enrolled now (enrollments and revocations by `netbar-agent enroll`).
     Enrolled(oneshot::Sender<Result<Enrolled, StoreError>>),
     /// Answered once everything queued before it is done.
@@ -103,25 +108,53 @@ fn stopped() -> StoreError {
 /// Most entries committed in one transaction.
 const BATCH: usize = 256;
 
-/// A request to the store thread that carries an entry to append.
-type Appending = (Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>);
+/// What commits in one transaction: entries to append and sequence numbers
+/// accepted, each with whom to answer.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<(Timestamp, LogEntry, Option<Outbound>, Reply<Entry>)>,
+    accepted: Vec<((String, u64), Reply<()>)>,
+}
 
-/// Appends a batch in one transaction and answers each request; the
+/// Where the store thread answers a request.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+impl Batch {
+    /// Takes an Append or Accept request; gives any other back.
+    fn add(&mut self, request: StoreRequest) -> Option<StoreRequest> {
+        match request {
+            StoreRequest::Append(at, entry, outbound, reply) => self.entries.push((at, entry, outbound, reply)),
+            StoreRequest::Accept(station, seq, reply) => self.accepted.push(((station, seq), reply)),
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len() + self.accepted.len()
+    }
+}
+
+/// Commits a batch in one transaction and answers each request; the
 /// failure's text when it could not.
-fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queued: &tokio::sync::Notify) -> Option<String> {
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut entries = Vec::with_capacity(batch.len());
+fn commit_batch(store: &mut Store, batch: Batch, outbox_max: u64, queued: &tokio::sync::Notify) -> Option<String> {
+    let mut replies = Vec::with_capacity(batch.entries.len());
+    let mut entries = Vec::with_capacity(batch.entries.len());
     let mut uplinked = false;
-    for (at, entry, outbound, reply) in batch {
+    for (at, entry, outbound, reply) in batch.entries {
         uplinked |= outbound.is_some();
         entries.push((at, entry, outbound));
         replies.push(reply);
     }
+    let (accepted, accept_replies): (Vec<(String, u64)>, Vec<_>) = batch.accepted.into_iter().unzip();
     let appending = entries.iter_mut().map(|(at, entry, outbound)| ((*at, &*entry), outbound.take())).collect();
-    match store.append_uplinked(appending, outbox_max) {
+    match store.append_accepting(appending, &accepted, outbox_max) {
         Ok(committed) => {
             for (reply, entry) in replies.into_iter().zip(committed) {
                 let _ = reply.send(Ok(entry));
+            }
+            for reply in accept_replies {
+                let _ = reply.send(Ok(()));
             }
             if uplinked {
                 queued.notify_one();
@@ -130,11 +163,15 @@ fn commit_batch(store: &mut Store, batch: Vec<Appending>, outbox_max: u64, queue
         }
         Err(error) => {
             let text = error.to_string();
+            let failure = || match error {
+                StoreError::Full => StoreError::Full,
+                _ => StoreError::Unwritable(text.clone()),
+            };
             for reply in replies {
-                let _ = reply.send(Err(match error {
-                    StoreError::Full => StoreError::Full,
-                    _ => StoreError::Unwritable(text.clone()),
-                }));
+                let _ = reply.send(Err(failure()));
+            }
+            for reply in accept_replies {
+                let _ = reply.send(Err(failure()));
             }
             Some(text)
         }
@@ -154,16 +191,18 @@ impl StoreHandle {
                 let mut next = queue.blocking_recv();
                 while let Some(request) = next.take() {
                     match request {
-                        StoreRequest::Append(at, entry, outbound, reply) => {
+                        request @ (StoreRequest::Append(..) | StoreRequest::Accept(..)) => {
                             // Whatever queued up meanwhile commits with it:
                             // one sync for a burst, in the order received.
-                            let mut batch = vec![(at, entry, outbound, reply)];
+                            let mut batch = Batch::default();
+                            batch.add(request);
                             while batch.len() < BATCH {
                                 match queue.try_recv() {
-                                    Ok(StoreRequest::Append(at, entry, outbound, reply)) => batch.push((at, entry, outbound, reply)),
-                                    Ok(other) => {
-                                        next = Some(other);
-                                        break;
+                                    Ok(request) => {
+                                        if let Some(other) = batch.add(request) {
+                                            next = Some(other);
+                                            break;
+                                        }
                                     }
                                     Err(_) => break,
                                 }
@@ -207,6 +246,9 @@ impl StoreHandle {
                         StoreRequest::Purge(now, reply) => {
                             let _ = reply.send(store.purge(now));
                         }
+                        StoreRequest::Reserve(floor, count, reply) => {
+                            let _ = reply.send(store.reserve_command_numbers(floor, count));
+                        }
                         StoreRequest::Enrolled(reply) => {
                             let _ = reply.send(Enrolled::load(&store));
                         }
@@ -240,6 +282,18 @@ impl StoreHandle {
             let _ = reply.send(Err(stopped()));
         }
         Pending(committed)
+    }
+
+    /// Notes a station's sequence number as accepted, committed with the
+    /// entries queued beside it.
+    async fn accept(&self, station: &str, seq: u64) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (reply, committed) = oneshot::channel();
+        if let Err(mpsc::error::SendError(StoreRequest::Accept(.., reply))) =
+            self.requests.send(StoreRequest::Accept(station.to_owned(), seq, reply)).await
+        {
+            let _ = reply.send(Err(stopped()));
+        }
+        committed
     }
 
     /// Queues a summary for the regulator on its own, ending its period at
@@ -285,6 +339,11 @@ impl StoreHandle {
         self.ask(|reply| StoreRequest::Purge(now, reply)).await.ok_or_else(stopped)?
     }
 
+    /// The first of a new block of `count` command numbers, at least `floor`.
+    async fn reserve_command_numbers(&self, floor: u64, count: u64) -> Result<u64, StoreError> {
+        self.ask(|reply| StoreRequest::Reserve(floor, count, reply)).await.ok_or_else(stopped)?
+    }
+
     /// What is enrolled, as the database says now.
     async fn enrolled(&self) -> Result<Enrolled, StoreError> {
         self.ask(StoreRequest::Enrolled).await.ok_or_else(stopped)?
@@ -305,15 +364,19 @@ impl Pending {
     }
 }
 
-/// The entries some event caused, on their way to the store.
+/// The entries some event caused, on their way to the store, and the
+/// sequence number accepted with them.
 #[derive(Default)]
-struct Commits(Vec<Pending>);
+struct Commits(Vec<Pending>, Option<oneshot::Receiver<Result<(), StoreError>>>);
 
 impl Commits {
-    /// Waits until every entry is committed; the first failure otherwise.
+    /// Waits until everything is committed; the first failure otherwise.
     async fn done(self) -> Result<(), StoreError> {
         for pending in self.0 {
             pending.committed().await?;
+        }
+        if let Some(accepted) = self.1 {
+            accepted.await.map_err(|_| stopped())??;
         }
         Ok(())
     }
@@ -370,37 +433,116 @@ fn check(enrolled: &Enrolled, venue: &netbar_protocol::VenueId, topic: &str, pay
     if !parsed.carries().contains(&envelope.kind()) {
         return Err(("kind", format!("a {} message does not belong on {topic}", envelope.kind())));
     }
+    if i64::try_from(envelope.seq).is_err() {
+        return Err(("sequence", format!("sequence number {} is beyond 2^63", envelope.seq)));
+    }
     Ok(Accepted { station, envelope })
 }
 
-/// The recent message ids of each station, to answer repeats as duplicates.
+/// The sequence numbers accepted from each station: the newest
+/// [`SEQUENCES_KEPT`] of each, kept in the database with the entries they
+/// caused, so a message captured once is refused after any restart.
 #[derive(Debug, Default)]
-struct Seen {
-    ids: HashMap<String, (HashSet<MessageId>, VecDeque<MessageId>)>,
+struct Sequences {
+    accepted: HashMap<String, std::collections::BTreeSet<u64>>,
 }
 
-impl Seen {
-    const KEEP: usize = 4096;
+/// The numbers of the agent's commands: increasing across restarts, taken
+/// from blocks reserved in the database, each starting at least at the
+/// clock (microseconds) so a new database also starts above the old one's.
+/// A station refuses a command numbered at or below the last it accepted.
+#[derive(Debug)]
+struct CommandNumbers {
+    next: std::sync::atomic::AtomicU64,
+    end: u64,
+}
 
-    /// Records `id`; false if it was seen already.
-    fn first_time(&mut self, station: &str, id: MessageId) -> bool {
-        let (set, order) = self.ids.entry(station.to_owned()).or_default();
-        if !set.insert(id) {
-            return false;
-        }
-        order.push_back(id);
-        if order.len() > Seen::KEEP
-            && let Some(old) = order.pop_front()
-        {
-            set.remove(&old);
-        }
-        true
+impl CommandNumbers {
+    /// Numbers in a block; a new one is reserved when half is used.
+    const BLOCK: u64 = 1 << 20;
+
+    fn starting(first: u64) -> CommandNumbers {
+        CommandNumbers { next: std::sync::atomic::AtomicU64::new(first), end: first + Self::BLOCK }
     }
+
+    fn take(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn running_low(&self) -> bool {
+        self.end.saturating_sub(self.next.load(std::sync::atomic::Ordering::Relaxed)) < Self::BLOCK / 2
+    }
+}
+
+fn clock_micros() -> u64 {
+    u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0)
+}
+
+/// What a sequenced message is to the station's sequence.
+#[derive(Debug, PartialEq, Eq)]
+enum Sequenced {
+    New,
+    /// Accepted already: a resend whose receipt was lost, or a replay.
+    Again,
+    /// Older than every number kept: a replay, or a station whose spool
+    /// was reset and counts from a number it already used.
+    Stale {
+        newest: u64,
+    },
+}
+
+impl Sequences {
+    fn restore(accepted: HashMap<String, Vec<u64>>) -> Sequences {
+        Sequences { accepted: accepted.into_iter().map(|(station, seqs)| (station, seqs.into_iter().collect())).collect() }
+    }
+
+    fn judge(&self, station: &str, seq: u64) -> Sequenced {
+        let Some(kept) = self.accepted.get(station) else { return Sequenced::New };
+        if kept.contains(&seq) {
+            return Sequenced::Again;
+        }
+        match kept.first() {
+            Some(&oldest_kept) if kept.len() >= SEQUENCES_KEPT && seq < oldest_kept => {
+                Sequenced::Stale { newest: kept.last().copied().unwrap_or(oldest_kept) }
+            }
+            _ => Sequenced::New,
+        }
+    }
+
+    fn accept(&mut self, station: &str, seq: u64) {
+        let kept = self.accepted.entry(station.to_owned()).or_default();
+        kept.insert(seq);
+        if kept.len() > SEQUENCES_KEPT {
+            kept.pop_first();
+        }
+    }
+
+    /// Takes back a number whose commit failed (the station sends it again).
+    fn forget(&mut self, station: &str, seq: u64) {
+        if let Some(kept) = self.accepted.get_mut(station) {
+            kept.remove(&seq);
+        }
+    }
+}
+
+/// Seconds a station's clock may be off before its tile says so.
+const CLOCK_OFF_AFTER: i64 = 30;
+
+/// How a receipt refusing a stale sequence number begins; the newest number
+/// accepted follows, so a station whose spool was reset numbers its messages
+/// after it and sends them again.
+const STALE_SEQUENCE: &str = netbar_protocol::messages::STALE_SEQUENCE;
+
+/// A station's status saying it is offline: its last will, published by the
+/// broker when the connection dies, so as old as the connection.
+fn is_last_will(message: &Message) -> bool {
+    matches!(message, Message::StationStatus(status) if !status.online)
 }
 
 /// What the agent takes back when an event's log entries cannot be committed.
 enum Undo {
     CheckIn(String),
+    Accepted(StationId, u64),
     Incident(Box<crate::venue::Incident>),
 }
 
@@ -415,7 +557,10 @@ struct Agent {
     /// When the enrollments were last read.
     enrollments_read: tokio::time::Instant,
     venue: Venue,
-    seen: Seen,
+    sequences: Sequences,
+    command_numbers: CommandNumbers,
+    /// Stations whose clocks are off: seconds ahead (negative: behind).
+    skews: HashMap<String, i64>,
     refusals: Arc<Refusals>,
     /// What the log says of refusals: a line per sender and reason a minute.
     clock: Clock,
@@ -437,14 +582,21 @@ struct Agent {
 
 impl Agent {
     /// A message to a station, signed with its key: the topic and payload.
+    /// Commands carry the agent's next command number and the system's
+    /// time, so a station refuses one sent again later.
     fn signed(&self, station: &StationId, channel: StationChannel, message: impl Into<Message>) -> Option<(String, Vec<u8>)> {
         let topic = Topic::Station { venue: self.loaded.config.venue.id.clone(), station: station.clone(), channel }.to_string();
+        let message = message.into();
+        let (seq, ts) = match message {
+            Message::Command(_) => (self.command_numbers.take(), Timestamp::now()),
+            _ => (0, self.clock.now()),
+        };
         let mut envelope = Envelope::new(
             MessageId::from_parts(Timestamp::now(), rand::random()),
-            self.clock.now(),
+            ts,
             self.loaded.config.venue.id.clone(),
             Sender::agent(AGENT),
-            0,
+            seq,
             message,
         );
         let key = self.enrolled.stations.get(station.as_str())?;
@@ -533,12 +685,40 @@ impl Agent {
         };
         let sequenced = envelope.seq > 0;
         let receipt = |delivery| DeliveryAck { entries: vec![DeliveryEntry { id: envelope.id, seq: envelope.seq, delivery }] };
-        if sequenced && !self.seen.first_time(station.as_str(), envelope.id) {
-            self.publish_to(&station, StationChannel::Delivery, receipt(Delivery::Duplicate));
+        let skew = envelope.ts.as_second() - Timestamp::now().as_second();
+        if !sequenced && matches!(envelope.message, Message::Telemetry(_)) {
+            // Telemetry is sent the moment it is made: its time is the
+            // station's clock.
+            self.note_clock(&station, skew);
+        }
+        if sequenced {
+            match self.sequences.judge(station.as_str(), envelope.seq) {
+                Sequenced::New => {}
+                Sequenced::Again => {
+                    self.publish_to(&station, StationChannel::Delivery, receipt(Delivery::Duplicate));
+                    return;
+                }
+                Sequenced::Stale { newest } => {
+                    let detail = format_args!("sequence number {} is older than every one kept (the newest is {newest})", envelope.seq);
+                    self.refusals.refuse(&format!("station {station}"), "replayed", "message", &detail);
+                    let reason = format!("{STALE_SEQUENCE} {newest}");
+                    self.publish_to(&station, StationChannel::Delivery, receipt(Delivery::Rejected { reason }));
+                    return;
+                }
+            }
+        } else if skew.unsigned_abs() > self.loaded.config.rules.message_window.as_secs() && !is_last_will(&envelope.message) {
+            // Unsequenced (telemetry, status): only fresh ones count, so a
+            // captured one sent again later does nothing.
+            let detail = format_args!("a {} from {skew} s away from this clock", envelope.kind());
+            self.refusals.refuse(&format!("station {station}"), "stale", "message", &detail);
             return;
         }
         let effects = self.venue.on_message(self.clock.now(), &station, &envelope.message);
-        let commits = self.apply(effects).await;
+        let mut commits = self.apply(effects).await;
+        if sequenced {
+            self.sequences.accept(station.as_str(), envelope.seq);
+            commits.1 = Some(self.store.accept(station.as_str(), envelope.seq).await);
+        }
         if commits.0.is_empty() && !sequenced {
             return;
         }
@@ -546,7 +726,11 @@ impl Agent {
         // it the station keeps the message and sends it again.
         let stored = if sequenced { self.signed(&station, StationChannel::Delivery, receipt(Delivery::Stored)) } else { None };
         let client = self.client.clone();
+        let (undo, seq) = (self.undo.clone(), envelope.seq);
         self.after(commits, move |result| async move {
+            if result.is_err() && seq > 0 {
+                let _ = undo.send(Undo::Accepted(station.clone(), seq));
+            }
             match (result, stored) {
                 (Ok(()), Some((topic, payload))) => {
                     if let Err(error) = client.publish(topic, QoS::AtLeastOnce, false, payload).await {
@@ -591,7 +775,16 @@ impl Agent {
                 }
             },
             Request::Stations { reply } => {
-                let _ = reply.send(self.venue.stations_json());
+                let mut stations = self.venue.stations_json();
+                if let Some(list) = stations.as_array_mut() {
+                    for tile in list {
+                        let skew = tile.get("id").and_then(|id| id.as_str()).and_then(|id| self.skews.get(id)).copied();
+                        if let (Some(skew), Some(tile)) = (skew, tile.as_object_mut()) {
+                            tile.insert("clock_skew_seconds".into(), skew.into());
+                        }
+                    }
+                }
+                let _ = reply.send(stations);
             }
             Request::Sessions { reply } => {
                 let _ = reply.send(self.venue.sessions_json());
@@ -785,10 +978,24 @@ impl Agent {
         }
     }
 
+    /// Keeps how far off a station's clock is, for its tile; logged when it
+    /// goes off and when it is right again.
+    fn note_clock(&mut self, station: &StationId, skew: i64) {
+        if skew.abs() > CLOCK_OFF_AFTER {
+            if self.skews.insert(station.to_string(), skew).is_none() {
+                let window = self.loaded.config.rules.message_window.as_secs();
+                tracing::warn!(%station, skew_seconds = skew, window, "the station's clock is off from this one: its telemetry and status are refused once further off than the window");
+            }
+        } else if self.skews.remove(station.as_str()).is_some() {
+            tracing::info!(%station, "the station's clock is right again");
+        }
+    }
+
     /// Takes back what could not be recorded.
     fn on_undo(&mut self, undo: Undo) {
         match undo {
             Undo::CheckIn(ticket) => self.venue.cancel_check_in(&ticket),
+            Undo::Accepted(station, seq) => self.sequences.forget(station.as_str(), seq),
             Undo::Incident(before) => self.venue.restore_incident(*before),
         }
     }
@@ -927,6 +1134,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         tracing::error!(%truncation, "the registration log was altered outside netbar: new entries follow the last one committed, so no position is given out twice");
     }
     let venue = restore_venue(&loaded, &store, clock.now())?;
+    let sequences = Sequences::restore(store.accepted_sequences()?);
+    let command_numbers = CommandNumbers::starting(store.reserve_command_numbers(clock_micros(), CommandNumbers::BLOCK)?);
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "venue restored");
     let outbox_max = loaded.uplink.as_ref().map_or(u64::MAX, |uplink| uplink.outbox_max);
     let store = StoreHandle::start(store, outbox_max)?;
@@ -1014,7 +1223,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         bus,
         enrollments_read: tokio::time::Instant::now(),
         venue,
-        seen: Seen::default(),
+        sequences,
+        command_numbers,
+        skews: HashMap::new(),
         refusals,
         clock,
         waiting,
@@ -1095,7 +1306,15 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             Some(request) = requests.recv() => agent.on_request(request).await,
             Some(undo) = undone.recv() => agent.on_undo(undo),
             _ = summaries.tick(), if agent.feed.is_some() => agent.summarise().await,
-            _ = occupancy_sample.tick() => agent.sample_occupancy(),
+            _ = occupancy_sample.tick() => {
+                agent.sample_occupancy();
+                if agent.command_numbers.running_low() {
+                    match agent.store.reserve_command_numbers(clock_micros(), CommandNumbers::BLOCK).await {
+                        Ok(first) => agent.command_numbers = CommandNumbers::starting(first),
+                        Err(error) => tracing::error!(%error, "cannot reserve numbers for commands; going on with the current block"),
+                    }
+                }
+            }
             Some(_) = agent.waiting.join_next(), if !agent.waiting.is_empty() => {}
             _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {
                 Ok(0) => {}
@@ -1129,4 +1348,24 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     .await;
     tracing::info!(refused = ?agent.refusals.snapshot(), "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sequence_number_is_accepted_once_and_one_older_than_all_kept_is_stale() {
+        let mut sequences = Sequences::restore(HashMap::from([("st-1".to_owned(), vec![5, 6])]));
+        assert_eq!(sequences.judge("st-1", 6), Sequenced::Again, "restored from the database");
+        assert_eq!(sequences.judge("st-1", 4), Sequenced::New, "out of order, within what is kept");
+        assert_eq!(sequences.judge("st-2", 1), Sequenced::New);
+        for seq in 100..100 + SEQUENCES_KEPT as u64 {
+            sequences.accept("st-1", seq);
+        }
+        assert_eq!(sequences.judge("st-1", 99), Sequenced::Stale { newest: 99 + SEQUENCES_KEPT as u64 });
+        assert_eq!(sequences.judge("st-1", 100), Sequenced::Again);
+        sequences.forget("st-1", 100);
+        assert_eq!(sequences.judge("st-1", 100), Sequenced::New, "a number whose commit failed comes again");
+    }
 }

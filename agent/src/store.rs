@@ -15,6 +15,7 @@
 //! full or the file cannot be written, it returns an error and nothing is
 //! acknowledged.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
@@ -262,7 +263,28 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: MIGRATION_2, then: None },
     Migration { sql: MIGRATION_3, then: None },
     Migration { sql: MIGRATION_4, then: Some(replay_into_live_and_anchor) },
+    Migration { sql: MIGRATION_5, then: None },
 ];
+
+// 5: the sequence numbers accepted from each station (the newest
+// SEQUENCES_KEPT of each), so a message captured once is refused after any
+// restart.
+// The agent's commands are numbered too: `command_seq` is the end of the
+// block of numbers the running agent may use (never reused, whatever the
+// clock does).
+const MIGRATION_5: &str = "CREATE TABLE IF NOT EXISTS accepted (
+    station TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (station, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+/// How many of each station's newest accepted sequence numbers are kept.
+pub(crate) const SEQUENCES_KEPT: usize = 1024;
 
 const MIGRATION_1: &str =
     // 1: the registration log, enrollment and users (first release).
@@ -407,6 +429,20 @@ fn live_by_replay(connection: &Connection) -> Result<std::collections::BTreeMap<
         }
     }
     Ok(live)
+}
+
+/// The newest [`SEQUENCES_KEPT`] sequence numbers accepted from each station.
+fn accepted_sequences(connection: &Connection) -> Result<HashMap<String, Vec<u64>>, StoreError> {
+    let mut statement = connection.prepare(
+        "SELECT station, seq FROM (SELECT station, seq, row_number() OVER (PARTITION BY station ORDER BY seq DESC) AS n FROM accepted) WHERE n <= ?1",
+    )?;
+    let mut accepted: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut rows = statement.query(params![SEQUENCES_KEPT as i64])?;
+    while let Some(row) = rows.next()? {
+        let (station, seq): (String, i64) = (row.get(0)?, row.get(1)?);
+        accepted.entry(station).or_default().push(seq as u64);
+    }
+    Ok(accepted)
 }
 
 /// The last entry the file holds, or the checkpoint when it holds none.
@@ -590,7 +626,25 @@ impl Store {
     /// [`Store::enqueue`]; `limit` is where summaries start to be merged).
     /// The live set and the anchor move in the same transaction too.
     pub(crate) fn append_uplinked(&mut self, entries: Vec<(NewEntry<'_>, Option<Outbound>)>, limit: u64) -> Result<Vec<Entry>, StoreError> {
+        self.append_accepting(entries, &[], limit)
+    }
+
+    /// Appends entries and notes the stations' sequence numbers accepted
+    /// with them, in one transaction.
+    pub(crate) fn append_accepting(
+        &mut self,
+        entries: Vec<(NewEntry<'_>, Option<Outbound>)>,
+        accepted: &[(String, u64)],
+        limit: u64,
+    ) -> Result<Vec<Entry>, StoreError> {
         let transaction = self.connection.transaction()?;
+        {
+            let mut accept = transaction.prepare_cached("INSERT OR IGNORE INTO accepted (station, seq) VALUES (?1, ?2)")?;
+            for (station, seq) in accepted {
+                // Stored as the same 64 bits: SQLite integers are signed.
+                accept.execute(params![station, *seq as i64])?;
+            }
+        }
         let mut head = self.head.clone();
         let mut pending = self.pending;
         let mut appended = Vec::with_capacity(entries.len());
@@ -962,6 +1016,11 @@ impl Store {
     /// and so does everything after it (said in the log); a station's hold
     /// does not keep records (it is only the station's label).
     pub(crate) fn purge(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        // Each station's accepted sequence numbers beyond the newest kept.
+        self.connection.execute(
+            "DELETE FROM accepted AS a WHERE seq < (SELECT b.seq FROM accepted AS b WHERE b.station = a.station ORDER BY b.seq DESC LIMIT 1 OFFSET ?1)",
+            params![SEQUENCES_KEPT as i64 - 1],
+        )?;
         let days = i64::from(self.retention_days()?);
         let cutoff = now.as_second() - days * 86_400;
         let transaction = self.connection.transaction()?;
@@ -1109,6 +1168,27 @@ impl Store {
     }
 
     /// Every enrolled station and its key (revoked ones left out).
+    /// Reserves the next `count` numbers for the agent's commands, from at
+    /// least `floor` (the clock, in microseconds: a new database starts
+    /// above any number an earlier one could have used); the first of them.
+    pub(crate) fn reserve_command_numbers(&mut self, floor: u64, count: u64) -> Result<u64, StoreError> {
+        let transaction = self.connection.transaction()?;
+        let end: Option<i64> =
+            transaction.query_row("SELECT value FROM counters WHERE name = 'command_seq'", [], |row| row.get(0)).optional()?;
+        let first = end.map_or(0, |end| end as u64).max(floor).max(1);
+        transaction.execute(
+            "INSERT INTO counters (name, value) VALUES ('command_seq', ?1) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![(first + count) as i64],
+        )?;
+        transaction.commit()?;
+        Ok(first)
+    }
+
+    /// The newest sequence numbers accepted from each station.
+    pub(crate) fn accepted_sequences(&self) -> Result<HashMap<String, Vec<u64>>, StoreError> {
+        accepted_sequences(&self.connection)
+    }
+
     pub(crate) fn stations(&self) -> Result<Vec<(String, StationKey)>, StoreError> {
         let mut statement = self.connection.prepare("SELECT id, key FROM stations WHERE revoked_at IS NULL ORDER BY id")?;
         let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
@@ -1245,6 +1325,32 @@ mod tests {
             sensor: None,
             detail: "smoke".into(),
         }
+    }
+
+    /// Regression: the ids seen from each station lived in memory, so a
+    /// captured smoke alarm sent again after a restart opened a new incident.
+    #[test]
+    fn accepted_sequence_numbers_survive_reopening_and_are_pruned_to_the_newest() {
+        let scratch = Scratch::new("accepted");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let big = 1_764_000_000_000_000u64;
+        let accepted: Vec<(String, u64)> = (0..SEQUENCES_KEPT as u64 + 10).map(|n| ("st-1".to_owned(), big + n)).collect();
+        store.append_accepting(vec![((at("2026-11-22T10:00:00Z"), &out(1)), None)], &accepted, u64::MAX).unwrap();
+        store.append_accepting(vec![], &[("st-2".to_owned(), 7)], u64::MAX).unwrap();
+        drop(store);
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        let kept = store.accepted_sequences().unwrap();
+        assert_eq!(kept["st-2"], vec![7]);
+        assert_eq!(kept["st-1"].len(), SEQUENCES_KEPT, "the newest kept");
+        assert_eq!(kept["st-1"].iter().min(), Some(&(big + 10)));
+        store.purge(at("2026-11-22T11:00:00Z")).unwrap();
+        let rows: i64 = store.connection.query_row("SELECT count(*) FROM accepted", [], |row| row.get(0)).unwrap();
+        assert_eq!(rows, SEQUENCES_KEPT as i64 + 1, "older numbers pruned");
+        // The agent's command numbers never go back, whatever the clock says.
+        let first = store.reserve_command_numbers(big, 100).unwrap();
+        assert_eq!(first, big);
+        assert_eq!(store.reserve_command_numbers(5, 100).unwrap(), big + 100, "a clock set back changes nothing");
+        assert_eq!(store.reserve_command_numbers(big * 2, 100).unwrap(), big * 2);
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub(crate) struct Broker {
     pub(crate) keep_alive: Duration,
     #[serde(with = "netbar_protocol::settings::seconds")]
     pub(crate) max_backoff: Duration,
+    /// How far from this clock a command's time may be.
+    #[serde(with = "netbar_protocol::settings::seconds")]
+    pub(crate) command_window: Duration,
     pub(crate) tls: Option<Tls>,
 }
 
@@ -75,6 +78,7 @@ impl Default for Broker {
             password: None,
             keep_alive: Duration::from_secs(15),
             max_backoff: Duration::from_secs(30),
+            command_window: Duration::from_secs(300),
             tls: None,
         }
     }

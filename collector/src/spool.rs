@@ -71,9 +71,19 @@ pub(crate) struct Spool {
     max_messages: usize,
     entries: BTreeMap<u64, Entry>,
     last_seq: u64,
+    /// The number of the last command from the agent this station accepted.
+    last_command: u64,
 }
 
 const SEQ_FILE: &str = "last-seq";
+const COMMAND_FILE: &str = "last-command";
+
+/// Microseconds since 1970 by this clock: where a station without a record
+/// of its numbers starts counting, above any number it could have used
+/// before (it sends far fewer than a million messages a second).
+fn clock_micros() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_microsecond()).unwrap_or(0)
+}
 
 impl Spool {
     /// Opens (creating) the spool in `dir`, reading what a previous run left.
@@ -81,14 +91,20 @@ impl Spool {
     /// warning, never silently deleted.
     pub(crate) fn open(dir: &Path, max_messages: usize) -> io::Result<Spool> {
         fs::create_dir_all(dir)?;
-        let mut spool = Spool { dir: dir.to_owned(), max_messages, entries: BTreeMap::new(), last_seq: 0 };
-        if let Ok(text) = fs::read_to_string(dir.join(SEQ_FILE)) {
-            spool.last_seq = text.trim().parse().unwrap_or(0);
+        let mut spool = Spool { dir: dir.to_owned(), max_messages, entries: BTreeMap::new(), last_seq: 0, last_command: 0 };
+        // A spool without its record (a new or wiped disk) counts on from
+        // the clock: the agent refuses numbers it accepted before.
+        spool.last_seq = match fs::read_to_string(dir.join(SEQ_FILE)) {
+            Ok(text) => text.trim().parse().unwrap_or_else(|_| clock_micros()),
+            Err(_) => clock_micros(),
+        };
+        if let Ok(text) = fs::read_to_string(dir.join(COMMAND_FILE)) {
+            spool.last_command = text.trim().parse().unwrap_or(0);
         }
         for item in fs::read_dir(dir)? {
             let item = item?;
             let name = item.file_name().to_string_lossy().into_owned();
-            if name == SEQ_FILE || item.file_type()?.is_dir() {
+            if name == SEQ_FILE || name == COMMAND_FILE || item.file_type()?.is_dir() {
                 continue;
             }
             if name.ends_with(".tmp") {
@@ -211,6 +227,36 @@ impl Spool {
             .collect()
     }
 
+    /// Takes a held message out to be sent again under a new number (the
+    /// agent had already accepted its number: this spool was reset).
+    pub(crate) fn take(&mut self, seq: u64) -> io::Result<Option<(Class, Spooled)>> {
+        let Some(class) = self.entries.get(&seq).map(|entry| entry.class) else { return Ok(None) };
+        let spooled = self.read(seq, class)?;
+        self.remove_entry(seq)?;
+        Ok(Some((class, spooled)))
+    }
+
+    /// Numbers the next messages after `seq`.
+    pub(crate) fn count_on_after(&mut self, seq: u64) -> io::Result<()> {
+        if seq > self.last_seq {
+            write_durably(&self.dir.join(SEQ_FILE), seq.to_string().as_bytes())?;
+            self.last_seq = seq;
+        }
+        Ok(())
+    }
+
+    /// The number of the last command accepted from the agent.
+    pub(crate) fn last_command(&self) -> u64 {
+        self.last_command
+    }
+
+    /// Keeps, durably, that the agent's command `seq` was accepted.
+    pub(crate) fn accept_command(&mut self, seq: u64) -> io::Result<()> {
+        write_durably(&self.dir.join(COMMAND_FILE), seq.to_string().as_bytes())?;
+        self.last_command = seq;
+        Ok(())
+    }
+
     /// How many messages are held.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -300,19 +346,45 @@ mod tests {
         assert!(dir.0.join("damaged/00000000000000000010-e.msg").exists());
         assert!(dir.0.join("session.json").exists(), "not the spool's to move");
         assert!(!dir.0.join("00000000000000000009-e.tmp").exists());
+        let first = ids[0].0;
         let pending = spool.pending(0, 10);
-        assert_eq!(pending.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(pending.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![first, first + 1, first + 2]);
         assert_eq!(pending[0].topic, "t/opic");
-        assert_eq!(spool.next_seq().unwrap(), 4, "sequence numbers continue after a restart");
+        assert_eq!(spool.next_seq().unwrap(), first + 3, "sequence numbers continue after a restart");
 
         assert!(!spool.acknowledge(ids[0].0, ids[1].1).unwrap(), "an id that does not match the seq is refused");
         assert!(spool.acknowledge(ids[0].0, ids[0].1).unwrap());
         assert!(!spool.acknowledge(ids[0].0, ids[0].1).unwrap());
-        assert_eq!(spool.pending(0, 1)[0].seq, 2);
+        assert_eq!(spool.pending(0, 1)[0].seq, first + 1);
         drop(spool);
         let spool = Spool::open(&dir.0, 100).unwrap();
         assert_eq!(spool.len(), 2);
-        assert_eq!(spool.pending(3, 10).len(), 1);
+        assert_eq!(spool.pending(first + 2, 10).len(), 1);
+    }
+
+    /// Regression: the agent's set of seen ids lived in memory, and a wiped
+    /// spool counted from 1 again; numbers now only go up, and the last
+    /// command carried out is kept on disk.
+    #[test]
+    fn numbers_go_on_from_the_clock_without_a_record_and_the_last_command_is_kept() {
+        let dir = TempDir::new("numbers");
+        let before = clock_micros();
+        let mut spool = Spool::open(&dir.0, 10).unwrap();
+        let first = spool.next_seq().unwrap();
+        assert!(first > before, "a new spool counts from the clock: {first} after {before}");
+        assert_eq!(spool.last_command(), 0);
+        spool.accept_command(1_700_000_000_000_123).unwrap();
+        spool.count_on_after(first + 10).unwrap();
+        drop(spool);
+        let mut spool = Spool::open(&dir.0, 10).unwrap();
+        assert_eq!(spool.last_command(), 1_700_000_000_000_123, "kept across a restart");
+        assert_eq!(spool.next_seq().unwrap(), first + 11, "numbered after what the agent said it had");
+        // The disk wiped: numbers start again from the clock, above the old ones.
+        drop(spool);
+        fs::remove_dir_all(&dir.0).unwrap();
+        let mut spool = Spool::open(&dir.0, 10).unwrap();
+        assert!(spool.next_seq().unwrap() > first + 11, "the clock moved on by more than ten microseconds meanwhile");
+        assert_eq!(spool.last_command(), 0);
     }
 
     #[test]
@@ -328,8 +400,9 @@ mod tests {
             assert!(push(&mut spool, Kind::Telemetry).is_empty());
             assert!(push(&mut spool, Kind::LoginRequest).is_empty());
         }
-        assert_eq!(push(&mut spool, Kind::LoginRequest), vec![1], "the oldest telemetry goes");
-        assert_eq!(push(&mut spool, Kind::Telemetry), vec![3]);
+        let first = spool.pending(0, 1)[0].seq;
+        assert_eq!(push(&mut spool, Kind::LoginRequest), vec![first], "the oldest telemetry goes");
+        assert_eq!(push(&mut spool, Kind::Telemetry), vec![first + 2]);
         for _ in 0..20 {
             push(&mut spool, Kind::LoginRequest);
         }

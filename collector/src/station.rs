@@ -105,7 +105,13 @@ pub(crate) struct Station {
     sensors: Vec<SensorState>,
     key: Option<StationKey>,
     unreachable_reported: bool,
+    /// When the retained status was last published.
+    status_told: Instant,
 }
+
+/// How often the retained status is published again, well within the
+/// agent's `rules.message_window`.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Station {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,14 +251,59 @@ impl Station {
         };
         match envelope.message {
             Message::DeliveryAck(ack) => self.on_delivery(ack),
-            Message::Command(command) => self.on_command(command),
+            Message::Command(command) => {
+                if let Err(reason) = self.admit_command(envelope.seq, envelope.ts) {
+                    tracing::warn!(command = %command.command_id, "command refused: {reason}");
+                    return;
+                }
+                self.on_command(command);
+            }
             other => tracing::warn!(kind = %other.kind(), "message refused: not expected by a station"),
+        }
+    }
+
+    /// A command is carried out once: numbered after the last one carried
+    /// out (on disk, so after any restart too) and made recently.
+    fn admit_command(&mut self, seq: u64, ts: Timestamp) -> Result<(), String> {
+        if seq <= self.spool.last_command() {
+            return Err(format!("numbered {seq}, not after the last one carried out ({}): sent again", self.spool.last_command()));
+        }
+        let off = (ts.as_second() - Timestamp::now().as_second()).unsigned_abs();
+        if off > self.config.broker.command_window.as_secs() {
+            return Err(format!("made {off} s away from this clock (more than broker.command_window)"));
+        }
+        self.spool.accept_command(seq).map_err(|error| format!("cannot keep its number on disk: {error}"))
+    }
+
+    /// The agent already accepted this number from this station (its spool
+    /// was reset): the message goes again, numbered after `newest`.
+    fn renumber(&mut self, seq: u64, newest: u64) {
+        let taken = self.spool.count_on_after(newest).and_then(|()| self.spool.take(seq));
+        let (class, spooled) = match taken {
+            Ok(Some(held)) => held,
+            Ok(None) => return,
+            Err(error) => return tracing::error!(%error, seq, "cannot renumber a spooled message"),
+        };
+        match netbar_protocol::decode(spooled.payload.as_bytes()) {
+            Ok(envelope) => {
+                tracing::warn!(
+                    seq,
+                    newest,
+                    "the agent had numbers up to {newest} from this station already: sending again, numbered after it"
+                );
+                self.send_reliably(envelope.message, class);
+            }
+            Err(error) => tracing::error!(%error, seq, "a spooled message cannot be read back to renumber it"),
         }
     }
 
     fn on_delivery(&mut self, ack: DeliveryAck) {
         for entry in ack.entries {
             if let Delivery::Rejected { reason } = &entry.delivery {
+                if let Some(newest) = netbar_protocol::messages::stale_sequence_newest(reason) {
+                    self.renumber(entry.seq, newest);
+                    continue;
+                }
                 tracing::error!(seq = entry.seq, id = %entry.id, %reason, "the agent rejected a message for good");
             }
             match self.spool.acknowledge(entry.seq, entry.id) {
@@ -360,6 +411,12 @@ impl Station {
     }
 
     fn on_tick(&mut self) {
+        // The retained status is told again now and then, so whoever reads
+        // it later (the agent after a restart) finds it fresh enough.
+        if self.connected && self.status_told.elapsed() >= STATUS_EVERY {
+            self.status_told = Instant::now();
+            self.publish_live(self.status(true), true);
+        }
         let (telemetry, usage) = self.sampler.sample(self.lock_state, self.session.as_ref().map(|s| s.id.clone()));
         if self.connected {
             self.publish_live(telemetry, false);
@@ -564,6 +621,7 @@ pub(crate) async fn run(
         sensors,
         key,
         unreachable_reported: false,
+        status_told: Instant::now(),
         config,
     };
     match session {

@@ -18,6 +18,18 @@ use crate::ids::{SensorId, StationId};
 /// characters, as JSON Schema's `maxLength` counts them: a notice in Chinese
 /// or Korean may be as long as one in English.
 pub const MAX_TEXT: usize = 1024;
+
+/// How the reason of a [`Delivery::Rejected`] begins when the message's
+/// sequence number is older than every one the agent keeps for the station
+/// (a replay, or a station whose spool was reset); the newest number the
+/// agent accepted follows, so the station numbers its messages after it
+/// and sends them again.
+pub const STALE_SEQUENCE: &str = "stale_sequence: the newest accepted is";
+
+/// The newest accepted sequence number a stale-sequence rejection gives.
+pub fn stale_sequence_newest(reason: &str) -> Option<u64> {
+    reason.strip_prefix(STALE_SEQUENCE)?.trim().parse().ok()
+}
 /// Most entries a list in a message may hold (disks, temperatures, reasons…).
 pub const MAX_LIST: usize = 64;
 /// Most entries a single delivery acknowledgement may hold.

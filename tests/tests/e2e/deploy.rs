@@ -69,7 +69,7 @@ fn a_database_of_the_previous_release_migrates_and_its_chain_holds() {
     assert_eq!(again["result"]["reasons"][0], "already_checked_in", "{again}");
     venue.agent.take().unwrap().terminate();
 
-    assert_eq!(user_version(&db), 4, "migrated to the current schema");
+    assert_eq!(user_version(&db), 5, "migrated to the current schema");
     let verify = records("verify", &db, &[]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
     let now = exported(&db);
