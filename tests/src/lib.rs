@@ -214,6 +214,11 @@ impl Mosquitto {
         broker
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Process::id)
+    }
+
     /// What the broker logged since it last started.
     pub fn log(&self) -> String {
         self.process.as_ref().map(Process::stderr).unwrap_or_default()
@@ -361,21 +366,33 @@ pub fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Opti
 
 /// Like [`http`], with the response body as text.
 pub fn http_text(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&serde_json::Value>) -> (u16, String) {
+    try_http_text(port, method, path, token, body).unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+}
+
+/// Like [`http_text`], an I/O failure returned rather than a panic (for
+/// benchmarks that report the limit they hit).
+pub fn try_http_text(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the API listens");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).expect("request sent");
+    stream.write_all(request.as_bytes())?;
     // Read up to Content-Length when there is one: some servers
     // (chromedriver) say "Connection: close" and keep the socket open.
     let mut response = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let read = stream.read(&mut chunk).expect("response read");
+        let read = stream.read(&mut chunk)?;
         response.extend_from_slice(&chunk[..read]);
         let text = String::from_utf8_lossy(&response);
         let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
@@ -391,7 +408,7 @@ pub fn http_text(port: u16, method: &str, path: &str, token: Option<&str>, body:
     let response = String::from_utf8_lossy(&response);
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
+    Ok((status, body.to_owned()))
 }
 
 /// CPU seconds (user + system) process `pid` has used, from /proc.
