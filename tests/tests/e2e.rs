@@ -5,6 +5,7 @@
 
 mod e2e {
     mod agent;
+    mod bus;
     mod check_id;
     mod collector;
     mod console;

@@ -154,7 +154,7 @@ fn a_backup_taken_while_the_agent_works_verifies_and_restores() {
 }
 
 /// An MQTT client of the deploy/ broker, authenticated by its certificate.
-fn tls_client(
+pub(super) fn tls_client(
     port: u16,
     ca: &Path,
     identity: &(std::path::PathBuf, std::path::PathBuf),
@@ -203,7 +203,7 @@ fn next_event<T>(connection: &mut rumqttc::Connection, what: &str, mut pick: imp
 /// for X in `files` (ca.pem, broker.pem, broker.key, crl.pem), or deploy's
 /// own X for an ACL file; each address in `addresses` its replacement.
 /// Returns the broker and its port.
-fn deploy_broker(
+pub(super) fn deploy_broker(
     dir: &TempDir,
     folder: &str,
     confs: &[&str],
@@ -269,7 +269,7 @@ fn mode(path: &Path) -> u32 {
 /// A venue's certificates made as an installer makes them: the venue CA by
 /// `netbar-agent pki init`, the broker's by `pki broker`. Returns the
 /// broker's folder (ca.pem, broker.pem, broker.key, crl.pem).
-fn venue_pki(venue: &Venue) -> std::path::PathBuf {
+pub(super) fn venue_pki(venue: &Venue) -> std::path::PathBuf {
     let said = agent(venue, &["pki", "init"]).unwrap();
     assert!(said.contains("venue CA made"), "{said}");
     let pki = venue.dir.path().join("data").join("pki");
@@ -287,7 +287,7 @@ fn venue_pki(venue: &Venue) -> std::path::PathBuf {
 /// `netbar-collector pki request` makes its key and request; on the cashier
 /// PC, `netbar-agent enroll station --csr` signs it; the enrolled files are
 /// installed next to the key. Returns the station's folder.
-fn enroll_with_certificate(venue: &Venue, station: &str) -> std::path::PathBuf {
+pub(super) fn enroll_with_certificate(venue: &Venue, station: &str) -> std::path::PathBuf {
     let folder = venue.dir.path().join(format!("station-{station}"));
     let request =
         Run::new(binary("netbar-collector")).args(["pki", "request", "--id", station, "--out", folder.to_str().unwrap()]).output().unwrap();
@@ -389,7 +389,7 @@ fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
 }
 
 /// The broker's files from `venue_pki`, as `deploy_broker` takes them.
-fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+pub(super) fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
     ["ca.pem", "broker.pem", "broker.key", "crl.pem"].into_iter().map(|name| (name, folder.join(name))).collect()
 }
 
