@@ -140,6 +140,7 @@ pub(crate) const SERVICE: service::Service = service::Service {
     arguments: "run --config {config}",
     windows_arguments: "service --config {config}",
     memory_max: "512M",
+    open_files: 65536,
     cpu_weight: 100,
     user: "netbar",
     // The default `[data] dir`.

@@ -525,6 +525,10 @@ impl Sequences {
     }
 }
 
+/// How long a worked-out next deadline of the venue is used before it is
+/// worked out again.
+const DEADLINE_FRESH: Duration = Duration::from_millis(200);
+
 /// Seconds a station's clock may be off before its tile says so.
 const CLOCK_OFF_AFTER: i64 = 30;
 
@@ -656,7 +660,8 @@ impl Agent {
                 if !revoked.is_empty() {
                     tracing::warn!(stations = ?revoked, "stations revoked: their messages are refused from now on");
                 }
-                if let Some(bus) = &self.bus {
+                let changed = enrolled.stations != self.enrolled.stations || enrolled.sensors != self.enrolled.sensors;
+                if let Some(bus) = self.bus.as_ref().filter(|_| changed) {
                     bus.enroll(&enrolled.stations, &enrolled.sensors);
                 }
                 self.enrolled = enrolled;
@@ -776,13 +781,8 @@ impl Agent {
             },
             Request::Stations { reply } => {
                 let mut stations = self.venue.stations_json();
-                if let Some(list) = stations.as_array_mut() {
-                    for tile in list {
-                        let skew = tile.get("id").and_then(|id| id.as_str()).and_then(|id| self.skews.get(id)).copied();
-                        if let (Some(skew), Some(tile)) = (skew, tile.as_object_mut()) {
-                            tile.insert("clock_skew_seconds".into(), skew.into());
-                        }
-                    }
+                if let Some(list) = stations.get_mut("stations").and_then(|list| list.as_array_mut()) {
+                    self.with_clocks(list);
                 }
                 let _ = reply.send(stations);
             }
@@ -874,8 +874,20 @@ impl Agent {
     }
 
     /// The floor map and the counts at a glance.
+    /// Adds how far off each station's clock is (when it is) to its tile.
+    fn with_clocks(&self, tiles: &mut [serde_json::Value]) {
+        for tile in tiles {
+            let skew = tile.get("id").and_then(|id| id.as_str()).and_then(|id| self.skews.get(id)).copied();
+            if let (Some(skew), Some(tile)) = (skew, tile.as_object_mut()) {
+                tile.insert("clock_skew_seconds".into(), skew.into());
+            }
+        }
+    }
+
     async fn floor(&self) -> serde_json::Value {
         let occupancy = self.venue.occupancy();
+        let mut tiles = self.venue.floor();
+        self.with_clocks(&mut tiles);
         let open: Vec<&crate::venue::Incident> = self.venue.incidents().into_iter().filter(|i| i.resolved.is_none()).collect();
         let sensors_faulty =
             open.iter().filter(|i| i.kind == netbar_protocol::messages::IncidentKind::SensorFault && i.sensor.is_some()).count();
@@ -906,7 +918,7 @@ impl Agent {
             "sessions": occupancy.sessions,
             "online": occupancy.online,
             "sensors": { "enrolled": self.enrolled.sensors.len(), "healthy": self.enrolled.sensors.len().saturating_sub(sensors_faulty) },
-            "stations": self.venue.floor(),
+            "stations": tiles,
             "incidents": open,
             "uplink": uplink,
             "store": store,
@@ -1271,9 +1283,20 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         }
     });
     tokio::pin!(shutdown);
+    // The venue's next deadline looks at every station and ticket: it is
+    // worked out again at most every DEADLINE_FRESH (and after every tick),
+    // not for every message, so a deadline is acted on at most that late.
+    let mut deadline: Option<(tokio::time::Instant, Option<Timestamp>)> = None;
     loop {
-        let deadline = agent.venue.next_deadline();
-        let wait = deadline.map(|at| Duration::try_from(at.duration_since(agent.clock.now())).unwrap_or(Duration::ZERO));
+        let next = match deadline {
+            Some((at, next)) if at.elapsed() < DEADLINE_FRESH => next,
+            _ => {
+                let next = agent.venue.next_deadline();
+                deadline = Some((tokio::time::Instant::now(), next));
+                next
+            }
+        };
+        let wait = next.map(|at| Duration::try_from(at.duration_since(agent.clock.now())).unwrap_or(Duration::ZERO));
         tokio::select! {
             event = event_loop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -1295,6 +1318,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
                 }
             },
             _ = async { tokio::time::sleep(wait.unwrap_or(Duration::ZERO)).await }, if wait.is_some() => {
+                deadline = None;
                 let effects = agent.venue.tick(agent.clock.now());
                 let commits = agent.apply(effects).await;
                 agent.after(commits, |result| async move {

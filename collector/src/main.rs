@@ -126,6 +126,7 @@ pub(crate) const SERVICE: service::Service = service::Service {
     arguments: "--config {config} run",
     windows_arguments: "--config {config} service",
     memory_max: "64M",
+    open_files: 1024,
     cpu_weight: 20,
     user: "netbar-collector",
     state_directory: "netbar-collector",

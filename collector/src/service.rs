@@ -30,6 +30,8 @@ pub(crate) struct Service {
     #[cfg_attr(not(windows), allow(dead_code, reason = "read by the Windows installer only"))]
     pub(crate) windows_arguments: &'static str,
     pub(crate) memory_max: &'static str,
+    /// Open files (the agent's embedded bus holds one per station).
+    pub(crate) open_files: u32,
     pub(crate) cpu_weight: u32,
     /// The system user it runs as.
     pub(crate) user: &'static str,
@@ -78,6 +80,7 @@ SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
 CPUWeight={cpu_weight}
 MemoryMax={memory_max}
+LimitNOFILE={open_files}
 StandardError=journal
 Environment=NETBAR_LOG=info
 
@@ -90,6 +93,7 @@ WantedBy=multi-user.target
         state = service.state_directory,
         cpu_weight = service.cpu_weight,
         memory_max = service.memory_max,
+        open_files = service.open_files,
     )
 }
 

@@ -4,20 +4,23 @@
 //! # Threat model
 //!
 //! The venue LAN is not trusted. Customers sit at the stations; a curious or
-//! hostile one can read the collector's files if the PC is badly set up,
-//! run their own MQTT client against the agent's broker, and replay what
-//! they capture. The agent's embedded broker (rumqttd) has no topic ACLs, so
-//! any client that can connect can publish on any topic; mosquitto can
-//! restrict topics per user, but only if every venue configures it right.
-//! We therefore do not rely on the broker to know who published what.
+//! hostile one can read the collector's files (the key file sits on the
+//! station's disk), run their own MQTT client with that station's login,
+//! point the station's collector at a broker of their own, and replay what
+//! they capture. The bus enforces identities too (the agent's embedded bus,
+//! or mosquitto with the deploy/ ACL and client certificates: a station's
+//! login publishes under its own topics and reads only its own commands and
+//! receipts), but the receivers do not rely on it: every message proves its
+//! sender by itself.
 //!
-//! What an attacker at a station must not be able to do:
+//! What a station's key must not let anyone do:
 //!
 //! 1. publish as another station (unlock a friend's station, hide activity,
 //!    forge a login), or as a sensor that station does not bridge (silence a
 //!    smoke alarm, fake an all-clear);
-//! 2. send commands to stations as if they came from the agent;
-//! 3. replay an old message to undo a newer one.
+//! 2. command another station as if the agent did;
+//! 3. replay an old message, its own or the agent's, to undo a newer one or
+//!    raise an alarm again.
 //!
 //! What this module provides against them: every message is authenticated
 //! with HMAC-SHA256 under a **per-station key**, 32 random bytes issued at
@@ -37,19 +40,28 @@
 //! escaped character), and a genuine message must never be refused as
 //! forged.
 //!
-//! What the receivers do with it (the agent's side belongs to the agent):
-//! verify the MAC with the key of the station the topic names, check that
-//! the envelope's sender is that station, and that a sensor topic names a
-//! sensor enrolled as bridged by it; refuse duplicates by message id and
-//! sequence number, and messages whose timestamp is far from the agent's
-//! clock (replay of sequenced messages is thus refused as a duplicate, and
-//! of live ones bounded in time).
+//! What the receivers do with it: verify the MAC with the key of the
+//! station the topic names, check that the envelope's sender is that
+//! station, and that a sensor topic names a sensor enrolled as bridged by
+//! it. Replays are refused by the envelope's `seq` and `ts`: the agent keeps
+//! each station's newest accepted sequence numbers in its database and
+//! answers one accepted before as a duplicate, after any restart;
+//! unnumbered messages (telemetry, status) count only within a window
+//! around the agent's clock. Commands carry the agent's own number (never
+//! reused, whatever the clock does) and time; the collector carries one out
+//! only if it is numbered after the last it carried out (kept on its disk)
+//! and made within its window.
 //!
-//! Out of scope: an attacker with administrator rights on a station owns
-//! that station's key and can speak for that station and its sensors (only
-//! those); the key file is readable by the service account only. TLS (with
-//! the CA and optional client certificates) protects confidentiality on the
-//! wire and is configured separately. Keys are rotated by enrolling again.
+//! What the key does let its holder do (out of scope, bounded): speak for
+//! that one station and its sensors, and, since the agent signs that
+//! station's commands with the same key, forge commands to that station
+//! alone. An unlock forged so is not a session at the agent: the station is
+//! then reported unlocked without one, which the agent treats as
+//! unregistered use (locks it, opens an incident). The key file is readable
+//! by the service account only; keys are rotated by enrolling again. TLS
+//! (with the CA and client certificates) protects confidentiality on the
+//! wire and is configured separately; the embedded bus speaks plain MQTT on
+//! the venue LAN.
 
 use std::fmt;
 

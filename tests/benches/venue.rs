@@ -412,10 +412,11 @@ fn main() {
         .collect();
     let window = Duration::from_secs(env_number("NETBAR_BENCH_SECS", 30));
     let with_mosquitto = std::env::var("NETBAR_BENCH_BROKERS").map_or(true, |brokers| brokers.contains("mosquitto"));
-    let enrolled = Enrolled::new(counts.iter().copied().max().unwrap_or(1000));
     let mosquitto = with_mosquitto.then(Mosquitto::start);
     let mut rows = Vec::new();
     for &stations in &counts {
+        // Exactly the stations simulated are enrolled (and the probe).
+        let enrolled = Enrolled::new(stations);
         let embedded = run("embedded", &enrolled, stations, window, None);
         let stop = embedded.limit.is_some();
         rows.push(embedded);

@@ -21,6 +21,7 @@ const TEXT = {
     "checkout.title": "Check out", "checkout.ticket": "Ticket", "checkout.submit": "Check out", "checkout.done": "Checked out: {ticket}",
     "floor.title": "Floor", "state.free": "Free", "state.in_session": "In session", "state.locked": "Locked", "state.offline": "Offline", "state.alarm": "Alarm",
     "held.unregistered": "used without registration", "held.staff": "locked by staff", "held.policy": "time is up",
+    "clock.off": "clock off by {n} s",
     "station.title": "Station", "station.ticket": "Ticket", "station.open": "Open for ticket", "station.lock": "Lock",
     "station.message": "Message to the customer", "station.send": "Send", "station.opened": "Opened.", "station.locked": "Locked.", "station.sent": "Sent.",
     "minutes": "{n} min",
@@ -63,6 +64,7 @@ const TEXT = {
     "checkout.title": "下机结账", "checkout.ticket": "上机码", "checkout.submit": "下机", "checkout.done": "已下机：{ticket}",
     "floor.title": "机位图", "state.free": "空闲", "state.in_session": "上机中", "state.locked": "已锁定", "state.offline": "离线", "state.alarm": "告警",
     "held.unregistered": "未登记使用", "held.staff": "店员锁定", "held.policy": "时间已到",
+    "clock.off": "时钟偏差 {n} 秒",
     "station.title": "机位", "station.ticket": "上机码", "station.open": "凭码开机", "station.lock": "锁定",
     "station.message": "发送给顾客的消息", "station.send": "发送", "station.opened": "已开机。", "station.locked": "已锁定。", "station.sent": "已发送。",
     "minutes": "{n} 分钟",
@@ -220,6 +222,7 @@ function render(data) {
     let what = t("state." + station.state);
     if (station.state === "in_session" && station.session) what += ` · ${t("minutes", { n: minutesSince(station.session.started) })}`;
     if (station.state === "locked" && station.held) what += ` · ${t("held." + station.held)}`;
+    if (station.clock_skew_seconds) what += ` · ${t("clock.off", { n: station.clock_skew_seconds })}`;
     const tile = el("div", { class: `tile ${station.state}${selected === station.id ? " selected" : ""}`, "data-station": station.id, "data-state": station.state,
       onclick: () => select(station.id) }, el("div", { class: "id" }, station.id), el("div", { class: "what" }, what));
     if (station.session) tile.append(el("div", { class: "what" }, station.session.ticket));

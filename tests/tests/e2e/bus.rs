@@ -14,7 +14,7 @@ use netbar_tests::{Process, binary, wait_for};
 use std::process::Command as Run;
 
 use super::agent::{Venue, collector};
-use super::deploy::{broker_files, deploy_broker, enroll_with_certificate, tls_client, venue_pki};
+use super::deploy::{enroll_with_certificate, on_the_deploy_broker, tls_client};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -38,21 +38,7 @@ impl Setup {
         let ca = venue.dir.path().join("data").join("pki").join("ca.pem");
         let mut broker = None;
         if bus == Bus::Mosquitto {
-            let folder = venue_pki(&venue);
-            let files = broker_files(&folder);
-            let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
-            let (process, port) = deploy_broker(&venue.dir, "mosquitto", &["netbar.conf"], "/etc/mosquitto/netbar", &files, &[]);
-            let text = std::fs::read_to_string(&venue.config)
-                .unwrap()
-                .replace("mode = \"embedded\"", "mode = \"external\"")
-                .replace("# host = \"127.0.0.1\"", "host = \"127.0.0.1\"")
-                .replace("# port = 1883", &format!("port = {port}"))
-                .replace(&format!("advertise = \"127.0.0.1:{}\"", venue.port), &format!("advertise = \"127.0.0.1:{port}\""))
-                .replace("# tls = { ca_file = \"/var/lib/netbar/pki/ca.pem\", client_cert = \"/var/lib/netbar/pki/agent.pem\", client_key = \"/var/lib/netbar/pki/agent.key\" }",
-                    "tls = { ca_file = \"data/pki/ca.pem\", client_cert = \"data/pki/agent.pem\", client_key = \"data/pki/agent.key\" }");
-            std::fs::write(&venue.config, text).unwrap();
-            venue.port = port;
-            broker = Some(process);
+            broker = Some(on_the_deploy_broker(&mut venue).1);
         }
         Setup { venue, bus, ca, _broker: broker }
     }

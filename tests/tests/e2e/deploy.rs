@@ -388,6 +388,29 @@ fn the_deploy_mosquitto_config_keeps_each_station_to_its_own_topics() {
     assert!(refused.is_err(), "{refused:?}");
 }
 
+/// The venue on its own CA, its agent on mosquitto run with the deploy/
+/// config, over TLS with the certificate `pki init` made (its files given
+/// relative to the agent's config, as an installer may write them). Returns
+/// the broker's files and the broker.
+pub(super) fn on_the_deploy_broker(venue: &mut Venue) -> (std::path::PathBuf, netbar_tests::Process) {
+    let folder = venue_pki(venue);
+    let files = broker_files(&folder);
+    let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
+    let (broker, port) = deploy_broker(&venue.dir, "mosquitto", &["netbar.conf"], "/etc/mosquitto/netbar", &files, &[]);
+    let text = std::fs::read_to_string(&venue.config)
+        .unwrap()
+        .replace("mode = \"embedded\"", "mode = \"external\"")
+        .replace("# host = \"127.0.0.1\"", "host = \"127.0.0.1\"")
+        .replace("# port = 1883", &format!("port = {port}"))
+        .replace(&format!("advertise = \"127.0.0.1:{}\"", venue.port), &format!("advertise = \"127.0.0.1:{port}\""))
+        .replace("# tls = { ca_file = \"/var/lib/netbar/pki/ca.pem\", client_cert = \"/var/lib/netbar/pki/agent.pem\", client_key = \"/var/lib/netbar/pki/agent.key\" }",
+            "tls = { ca_file = \"data/pki/ca.pem\", client_cert = \"data/pki/agent.pem\", client_key = \"data/pki/agent.key\" }");
+    assert!(text.contains("tls = { ca_file = \"data/pki/ca.pem\""), "the example tls line is in the printed config");
+    std::fs::write(&venue.config, text).unwrap();
+    venue.port = port;
+    (folder, broker)
+}
+
 /// The broker's files from `venue_pki`, as `deploy_broker` takes them.
 pub(super) fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
     ["ca.pem", "broker.pem", "broker.key", "crl.pem"].into_iter().map(|name| (name, folder.join(name))).collect()
@@ -402,22 +425,7 @@ pub(super) fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathB
 #[test]
 fn a_venue_on_its_own_ca_until_a_station_is_revoked() {
     let mut venue = Venue::new("venue-ca");
-    let folder = venue_pki(&venue);
-    let files = broker_files(&folder);
-    let files: Vec<(&str, &Path)> = files.iter().map(|(name, path)| (*name, path.as_path())).collect();
-    let (mut broker, port) = deploy_broker(&venue.dir, "mosquitto", &["netbar.conf"], "/etc/mosquitto/netbar", &files, &[]);
-    // The agent's TLS files relative to its config, as an installer may write them.
-    let text = std::fs::read_to_string(&venue.config)
-        .unwrap()
-        .replace("mode = \"embedded\"", "mode = \"external\"")
-        .replace("# host = \"127.0.0.1\"", "host = \"127.0.0.1\"")
-        .replace("# port = 1883", &format!("port = {port}"))
-        .replace(&format!("advertise = \"127.0.0.1:{}\"", venue.port), &format!("advertise = \"127.0.0.1:{port}\""))
-        .replace("# tls = { ca_file = \"/var/lib/netbar/pki/ca.pem\", client_cert = \"/var/lib/netbar/pki/agent.pem\", client_key = \"/var/lib/netbar/pki/agent.key\" }",
-            "tls = { ca_file = \"data/pki/ca.pem\", client_cert = \"data/pki/agent.pem\", client_key = \"data/pki/agent.key\" }");
-    assert!(text.contains("tls = { ca_file = \"data/pki/ca.pem\""), "the example tls line is in the printed config");
-    std::fs::write(&venue.config, text).unwrap();
-    venue.port = port;
+    let (folder, mut broker) = on_the_deploy_broker(&mut venue);
 
     let stations = [enroll_with_certificate(&venue, "st-1"), enroll_with_certificate(&venue, "st-2")];
     let csr = stations[0].join("st-1.csr");
