@@ -62,9 +62,9 @@ impl Clock {
 /// What the store thread does, in order.
 enum StoreRequest {
     Append(Timestamp, LogEntry, Option<Outbound>, oneshot::Sender<Result<Entry, StoreError>>),
-    /// A station's sequence number accepted: committed with the entries
-    /// queued beside it.
-    Accept(String, u64, oneshot::Sender<Result<(), StoreError>>),
+    /// Stations' sequence numbers accepted, each with whom to tell once
+    /// committed (with the entries queued beside them).
+    Accept(Vec<((String, u64), Reply<()>)>),
     /// A summary for the regulator, on its own, and the end of its period.
     Enqueue(Timestamp, Outbound, Option<Timestamp>, oneshot::Sender<Result<Option<u64>, StoreError>>),
     QueuedAfter(u64, usize, oneshot::Sender<Result<Vec<Queued>, StoreError>>),
@@ -124,7 +124,7 @@ impl Batch {
     fn add(&mut self, request: StoreRequest) -> Option<StoreRequest> {
         match request {
             StoreRequest::Append(at, entry, outbound, reply) => self.entries.push((at, entry, outbound, reply)),
-            StoreRequest::Accept(station, seq, reply) => self.accepted.push(((station, seq), reply)),
+            StoreRequest::Accept(accepted) => self.accepted.extend(accepted),
             other => return Some(other),
         }
         None
@@ -284,16 +284,14 @@ impl StoreHandle {
         Pending(committed)
     }
 
-    /// Notes a station's sequence number as accepted, committed with the
-    /// entries queued beside it.
-    async fn accept(&self, station: &str, seq: u64) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (reply, committed) = oneshot::channel();
-        if let Err(mpsc::error::SendError(StoreRequest::Accept(.., reply))) =
-            self.requests.send(StoreRequest::Accept(station.to_owned(), seq, reply)).await
-        {
-            let _ = reply.send(Err(stopped()));
+    /// Notes stations' sequence numbers as accepted, in one transaction
+    /// (with the entries queued beside them); each is told when committed.
+    async fn accept(&self, accepted: Vec<((String, u64), Reply<()>)>) {
+        if let Err(mpsc::error::SendError(StoreRequest::Accept(accepted))) = self.requests.send(StoreRequest::Accept(accepted)).await {
+            for (_, reply) in accepted {
+                let _ = reply.send(Err(stopped()));
+            }
         }
-        committed
     }
 
     /// Queues a summary for the regulator on its own, ending its period at
@@ -525,6 +523,10 @@ impl Sequences {
     }
 }
 
+/// How often the sequence numbers accepted meanwhile go to the store (their
+/// receipts wait for it).
+const ACCEPTED_EVERY: Duration = Duration::from_millis(50);
+
 /// How long a worked-out next deadline of the venue is used before it is
 /// worked out again.
 const DEADLINE_FRESH: Duration = Duration::from_millis(200);
@@ -562,6 +564,8 @@ struct Agent {
     enrollments_read: tokio::time::Instant,
     venue: Venue,
     sequences: Sequences,
+    /// Sequence numbers accepted since they were last sent to the store.
+    accepted: Vec<((String, u64), Reply<()>)>,
     command_numbers: CommandNumbers,
     /// Stations whose clocks are off: seconds ahead (negative: behind).
     skews: HashMap<String, i64>,
@@ -721,8 +725,12 @@ impl Agent {
         let effects = self.venue.on_message(self.clock.now(), &station, &envelope.message);
         let mut commits = self.apply(effects).await;
         if sequenced {
+            // Committed with the others accepted within ACCEPTED_EVERY: one
+            // transaction for many stations' messages, not one each.
             self.sequences.accept(station.as_str(), envelope.seq);
-            commits.1 = Some(self.store.accept(station.as_str(), envelope.seq).await);
+            let (reply, committed) = oneshot::channel();
+            self.accepted.push(((station.to_string(), envelope.seq), reply));
+            commits.1 = Some(committed);
         }
         if commits.0.is_empty() && !sequenced {
             return;
@@ -1236,6 +1244,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
         enrollments_read: tokio::time::Instant::now(),
         venue,
         sequences,
+        accepted: Vec::new(),
         command_numbers,
         skews: HashMap::new(),
         refusals,
@@ -1267,6 +1276,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     enrollments.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Refusals counted quietly are said once their minute is over.
     let mut refusal_lines = tokio::time::interval(Duration::from_secs(5));
+    let mut accepted_out = tokio::time::interval(ACCEPTED_EVERY);
+    accepted_out.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     refusal_lines.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What the log says and what is due at once: a truncation found at
     // opening, and whatever fell due while the agent was down (a curfew
@@ -1347,6 +1358,10 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             },
             _ = enrollments.tick() => agent.read_enrollments().await,
             _ = refusal_lines.tick() => agent.refusals.log_counts(),
+            _ = accepted_out.tick(), if !agent.accepted.is_empty() => {
+                let accepted = std::mem::take(&mut agent.accepted);
+                agent.store.accept(accepted).await;
+            }
             () = &mut shutdown => break,
         }
     }
@@ -1356,6 +1371,8 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     while let Some(request) = requests.recv().await {
         agent.on_request(request).await;
     }
+    let accepted = std::mem::take(&mut agent.accepted);
+    agent.store.accept(accepted).await;
     agent.store.flush().await;
     while agent.waiting.join_next().await.is_some() {}
     // A clean disconnect sends no last will: say it.

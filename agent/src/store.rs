@@ -673,10 +673,13 @@ impl Store {
                 head = (seq, hash);
             }
         }
-        transaction.execute(
-            "INSERT INTO anchor (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            params![head.0 as i64, head.1],
-        )?;
+        if !appended.is_empty() {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO anchor (id, seq, hash) VALUES (1, ?1, ?2) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                )?
+                .execute(params![head.0 as i64, head.1])?;
+        }
         transaction.commit()?;
         self.head = head;
         self.pending = pending;

@@ -69,7 +69,7 @@ fn uniform(low: f64, high: f64) -> f64 {
 
 /// Runs the simulation until Ctrl-C or `quit`.
 pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=5000).contains(&args.stations), "--stations must be between 1 and 5000");
+    anyhow::ensure!((1..=20_000).contains(&args.stations), "--stations must be between 1 and 20000");
     anyhow::ensure!(args.pace > 0.0 && args.pace.is_finite(), "--pace must be a positive number");
     anyhow::ensure!((0.05..=3600.0).contains(&args.interval), "--interval must be between 0.05 and 3600 seconds");
     let name = args.venue.clone().or_else(|| base.as_ref().map(|c| c.station.venue.to_string())).unwrap_or_else(|| "demo".to_owned());

@@ -223,15 +223,26 @@ pub(crate) struct Bus {
 impl Bus {
     /// Starts the bus on the current runtime, listening once this returns,
     /// with its supervisor.
+    ///
+    /// The connections are served on a thread of their own, one runtime
+    /// with one thread (as mosquitto serves them from one loop): a message
+    /// passes from a station's connection to the agent's without waking
+    /// another thread, and the agent's work never holds the bus up. The
+    /// supervisor runs on the caller's runtime and reaches the bus as a
+    /// client would.
     pub(crate) async fn start(settings: &Settings, gate: Arc<Gate>, refusals: Arc<Refusals>) -> anyhow::Result<Bus> {
         anyhow::ensure!((1..=100_000).contains(&settings.max_connections), "broker max_connections must be between 1 and 100000");
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("the embedded broker cannot listen on {}", settings.listen))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the bus's runtime")?;
+        let serving = runtime.handle().clone();
+        let listener = bind(settings.listen, &serving)?;
+        std::thread::Builder::new()
+            .name("bus".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .context("cannot start the bus's thread")?;
         let shared = Arc::new(Shared::new(gate.clone(), refusals.clone(), settings.max_connections));
-        let acceptor = tokio::spawn(accept(listener, shared.clone()));
+        let acceptor = serving.spawn(accept(listener, shared.clone()));
         let bus = Bus { gate, current: Arc::new(Mutex::new(shared)), health: Arc::default() };
-        tokio::spawn(bus.clone().supervise(settings.clone(), refusals, acceptor));
+        tokio::spawn(bus.clone().supervise(settings.clone(), refusals, serving, acceptor));
         Ok(bus)
     }
 
@@ -247,7 +258,13 @@ impl Bus {
         }
     }
 
-    async fn supervise(self, settings: Settings, refusals: Arc<Refusals>, mut acceptor: tokio::task::JoinHandle<()>) {
+    async fn supervise(
+        self,
+        settings: Settings,
+        refusals: Arc<Refusals>,
+        serving: tokio::runtime::Handle,
+        mut acceptor: tokio::task::JoinHandle<()>,
+    ) {
         let address = match settings.listen.ip() {
             ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], settings.listen.port())),
             ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, settings.listen.port())),
@@ -289,7 +306,7 @@ impl Bus {
             shared.retired.send_replace(true);
             let fresh = Arc::new(Shared::new(self.gate.clone(), refusals.clone(), settings.max_connections));
             let listener = loop {
-                match tokio::net::TcpListener::bind(settings.listen).await {
+                match bind(settings.listen, &serving) {
                     Ok(listener) => break listener,
                     Err(error) => {
                         tracing::error!(%error, listen = %settings.listen, "cannot listen again for the embedded bus; retrying");
@@ -297,7 +314,7 @@ impl Bus {
                     }
                 }
             };
-            acceptor = tokio::spawn(accept(listener, fresh.clone()));
+            acceptor = serving.spawn(accept(listener, fresh.clone()));
             *self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
             let restarts = self.health.restarts.fetch_add(1, Ordering::Relaxed) + 1;
             failures = 0;
@@ -311,6 +328,19 @@ impl Bus {
     fn stall(&self, stalled: bool) {
         self.current().stalled.store(stalled, Ordering::Relaxed);
     }
+}
+
+/// Listens on the bus's address, on the bus's runtime (`serving`), the
+/// address reusable at once after a restart.
+fn bind(listen: SocketAddr, serving: &tokio::runtime::Handle) -> anyhow::Result<tokio::net::TcpListener> {
+    let _entered = serving.enter();
+    let listening = || {
+        let socket = if listen.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen)?;
+        socket.listen(1024)
+    };
+    listening().with_context(|| format!("the embedded broker cannot listen on {listen}"))
 }
 
 async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {

@@ -484,11 +484,14 @@ fn a_captured_unlock_sent_again_is_refused_by_the_collector_after_any_restart() 
     let bus = netbar_tests::Client::connect(rogue.port, &[&topic("st-1", "status")]);
     let locked = || std::fs::read_to_string(station.join("locked")).unwrap_or_default().trim() == "yes";
     // The collector online (it subscribes to its commands before it says so).
-    let online = || {
-        bus.expect("the collector online", DEADLINE, |_, payload| {
-            decode(payload).ok().filter(|e| matches!(&e.message, Message::StationStatus(status) if status.online)).map(drop)
+    let status = |online: bool| {
+        bus.expect(if online { "the collector online" } else { "its last will" }, DEADLINE, |_, payload| {
+            decode(payload).ok().filter(|e| matches!(&e.message, Message::StationStatus(status) if status.online == online)).map(drop)
         })
     };
+    let online = || status(true);
+    // Killed: its last will comes after every status it told before.
+    let gone = || status(false);
     let seq = u64::try_from(Timestamp::now().as_microsecond()).unwrap();
     // Made half a minute ago, as a captured command would be.
     let unlock = Action::Unlock { session_id: "s-1".into(), request_id: None, until: None };
@@ -510,6 +513,7 @@ fn a_captured_unlock_sent_again_is_refused_by_the_collector_after_any_restart() 
     wait_for("the lock carried out", DEADLINE, locked);
 
     running.kill();
+    gone();
     let mut running = collector(&station, "", "yes\n");
     online();
     bus.publish(&command_topic, captured.clone());
@@ -517,6 +521,7 @@ fn a_captured_unlock_sent_again_is_refused_by_the_collector_after_any_restart() 
     assert!(locked(), "the station stayed locked");
 
     running.kill();
+    gone();
     std::fs::remove_file(station.join("spool").join("last-command")).unwrap();
     window(10);
     let running = collector(&station, "", "yes\n");

@@ -426,6 +426,7 @@ pub(super) fn broker_files(folder: &Path) -> Vec<(&'static str, std::path::PathB
 fn a_venue_on_its_own_ca_until_a_station_is_revoked() {
     let mut venue = Venue::new("venue-ca");
     let (folder, mut broker) = on_the_deploy_broker(&mut venue);
+    let port = venue.port;
 
     let stations = [enroll_with_certificate(&venue, "st-1"), enroll_with_certificate(&venue, "st-2")];
     let csr = stations[0].join("st-1.csr");
