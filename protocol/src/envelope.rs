@@ -134,10 +134,13 @@ pub struct Envelope {
     pub venue: VenueId,
     /// Who claims to have sent it.
     pub sender: Sender,
-    /// Per-sender sequence number, starting at 1 and increasing by one per
-    /// message of that sender that needs delivery, so a receiver sees gaps and
-    /// duplicates; 0 for messages outside the sequence (retained status, last
-    /// will), which are never acknowledged.
+    /// Per-sender sequence number, increasing by one per message of that
+    /// sender that needs delivery (a station with no record of its numbers
+    /// starts from its clock in microseconds), so a receiver sees gaps,
+    /// duplicates and replays; the agent's commands carry the agent's own
+    /// command number, never reused. 0 for messages outside the sequence
+    /// (telemetry sent live, retained status, last will, receipts), which
+    /// count only within a window around the receiver's clock.
     pub seq: u64,
     /// The typed body; its kind is written next to it on the wire.
     pub message: Message,

@@ -36,7 +36,7 @@ fn envelope_schema(kind: Kind, generator: &mut SchemaGenerator) -> Schema {
             "ts": ts,
             "venue": venue,
             "sender": sender,
-            "seq": { "type": "integer", "minimum": 0, "description": "Per-sender sequence number; 0 for messages outside the sequence (retained status, last will)." },
+            "seq": { "type": "integer", "minimum": 0, "description": "Per-sender sequence number, never reused: a receiver refuses one it accepted before; the agent's commands carry its own command number. 0 for messages outside the sequence (live telemetry, retained status, last will, receipts), which count only within a window around the receiver's clock." },
             "kind": { "const": kind.as_str() },
             "body": body,
             "mac": mac,
