@@ -472,10 +472,6 @@ impl CommandNumbers {
     }
 }
 
-fn clock_micros() -> u64 {
-    u64::try_from(Timestamp::now().as_microsecond()).unwrap_or(0)
-}
-
 /// What a sequenced message is to the station's sequence.
 #[derive(Debug, PartialEq, Eq)]
 enum Sequenced {
@@ -534,11 +530,6 @@ const DEADLINE_FRESH: Duration = Duration::from_millis(200);
 /// Seconds a station's clock may be off before its tile says so.
 const CLOCK_OFF_AFTER: i64 = 30;
 
-/// How a receipt refusing a stale sequence number begins; the newest number
-/// accepted follows, so a station whose spool was reset numbers its messages
-/// after it and sends them again.
-const STALE_SEQUENCE: &str = netbar_protocol::messages::STALE_SEQUENCE;
-
 /// A station's status saying it is offline: its last will, published by the
 /// broker when the connection dies, so as old as the connection.
 fn is_last_will(message: &Message) -> bool {
@@ -570,7 +561,6 @@ struct Agent {
     /// Stations whose clocks are off: seconds ahead (negative: behind).
     skews: HashMap<String, i64>,
     refusals: Arc<Refusals>,
-    /// What the log says of refusals: a line per sender and reason a minute.
     clock: Clock,
     /// Answers waiting for their commits: receipts, API replies.
     waiting: tokio::task::JoinSet<()>,
@@ -710,7 +700,7 @@ impl Agent {
                 Sequenced::Stale { newest } => {
                     let detail = format_args!("sequence number {} is older than every one kept (the newest is {newest})", envelope.seq);
                     self.refusals.refuse(&format!("station {station}"), "replayed", "message", &detail);
-                    let reason = format!("{STALE_SEQUENCE} {newest}");
+                    let reason = netbar_protocol::messages::stale_sequence(newest);
                     self.publish_to(&station, StationChannel::Delivery, receipt(Delivery::Rejected { reason }));
                     return;
                 }
@@ -881,7 +871,6 @@ impl Agent {
         }
     }
 
-    /// The floor map and the counts at a glance.
     /// Adds how far off each station's clock is (when it is) to its tile.
     fn with_clocks(&self, tiles: &mut [serde_json::Value]) {
         for tile in tiles {
@@ -892,6 +881,7 @@ impl Agent {
         }
     }
 
+    /// The floor map and the counts at a glance.
     async fn floor(&self) -> serde_json::Value {
         let occupancy = self.venue.occupancy();
         let mut tiles = self.venue.floor();
@@ -1155,7 +1145,9 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     }
     let venue = restore_venue(&loaded, &store, clock.now())?;
     let sequences = Sequences::restore(store.accepted_sequences()?);
-    let command_numbers = CommandNumbers::starting(store.reserve_command_numbers(clock_micros(), CommandNumbers::BLOCK)?);
+    let command_numbers = CommandNumbers::starting(
+        store.reserve_command_numbers(netbar_protocol::sequence_from_clock(Timestamp::now()), CommandNumbers::BLOCK)?,
+    );
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "venue restored");
     let outbox_max = loaded.uplink.as_ref().map_or(u64::MAX, |uplink| uplink.outbox_max);
     let store = StoreHandle::start(store, outbox_max)?;
@@ -1344,7 +1336,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             _ = occupancy_sample.tick() => {
                 agent.sample_occupancy();
                 if agent.command_numbers.running_low() {
-                    match agent.store.reserve_command_numbers(clock_micros(), CommandNumbers::BLOCK).await {
+                    match agent.store.reserve_command_numbers(netbar_protocol::sequence_from_clock(Timestamp::now()), CommandNumbers::BLOCK).await {
                         Ok(first) => agent.command_numbers = CommandNumbers::starting(first),
                         Err(error) => tracing::error!(%error, "cannot reserve numbers for commands; going on with the current block"),
                     }

@@ -78,11 +78,9 @@ pub(crate) struct Spool {
 const SEQ_FILE: &str = "last-seq";
 const COMMAND_FILE: &str = "last-command";
 
-/// Microseconds since 1970 by this clock: where a station without a record
-/// of its numbers starts counting, above any number it could have used
-/// before (it sends far fewer than a million messages a second).
+/// Where a station without a record of its numbers counts on from.
 fn clock_micros() -> u64 {
-    u64::try_from(jiff::Timestamp::now().as_microsecond()).unwrap_or(0)
+    netbar_protocol::sequence_from_clock(jiff::Timestamp::now())
 }
 
 impl Spool {

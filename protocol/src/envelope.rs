@@ -148,6 +148,15 @@ pub struct Envelope {
     pub mac: Option<crate::auth::MacTag>,
 }
 
+/// The sequence number a sender with no record of its numbers (a new or
+/// wiped disk, a new database) counts on from: `now` in microseconds since
+/// 1970, above any number it could have used before as long as it sent
+/// fewer than a million numbered messages a second and its clock did not go
+/// back by more than the time since.
+pub fn sequence_from_clock(now: jiff::Timestamp) -> u64 {
+    u64::try_from(now.as_microsecond()).unwrap_or(0)
+}
+
 impl Envelope {
     /// An envelope of the current schema version.
     pub fn new(id: MessageId, ts: Timestamp, venue: VenueId, sender: Sender, seq: u64, message: impl Into<Message>) -> Envelope {

@@ -26,6 +26,11 @@ pub const MAX_TEXT: usize = 1024;
 /// and sends them again.
 pub const STALE_SEQUENCE: &str = "stale_sequence: the newest accepted is";
 
+/// The reason of a stale-sequence rejection giving `newest`.
+pub fn stale_sequence(newest: u64) -> String {
+    format!("{STALE_SEQUENCE} {newest}")
+}
+
 /// The newest accepted sequence number a stale-sequence rejection gives.
 pub fn stale_sequence_newest(reason: &str) -> Option<u64> {
     reason.strip_prefix(STALE_SEQUENCE)?.trim().parse().ok()
@@ -883,5 +888,17 @@ impl Heartbeat {
             Some(head) => check_hash("log_head.hash", &head.hash),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_sequence_rejection_gives_back_its_number() {
+        assert_eq!(stale_sequence_newest(&stale_sequence(1_764_000_000_000_123)), Some(1_764_000_000_000_123));
+        assert_eq!(stale_sequence_newest("duplicate"), None);
+        assert_eq!(stale_sequence_newest(STALE_SEQUENCE), None, "no number");
     }
 }

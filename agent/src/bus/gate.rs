@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use netbar_protocol::{StationChannel, StationKey, Topic};
+use netbar_protocol::{StationChannel, StationKey};
 
 use crate::run::AGENT;
 
@@ -101,31 +101,31 @@ impl Gate {
         topic.strip_prefix("netbar/v1/")?.strip_prefix(self.venue.as_str())?.strip_prefix('/')
     }
 
+    /// The channel of station `id`'s own topic `topic` in this venue, if
+    /// it is one (without parsing into owned names: this runs for every
+    /// message a station sends). Station ids hold no `/`, `+` or `#`, so a
+    /// wildcard never matches.
+    fn own_channel(&self, id: &str, topic: &str) -> Option<StationChannel> {
+        let rest = self.in_venue(topic)?.strip_prefix("station/")?.strip_prefix(id)?.strip_prefix('/')?;
+        StationChannel::from_level(rest)
+    }
+
     /// Whether `who` may publish on `topic`.
     pub(crate) fn may_publish(&self, who: &Identity, topic: &str) -> bool {
         match who {
             Identity::Agent => self.in_venue(topic).is_some(),
             Identity::Canary => topic == self.canary_topic(),
-            Identity::Station(id) => match Topic::parse(topic) {
-                Ok(Topic::Station { venue, station, channel }) => {
-                    venue.as_str() == self.venue
-                        && station.as_str() == id
-                        && matches!(
-                            channel,
-                            StationChannel::Status | StationChannel::Telemetry | StationChannel::Event | StationChannel::Ack
-                        )
+            Identity::Station(id) => match self.own_channel(id, topic) {
+                Some(channel) => {
+                    matches!(channel, StationChannel::Status | StationChannel::Telemetry | StationChannel::Event | StationChannel::Ack)
                 }
-                Ok(Topic::Sensor { venue, sensor }) => {
-                    venue.as_str() == self.venue
-                        && self
-                            .enrolled
-                            .read()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .sensors
-                            .get(sensor.as_str())
-                            .is_some_and(|bridge| bridge == id)
+                None => {
+                    let sensor = self.in_venue(topic).and_then(|rest| rest.strip_prefix("sensor/")?.strip_suffix("/reading"));
+                    sensor.is_some_and(|sensor| {
+                        let enrolled = self.enrolled.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        enrolled.sensors.get(sensor).is_some_and(|bridge| bridge == id)
+                    })
                 }
-                _ => false,
             },
         }
     }
@@ -137,15 +137,10 @@ impl Gate {
         match who {
             Identity::Agent => self.in_venue(filter).is_some(),
             Identity::Canary => filter == self.canary_topic(),
-            Identity::Station(id) => match Topic::parse(filter) {
-                Ok(Topic::Station { venue, station, channel }) => {
-                    venue.as_str() == self.venue
-                        && station.as_str() == id
-                        && matches!(channel, StationChannel::Command | StationChannel::Delivery)
-                }
-                Ok(Topic::Agent { venue }) => venue.as_str() == self.venue,
-                _ => false,
-            },
+            Identity::Station(id) => {
+                self.own_channel(id, filter).is_some_and(|channel| matches!(channel, StationChannel::Command | StationChannel::Delivery))
+                    || self.in_venue(filter) == Some("agent/status")
+            }
         }
     }
 }
@@ -196,6 +191,9 @@ mod tests {
         assert!(!gate.may_publish(&st("st-1"), "netbar/v1/venue-1/agent/status"));
         assert!(!gate.may_publish(&st("st-1"), "netbar/v1/venue-1/agent/canary"));
         assert!(!gate.may_publish(&st("st-1"), "anything/else"));
+        assert!(!gate.may_publish(&st("st-1"), "netbar/v1/venue-1/station/st-1/event/more"), "a level more");
+        assert!(!gate.may_publish(&st("st-1"), "netbar/v1/venue-1/station/st-10/event"), "a station whose id begins with st-1's");
+        assert!(!gate.may_publish(&st("st-1"), "netbar/v1/venue-1/sensor/smoke-1/reading/more"));
         assert!(gate.may_publish(&Identity::Agent, "netbar/v1/venue-1/station/st-1/command"));
         assert!(!gate.may_publish(&Identity::Agent, "netbar/v1/venue-2/station/st-1/command"));
         assert!(gate.may_publish(&Identity::Canary, "netbar/v1/venue-1/agent/canary"));
@@ -218,6 +216,9 @@ mod tests {
             "netbar/v1/venue-1/station/st-1/event",
             "netbar/v1/venue-1/sensor/+/reading",
             "netbar/v1/venue-1/agent/canary",
+            "netbar/v1/venue-1/station/st-1/#",
+            "netbar/v1/venue-1/station/st-1/+",
+            "netbar/v1/venue-1/agent/+",
             "$SYS/#",
         ] {
             assert!(!gate.may_subscribe(&st("st-1"), filter), "{filter}");
