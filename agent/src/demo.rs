@@ -73,7 +73,7 @@ fn prepare(dir: &Path, args: &Args, mqtt: u16, http: u16) -> anyhow::Result<(Pat
         store.enroll_station(&id, &key, now, true)?;
         let station_dir = dir.join("stations").join(&id);
         std::fs::create_dir_all(&station_dir)?;
-        crate::private::write_private(&station_dir.join("station.key"), &format!("{}\n", key.to_hex()))?;
+        netbar_host::private::write_private(&station_dir.join("station.key"), &format!("{}\n", key.to_hex()))?;
         if n % 10 == 1 {
             store.enroll_sensor(&format!("smoke-{id}"), &id, "smoke", now)?;
         }

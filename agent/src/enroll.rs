@@ -22,8 +22,8 @@ use netbar_protocol::{SensorId, StationId, StationKey};
 
 use crate::config::{BrokerMode, Loaded};
 use crate::pki::Authority;
-use crate::private::{create_folder, write_private, write_public};
 use crate::store::Store;
+use netbar_host::private::{create_folder, write_private, write_public};
 
 /// `enroll` subcommands.
 #[derive(Debug, clap::Subcommand)]

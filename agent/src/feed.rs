@@ -51,7 +51,7 @@ impl Feed {
         if !path.exists() {
             let key: [u8; 32] = rand::random();
             let text = netbar_protocol::auth::hex(&key);
-            crate::private::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            netbar_host::private::write_private(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let text = text.trim();

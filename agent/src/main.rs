@@ -20,18 +20,12 @@ mod http;
 mod instance;
 mod journal;
 mod pki;
-#[path = "../../collector/src/private.rs"]
-mod private;
 mod records;
 mod refusals;
 mod regulator;
 mod run;
-#[path = "../../collector/src/service.rs"]
-mod service;
 mod store;
 mod synthetic;
-#[path = "../../collector/src/transport.rs"]
-mod transport;
 mod uplink;
 mod users;
 mod venue;
@@ -133,83 +127,22 @@ enum Command {
     },
 }
 
-/// How the agent is installed as a service.
-pub(crate) const SERVICE: service::Service = service::Service {
-    name: "netbar-agent",
-    description: "netbar venue agent",
-    arguments: "run --config {config}",
-    windows_arguments: "service --config {config}",
-    memory_max: "512M",
-    open_files: 65536,
-    cpu_weight: 100,
-    user: "netbar",
-    // The default `[data] dir`.
-    state_directory: "netbar",
-};
-
-/// The --config given on the command line, for the service entry point.
-static CONFIG_PATH: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+use netbar_host::service::{self, AGENT as SERVICE};
 
 /// Runs the agent until `shutdown` resolves: `run` and the Windows service
 /// both come here. A Windows service has no console, so it logs to files.
-pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let loaded = config::Config::load(&config::locate(CONFIG_PATH.get().and_then(|path| path.as_deref())))?;
-    let level = std::env::var("NETBAR_LOG").ok().and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok());
-    // rumqttd logs every connection and subscription at info: at the scale of
-    // a venue that drowns the agent's own log, so it is held to warnings.
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_default(level.unwrap_or(tracing_subscriber::filter::LevelFilter::INFO))
-        .with_target("rumqttd", tracing_subscriber::filter::LevelFilter::WARN);
+fn run_service(config: Option<&std::path::Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let loaded = config::Config::load(&config::locate(config))?;
     let log_dir = loaded.config.log.dir.clone().or_else(|| {
         (cfg!(windows) && as_service)
             .then(|| netbar_protocol::settings::system_path("logs", true, std::env::var_os("ProgramData").map(Into::into)))
     });
-    let _guard = match log_dir {
-        None => {
-            let _ =
-                tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).with(filter).try_init();
-            None
-        }
-        Some(dir) => {
-            private::log_folder(&dir)?;
-            let appender = tracing_appender::rolling::Builder::new()
-                .rotation(tracing_appender::rolling::Rotation::DAILY)
-                .filename_prefix("netbar-agent")
-                .filename_suffix("log")
-                .max_log_files(loaded.config.log.keep_files.max(1))
-                .build(&dir)
-                .map_err(|error| anyhow::anyhow!("cannot log to {}: {error}", dir.display()))?;
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer);
-            let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
-            Some(guard)
-        }
-    };
+    let _guard = netbar_host::logging::init(SERVICE.name, log_dir.as_deref(), loaded.config.log.keep_files)?;
     for notice in &loaded.notices {
         tracing::warn!("configuration: {notice}");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run::run(loaded, shutdown))
-}
-
-/// Resolves on Ctrl-C, or SIGTERM on Unix (what systemd sends).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
@@ -233,10 +166,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckId(args) => check_id::run(args),
         Command::Records(command) => records::run(command),
-        Command::Run { config } => {
-            let _ = CONFIG_PATH.set(config);
-            run_service(false, shutdown_signal()).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Run { config } => run_service(config.as_deref(), false, netbar_host::shutdown()).map(|()| ExitCode::SUCCESS),
         Command::InstallService { config, unit_dir, no_systemctl } => {
             // Refuse to install a service that would fail at start.
             let path = config::locate(config.as_deref());
@@ -253,13 +183,14 @@ fn main() -> ExitCode {
             })
         }
         Command::Service { config } => {
-            let _ = CONFIG_PATH.set(config);
             #[cfg(windows)]
             {
-                service::run_dispatcher().map(|()| ExitCode::SUCCESS)
+                service::run_dispatcher(&SERVICE, Box::new(move |stop| run_service(config.as_deref(), true, stop)))
+                    .map(|()| ExitCode::SUCCESS)
             }
             #[cfg(not(windows))]
             {
+                let _ = config;
                 Err(anyhow::anyhow!("`service` is the Windows service entry point; on Linux, systemd runs `run`"))
             }
         }

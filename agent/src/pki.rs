@@ -21,8 +21,8 @@ use rcgen::{
 };
 
 use crate::config::Loaded;
-use crate::private::{create_folder, write_private, write_public};
 use crate::store::{Issued, Store};
+use netbar_host::private::{create_folder, write_private, write_public};
 
 /// How long a revocation list is valid: as long as a CA. A broker that
 /// checks revocation refuses every client once its list has expired, and a

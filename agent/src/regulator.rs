@@ -349,7 +349,11 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     if tls {
         let ca = args.ca.as_deref().context("--ca is required with mqtts:// (the CA that signed the broker's certificate)")?;
-        options.set_transport(rumqttc::Transport::Tls(crate::transport::tls_configuration(ca, args.cert.as_deref(), args.key.as_deref())?));
+        options.set_transport(rumqttc::Transport::Tls(netbar_host::transport::tls_configuration(
+            ca,
+            args.cert.as_deref(),
+            args.key.as_deref(),
+        )?));
     } else {
         eprintln!("warning: {} is not encrypted", args.broker);
     }

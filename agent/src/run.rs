@@ -1180,7 +1180,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
             let mut options = MqttOptions::new(AGENT, broker.host.clone(), broker.port);
             if let Some(tls) = &broker.tls {
                 let configuration =
-                    crate::transport::tls_configuration(&tls.ca_file, tls.client_cert.as_deref(), tls.client_key.as_deref())
+                    netbar_host::transport::tls_configuration(&tls.ca_file, tls.client_cert.as_deref(), tls.client_key.as_deref())
                         .context("broker.tls")?;
                 options.set_transport(rumqttc::Transport::Tls(configuration));
             }
@@ -1197,7 +1197,7 @@ pub(crate) async fn run(loaded: Loaded, shutdown: impl std::future::Future<Outpu
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     options.set_clean_session(true);
     let (client, mut event_loop) = AsyncClient::new(options, 4096);
-    event_loop.set_network_options(crate::transport::nodelay());
+    event_loop.set_network_options(netbar_host::transport::nodelay());
 
     let (api_requests, mut requests) = mpsc::channel(256);
     let listener = tokio::net::TcpListener::bind(loaded.config.http.listen)

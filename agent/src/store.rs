@@ -543,7 +543,7 @@ impl Store {
             }
             #[cfg(not(unix))]
             let _ = metadata;
-            crate::private::hand_over(&file, false).map_err(|e| StoreError::Unwritable(format!("{e:#}")))?;
+            netbar_host::private::hand_over(&file, false).map_err(|e| StoreError::Unwritable(format!("{e:#}")))?;
         }
         // A longer retention is always accepted; a shorter one would let
         // young records be purged, and the trigger refuses it.

@@ -27,7 +27,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use crate::config::{MqttVersion, UplinkSettings};
 use crate::run::{Clock, Facts, StoreHandle};
 use crate::store::StoreError;
-use crate::transport::{Backoff, tls_configuration};
+use netbar_host::transport::{Backoff, tls_configuration};
 
 /// Most messages sent and not yet acknowledged.
 const WINDOW: usize = 100;
@@ -72,7 +72,7 @@ impl Wire {
                     options.set_credentials(user.clone(), settings.password.clone().unwrap_or_default());
                 }
                 let (client, mut event_loop) = rumqttc::AsyncClient::new(options, WINDOW * 2);
-                event_loop.set_network_options(crate::transport::nodelay());
+                event_loop.set_network_options(netbar_host::transport::nodelay());
                 Wire::V4(client, Box::new(event_loop))
             }
             MqttVersion::V5 => {
@@ -85,7 +85,7 @@ impl Wire {
                 if let Some(user) = &settings.username {
                     options.set_credentials(user.clone(), settings.password.clone().unwrap_or_default());
                 }
-                options.set_network_options(crate::transport::nodelay());
+                options.set_network_options(netbar_host::transport::nodelay());
                 let (client, event_loop) = rumqttc::v5::AsyncClient::new(options, WINDOW * 2);
                 Wire::V5(client, Box::new(event_loop))
             }
@@ -162,7 +162,7 @@ impl Uplink {
             if self.state.connected.swap(false, Ordering::Relaxed) {
                 self.store.set_connected(false).await;
             }
-            let wait = backoff.next();
+            let wait = backoff.next_wait();
             tracing::warn!(broker = %self.settings.url, %reason, retry_in = ?wait, "the regulator's broker is unreachable; the outbox keeps everything");
             tokio::time::sleep(wait).await;
         }

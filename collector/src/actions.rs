@@ -64,14 +64,19 @@ pub(crate) fn level_name(level: NoticeLevel) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A shell command line as an action's argv.
+    fn shell(line: &str) -> Vec<String> {
+        if cfg!(windows) { vec!["cmd".into(), "/C".into(), line.into()] } else { vec!["sh".into(), "-c".into(), line.into()] }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn runs_programs_and_reports_failures() {
-        let echo =
-            vec!["sh".to_owned(), "-c".to_owned(), "printf '%s/%s' \"$0\" \"$1\"".to_owned(), "{level}".to_owned(), "{text}".to_owned()];
-        assert_eq!(run(&echo, "leave now", "evacuation").await.unwrap(), "evacuation/leave now");
-        let failing = vec!["sh".to_owned(), "-c".to_owned(), "echo broken >&2; exit 3".to_owned()];
+        let echo = shell("echo {level}/{text}");
+        assert_eq!(run(&echo, "leave now", "evacuation").await.unwrap().trim_end(), "evacuation/leave now");
+        let failing = shell(if cfg!(windows) { "echo broken 1>&2 & exit /b 3" } else { "echo broken >&2; exit 3" });
         let error = run(&failing, "", "").await.unwrap_err();
-        assert!(error.contains("exit status: 3") && error.contains("broken"), "{error}");
+        assert!(error.contains("exit code: 3") || error.contains("exit status: 3"), "{error}");
+        assert!(error.contains("broken"), "{error}");
         let missing = vec!["/nonexistent/netbar-lock".to_owned()];
         assert!(run(&missing, "", "").await.unwrap_err().contains("cannot run /nonexistent/netbar-lock"));
     }

@@ -12,8 +12,8 @@ use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
 use tokio::sync::mpsc;
 
 use crate::config::Broker;
-pub(crate) use crate::transport::Backoff;
-use crate::transport::tls_configuration;
+pub(crate) use netbar_host::transport::Backoff;
+use netbar_host::transport::tls_configuration;
 
 /// What happened on the link.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ pub(crate) fn options(broker: &Broker, client_id: &str, will: Option<(String, Ve
 /// Starts the client and its event loop task.
 pub(crate) fn start(options: MqttOptions, max_backoff: Duration) -> (AsyncClient, mpsc::Receiver<LinkEvent>) {
     let (client, mut event_loop) = AsyncClient::new(options, 64);
-    event_loop.set_network_options(crate::transport::nodelay());
+    event_loop.set_network_options(netbar_host::transport::nodelay());
     let (events, receiver) = mpsc::channel(256);
     tokio::spawn(drive(event_loop, events, max_backoff));
     (client, receiver)
@@ -69,7 +69,7 @@ async fn drive(mut event_loop: EventLoop, events: mpsc::Sender<LinkEvent>, max_b
             Ok(Event::Incoming(Packet::Publish(publish))) => LinkEvent::Message { topic: publish.topic, payload: publish.payload.to_vec() },
             Ok(_) => continue,
             Err(error) => {
-                let wait = backoff.next();
+                let wait = backoff.next_wait();
                 if events.send(LinkEvent::Disconnected(error.to_string())).await.is_err() {
                     return;
                 }

@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
@@ -18,14 +17,11 @@ mod held;
 mod link;
 mod local;
 mod machine;
-mod private;
 mod probe;
 mod sensors;
-mod service;
 mod simulate;
 mod spool;
 mod station;
-mod transport;
 
 /// Reports a station's sessions, hardware and bridged sensors to the venue agent.
 #[derive(Debug, Parser)]
@@ -108,36 +104,21 @@ fn pki_request(id: &netbar_protocol::StationId, out: &Path, force: bool) -> anyh
     if key_path.exists() && !force {
         anyhow::bail!("{} exists; --force replaces it (the certificate issued for it stops matching)", key_path.display());
     }
-    private::create_folder(out)?;
+    netbar_host::private::create_folder(out)?;
     let key = rcgen::KeyPair::generate().context("cannot make a key")?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, id.as_str());
     let request = params.serialize_request(&key).context("cannot make the certificate request")?;
-    private::write_private(&key_path, &key.serialize_pem())?;
+    netbar_host::private::write_private(&key_path, &key.serialize_pem())?;
     let request_path = out.join(format!("{id}.csr"));
-    private::write_public(&request_path, &request.pem().context("certificate request")?)?;
+    netbar_host::private::write_public(&request_path, &request.pem().context("certificate request")?)?;
     Ok(request_path)
 }
 
-/// How the collector is installed as a service.
-pub(crate) const SERVICE: service::Service = service::Service {
-    name: "netbar-collector",
-    description: "netbar station collector",
-    arguments: "--config {config} run",
-    windows_arguments: "--config {config} service",
-    memory_max: "64M",
-    open_files: 1024,
-    cpu_weight: 20,
-    user: "netbar-collector",
-    state_directory: "netbar-collector",
-};
-
-/// The --config given on the command line, for the service entry point.
-static CONFIG_PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
+use netbar_host::service::{self, COLLECTOR as SERVICE};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = CONFIG_PATH.set(cli.config.clone());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -152,39 +133,13 @@ fn load(explicit: Option<&Path>) -> anyhow::Result<config::Config> {
     Ok(config::Config::load(&path)?)
 }
 
-/// Sends logs to standard error, or to daily files in `dir`; the guard
-/// flushes the file writer when dropped.
-fn init_logging(dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
-    // A level, not a directive language: the regex engine behind per-target
-    // filters costs more memory than the rest of the collector.
-    let filter = std::env::var("NETBAR_LOG")
-        .ok()
-        .and_then(|level| level.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
-    let Some(dir) = dir else {
-        let _ = tracing_subscriber::fmt().with_max_level(filter).with_writer(std::io::stderr).try_init();
-        return Ok(None);
-    };
-    private::log_folder(dir)?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("netbar-collector")
-        .filename_suffix("log")
-        .max_log_files(keep_files.max(1))
-        .build(dir)
-        .map_err(|error| anyhow::anyhow!("cannot log to {}: {error}", dir.display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
-    let _ = tracing_subscriber::fmt().with_max_level(filter).with_ansi(false).with_writer(writer).try_init();
-    Ok(Some(guard))
-}
-
 /// Runs the collector until `shutdown` resolves: the foreground `run` and
 /// the Windows service both come here. A Windows service has no console, so
 /// it logs to files by default.
-pub(crate) fn run_service(as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let config = load(CONFIG_PATH.get().and_then(|path| path.as_deref()))?;
+fn run_service(config: Option<&Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let config = load(config)?;
     let default_dir = (cfg!(windows) && as_service).then(|| config::system_path().with_file_name("logs"));
-    let _guard = init_logging(config.log.dir.as_deref().or(default_dir.as_deref()), config.log.keep_files)?;
+    let _guard = netbar_host::logging::init(SERVICE.name, config.log.dir.as_deref().or(default_dir.as_deref()), config.log.keep_files)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (logins, login_queue) = mpsc::channel(64);
@@ -239,7 +194,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Service) => {
             #[cfg(windows)]
             {
-                service::run_dispatcher()
+                let config = cli.config.clone();
+                service::run_dispatcher(&SERVICE, Box::new(move |stop| run_service(config.as_deref(), true, stop)))
             }
             #[cfg(not(windows))]
             {
@@ -262,29 +218,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => Some(config::Config::load(path)?),
                 None => None,
             };
-            let _ = init_logging(None, 1);
+            let _ = netbar_host::logging::init(SERVICE.name, None, 1);
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(simulate::run(base, args))
         }
-        Some(Command::Run) | None => run_service(false, shutdown_signal()),
-    }
-}
-
-/// Resolves on Ctrl-C, or SIGTERM on Unix (what systemd sends).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Some(Command::Run) | None => run_service(cli.config.as_deref(), false, netbar_host::shutdown()),
     }
 }

@@ -3,6 +3,12 @@
 //! One [`Probe`] lives for the whole run and refreshes only what telemetry
 //! needs: global CPU, memory, component temperatures, disks and the process
 //! list (names only). Nothing is re-enumerated that can be refreshed.
+//!
+//! Windows: the CPU's busy share comes from the system's own idle and busy
+//! times (GetSystemTimes) rather than sysinfo's performance counters, which
+//! need the PDH service a locked-down or damaged PC may lack; the users'
+//! sessions and the console's input idle time from Remote Desktop Services
+//! (WTSEnumerateSessions), which a service in session 0 can ask.
 
 use std::time::Duration;
 
@@ -23,6 +29,9 @@ pub(crate) struct Use {
 /// The station's sensors of its own state.
 pub(crate) struct Probe {
     system: System,
+    /// The processors' times at the last sample (Windows).
+    #[cfg(windows)]
+    cpu_times: Option<netbar_host::win32::CpuTimes>,
     components: Components,
     disks: Disks,
     apps: Vec<String>,
@@ -37,13 +46,13 @@ impl std::fmt::Debug for Probe {
 impl Probe {
     /// A probe watching for the named applications.
     pub(crate) fn new(apps: &[String]) -> Probe {
-        let system = System::new_with_specifics(
-            RefreshKind::nothing()
-                .with_cpu(sysinfo::CpuRefreshKind::nothing().with_cpu_usage())
-                .with_memory(MemoryRefreshKind::nothing().with_ram()),
-        );
+        let refresh = RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram());
+        #[cfg(not(windows))]
+        let refresh = refresh.with_cpu(sysinfo::CpuRefreshKind::nothing().with_cpu_usage());
         Probe {
-            system,
+            system: System::new_with_specifics(refresh),
+            #[cfg(windows)]
+            cpu_times: netbar_host::win32::cpu_times().ok(),
             components: Components::new_with_refreshed_list(),
             disks: Disks::new_with_refreshed_list(),
             apps: apps.iter().map(|app| app.to_lowercase()).collect(),
@@ -52,7 +61,7 @@ impl Probe {
 
     /// Samples the station now.
     pub(crate) fn sample(&mut self, lock_state: LockState, session: Option<String>) -> (Telemetry, Use) {
-        self.system.refresh_cpu_usage();
+        let cpu = self.cpu_percent();
         self.system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         self.components.refresh(false);
         self.disks.refresh(false);
@@ -94,8 +103,8 @@ impl Probe {
             })
             .take(netbar_protocol::messages::MAX_LIST)
             .collect();
-        let usage = Use { interactive_users: interactive_users(), apps_running, input_idle: input_idle() };
-        let cpu = f64::from(self.system.global_cpu_usage());
+        let (interactive_users, input_idle) = users();
+        let usage = Use { interactive_users, apps_running, input_idle };
         let telemetry = Telemetry {
             cpu_percent: if cpu.is_finite() { cpu.clamp(0.0, 100.0) } else { 0.0 },
             memory_used_bytes: self.system.used_memory().min(self.system.total_memory()),
@@ -110,6 +119,24 @@ impl Probe {
             session,
         };
         (telemetry, usage)
+    }
+
+    /// The processors' busy share since the last sample, in percent.
+    #[cfg(not(windows))]
+    fn cpu_percent(&mut self) -> f64 {
+        self.system.refresh_cpu_usage();
+        f64::from(self.system.global_cpu_usage())
+    }
+
+    #[cfg(windows)]
+    fn cpu_percent(&mut self) -> f64 {
+        let now = netbar_host::win32::cpu_times().ok();
+        let busy = match (now, self.cpu_times) {
+            (Some(now), Some(before)) => now.busy_percent_since(&before),
+            _ => 0.0,
+        };
+        self.cpu_times = now.or(self.cpu_times);
+        busy
     }
 }
 
@@ -128,33 +155,35 @@ fn truncate(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
-/// Users logged in at a terminal or display, from utmp on Linux.
-#[cfg(target_os = "linux")]
-fn interactive_users() -> u32 {
+/// Users logged in at a terminal or display (from utmp), and the input
+/// idle time, which a system service on Linux cannot read without a
+/// connection to the customer's display server: reported as unknown rather
+/// than guessed.
+#[cfg(not(windows))]
+fn users() -> (u32, Option<Duration>) {
     // glibc's struct utmp on 64-bit Linux: 384 bytes, ut_type (i32) first;
     // USER_PROCESS = 7 marks a logged-in session.
     const RECORD: usize = 384;
     const USER_PROCESS: i32 = 7;
-    let Ok(bytes) = std::fs::read("/var/run/utmp") else { return 0 };
+    let Ok(bytes) = std::fs::read("/var/run/utmp") else { return (0, None) };
     let sessions = bytes
         .chunks_exact(RECORD)
         .filter(|record| record.get(..4).and_then(|b| b.try_into().ok()).map(i32::from_ne_bytes) == Some(USER_PROCESS))
         .count();
-    u32::try_from(sessions).unwrap_or(u32::MAX)
+    (u32::try_from(sessions).unwrap_or(u32::MAX), None)
 }
 
-#[cfg(not(target_os = "linux"))]
-fn interactive_users() -> u32 {
-    // Windows: WTSEnumerateSessions would tell; until then the lock screen's
-    // own login reports and the application list stand in.
-    0
-}
-
-/// Input idle time: not exposed to a system service on Linux without a
-/// display server connection; on Windows GetLastInputInfo needs the user's
-/// session. Reported as unknown rather than guessed.
-fn input_idle() -> Option<Duration> {
-    None
+/// Active sessions with a user logged on, and the console session's input
+/// idle time when Windows keeps it.
+#[cfg(windows)]
+fn users() -> (u32, Option<Duration>) {
+    match netbar_host::win32::sessions() {
+        Ok(sessions) => (sessions.active, sessions.input_idle),
+        Err(error) => {
+            tracing::debug!(%error, "cannot enumerate the sessions");
+            (0, None)
+        }
+    }
 }
 
 #[cfg(test)]

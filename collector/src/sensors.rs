@@ -258,7 +258,7 @@ async fn zigbee2mqtt(client_id: String, host: String, port: u16, topics: Subscri
             Ok(_) => {}
             Err(error) => {
                 tracing::debug!(%host, port, %error, "zigbee2mqtt broker unreachable");
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.next_wait()).await;
             }
         }
     }

@@ -276,8 +276,9 @@ pub(super) fn venue_pki(venue: &Venue) -> std::path::PathBuf {
     assert!(agent(venue, &["pki", "init"]).unwrap_err().contains("the venue CA is made already"));
     let broker = venue.dir.path().join("broker");
     agent(venue, &["pki", "broker", "--name", "localhost", "--name", "127.0.0.1", "--out", broker.to_str().unwrap()]).unwrap();
-    #[cfg(unix)]
     for key in [pki.join("ca.key"), pki.join("agent.key"), broker.join("broker.key")] {
+        assert!(key.is_file(), "{}", key.display());
+        #[cfg(unix)]
         assert_eq!(mode(&key), 0o600, "{}", key.display());
     }
     broker

@@ -18,7 +18,7 @@ use anyhow::Context;
 /// Writes `text` to `path`, readable by the owner only (and by a service's
 /// group, see the module's note; on Windows the file inherits its folder's
 /// access list).
-pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -38,13 +38,13 @@ pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// Writes a file that is not secret (a certificate, a revocation list),
 /// handed over like a key but readable by all.
-pub(crate) fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     hand_over(path, false)
 }
 
 /// Creates a folder (and its parents), handed over like a file.
-pub(crate) fn create_folder(path: &Path) -> anyhow::Result<()> {
+pub fn create_folder(path: &Path) -> anyhow::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
@@ -56,7 +56,7 @@ pub(crate) fn create_folder(path: &Path) -> anyhow::Result<()> {
 /// enter, and narrows the files an earlier run left in it: logs name
 /// customers' tickets and stations, and the rotating writer makes its
 /// files with the process's default mode.
-pub(crate) fn log_folder(dir: &Path) -> anyhow::Result<()> {
+pub fn log_folder(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     #[cfg(unix)]
     {
@@ -81,7 +81,7 @@ pub(crate) fn log_folder(dir: &Path) -> anyhow::Result<()> {
 
 /// When root wrote `path` into a folder of someone else's, gives it to them.
 #[cfg(unix)]
-pub(crate) fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
+pub fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Some(folder) =
         path.parent().and_then(|parent| std::fs::metadata(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }).ok())
@@ -102,7 +102,7 @@ pub(crate) fn hand_over(path: &Path, private: bool) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn hand_over(_path: &Path, _private: bool) -> anyhow::Result<()> {
+pub fn hand_over(_path: &Path, _private: bool) -> anyhow::Result<()> {
     Ok(())
 }
 

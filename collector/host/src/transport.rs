@@ -1,6 +1,5 @@
 //! What both daemons need to reach an MQTT broker: TLS settings from PEM
-//! files and the reconnection backoff. The agent includes this file with
-//! `#[path]`, so both connect the same way.
+//! files and the reconnection backoff.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use rumqttc::TlsConfiguration;
 /// Socket options for MQTT connections: Nagle's algorithm off, so a small
 /// command or acknowledgement is not held back behind the previous one's
 /// TCP acknowledgement (tens of milliseconds on a busy connection).
-pub(crate) fn nodelay() -> rumqttc::NetworkOptions {
+pub fn nodelay() -> rumqttc::NetworkOptions {
     let mut options = rumqttc::NetworkOptions::new();
     options.set_tcp_nodelay(true);
     options
@@ -20,7 +19,7 @@ pub(crate) fn nodelay() -> rumqttc::NetworkOptions {
 
 /// rustls settings that verify the broker against `ca_file`, with a client
 /// certificate when both `client_cert` and `client_key` are given.
-pub(crate) fn tls_configuration(ca_file: &Path, client_cert: Option<&Path>, client_key: Option<&Path>) -> anyhow::Result<TlsConfiguration> {
+pub fn tls_configuration(ca_file: &Path, client_cert: Option<&Path>, client_key: Option<&Path>) -> anyhow::Result<TlsConfiguration> {
     let read_pem = |path: &Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_pemfile::certs(&mut read_pem(ca_file)?.as_slice()) {
@@ -54,7 +53,7 @@ pub(crate) fn tls_configuration(ca_file: &Path, client_cert: Option<&Path>, clie
 /// Exponential backoff from 0.5 s to a ceiling, with full jitter over the
 /// upper half of each step.
 #[derive(Debug)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     step: Duration,
     max: Duration,
 }
@@ -62,15 +61,15 @@ pub(crate) struct Backoff {
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(500);
 
-    pub(crate) fn new(max: Duration) -> Backoff {
+    pub fn new(max: Duration) -> Backoff {
         Backoff { step: Backoff::FIRST, max: max.max(Backoff::FIRST) }
     }
 
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.step = Backoff::FIRST;
     }
 
-    pub(crate) fn next(&mut self) -> Duration {
+    pub fn next_wait(&mut self) -> Duration {
         let step = self.step;
         self.step = (self.step * 2).min(self.max);
         step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
@@ -84,13 +83,13 @@ mod tests {
     #[test]
     fn backoff_grows_with_jitter_to_its_ceiling() {
         let mut backoff = Backoff::new(Duration::from_secs(4));
-        let waits: Vec<Duration> = (0..8).map(|_| backoff.next()).collect();
+        let waits: Vec<Duration> = (0..8).map(|_| backoff.next_wait()).collect();
         let steps = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0];
         for (wait, step) in waits.iter().zip(steps) {
             let wait = wait.as_secs_f64();
             assert!(wait >= step * 0.5 && wait <= step, "{wait} outside [{}, {step}]", step * 0.5);
         }
         backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(500));
+        assert!(backoff.next_wait() <= Duration::from_millis(500));
     }
 }
