@@ -12,6 +12,13 @@ use serde::Deserialize;
 /// What `print-config` prints.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+/// `print-config`'s text: [`DEFAULT_CONFIG`] with the folders of this
+/// platform, or of Windows (under `%ProgramData%\netbar`).
+pub(crate) fn default_text(windows: bool) -> String {
+    let program_data = if cfg!(windows) { std::env::var_os("ProgramData").map(PathBuf::from) } else { None };
+    netbar_protocol::settings::for_platform(DEFAULT_CONFIG, windows || cfg!(windows), program_data)
+}
+
 /// The configuration format this build writes (`version = N` at the top; a
 /// file without it is format 1). Format 2 renamed `uplink.records` to
 /// `uplink.disclosure`. An older file is read as it was meant, with a
@@ -445,6 +452,10 @@ mod tests {
         let broker = Broker { advertise: Some("192.168.1.10:1883".into()), ..Broker::default() };
         assert_eq!(loaded.config.broker, broker);
         assert_eq!(loaded.policy, Policy::preset("cn").unwrap());
+        // On Windows the same text with its folders under %ProgramData%.
+        let windows = netbar_protocol::settings::for_platform(DEFAULT_CONFIG, true, Some(PathBuf::from(r"C:\ProgramData")));
+        assert_eq!(parse(&windows).unwrap().config.data.dir, Path::new("C:/ProgramData/netbar/data"));
+        assert!(!windows.contains("= \"/var") && !windows.contains("= \"/etc"), "no setting names a Unix folder: {windows}");
     }
 
     #[test]

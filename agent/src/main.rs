@@ -118,7 +118,11 @@ enum Command {
     #[command(subcommand)]
     Regulator(regulator::Command),
     /// Print the configuration with every key at its default, commented.
-    PrintConfig,
+    PrintConfig {
+        /// Windows' defaults (folders under %ProgramData%\netbar), whatever this system is.
+        #[arg(long)]
+        windows: bool,
+    },
     /// Check the configuration file and exit.
     CheckConfig {
         /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
@@ -208,8 +212,8 @@ fn main() -> ExitCode {
             .and_then(|loaded| uplink::run_command(&loaded, what)),
         Command::Regulator(what) => regulator::run_command(what),
         Command::Demo(args) => demo::run(args),
-        Command::PrintConfig => {
-            print!("{}", config::DEFAULT_CONFIG);
+        Command::PrintConfig { windows } => {
+            print!("{}", config::default_text(windows));
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),

@@ -19,6 +19,13 @@ use serde::Deserialize;
 /// default, the two that have none (`venue`, `id`) at placeholders.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+/// `print-config`'s text: [`DEFAULT_CONFIG`] with the folders of this
+/// platform, or of Windows (under `%ProgramData%\netbar`).
+pub(crate) fn default_text(windows: bool) -> String {
+    let program_data = if cfg!(windows) { std::env::var_os("ProgramData").map(PathBuf::from) } else { None };
+    netbar_protocol::settings::for_platform(DEFAULT_CONFIG, windows || cfg!(windows), program_data)
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -361,6 +368,11 @@ impl Config {
             if let Some(state) = std::env::var_os("STATE_DIRECTORY").filter(|state| !state.is_empty()) {
                 return PathBuf::from(state).join("spool");
             }
+            // On Windows: beside the configuration, not in the profile of
+            // the account the service runs as.
+            if cfg!(windows) {
+                return system_path().with_file_name("spool");
+            }
             directories::ProjectDirs::from("", "netbar", "netbar-collector")
                 .map(|dirs| dirs.data_local_dir().join("spool"))
                 .unwrap_or_else(|| std::env::temp_dir().join("netbar-collector-spool"))
@@ -410,6 +422,9 @@ mod tests {
         assert_eq!(config.local, Local::default());
         assert_eq!(config.actions, Actions::default());
         assert!(config.sensors.is_empty());
+        let windows = netbar_protocol::settings::for_platform(DEFAULT_CONFIG, true, Some(PathBuf::from(r"C:\ProgramData")));
+        assert_eq!(parse(&windows).unwrap(), config, "on Windows only comments name other folders");
+        assert!(!windows.contains("= \"/var") && !windows.contains("= \"/etc"), "no setting names a Unix folder: {windows}");
     }
 
     #[test]

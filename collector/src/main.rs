@@ -40,7 +40,11 @@ enum Command {
     /// Run the collector in the foreground (the default).
     Run,
     /// Print the configuration with every key at its default, commented.
-    PrintConfig,
+    PrintConfig {
+        /// Windows' defaults (folders under %ProgramData%\netbar), whatever this system is.
+        #[arg(long)]
+        windows: bool,
+    },
     /// Check the configuration file and exit.
     CheckConfig,
     /// Send a login ticket to the running collector, as the lock screen does.
@@ -167,8 +171,8 @@ fn local_request(cli: &Cli, request: serde_json::Value) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let target = |unit_dir: &Path, no_systemctl: bool| service::Target { unit_dir: unit_dir.to_owned(), systemctl: !no_systemctl };
     match cli.command {
-        Some(Command::PrintConfig) => {
-            print!("{}", config::DEFAULT_CONFIG);
+        Some(Command::PrintConfig { windows }) => {
+            print!("{}", config::default_text(windows));
             Ok(())
         }
         Some(Command::CheckConfig) => {

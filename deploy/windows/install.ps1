@@ -5,10 +5,14 @@
 
 .DESCRIPTION
     Copies netbar-<component>.exe to %ProgramFiles%\netbar, writes the
-    configuration to %ProgramData%\netbar (kept if one is there already),
-    checks it, registers the service with the binary's own
-    `install-service` (automatic start), and sets recovery actions: restart
-    after 5 s, 5 s and 60 s, the failure count reset after a day.
+    configuration to %ProgramData%\netbar (kept if one is there already;
+    the defaults print-config gives on Windows otherwise), checks it, and
+    registers the service with the binary's own `install-service`: automatic
+    start, restarted after 5 s, 5 s and 60 s when it crashes or stops on an
+    error (the failure count reset after a day). A service that cannot start
+    writes why to the Application event log (source netbar-<component>)
+    and stops with service-specific exit code 1 (`sc query` shows it).
+    Running the script again updates an installed service.
 
     %ProgramData%\netbar holds the registration log, keys and certificates:
     it is made readable by SYSTEM, Administrators and the service only.
@@ -17,13 +21,14 @@
     in the customer's session.
 
     Run from an elevated PowerShell:
-        .\install.ps1 -Component agent -Source .\dist
-        .\install.ps1 -Component collector -Source .\dist -Enrollment E:\st-017
+        .\install.ps1 -Component agent
+        .\install.ps1 -Component collector -Enrollment E:\st-017
 
 .PARAMETER Component
     agent or collector.
 .PARAMETER Source
-    The folder holding netbar-<component>.exe (default: this script's folder).
+    The folder holding netbar-<component>.exe (default: this script's
+    folder, the unpacked zip).
 .PARAMETER Config
     A configuration file to install in place of the current or default one.
 .PARAMETER Enrollment
@@ -85,11 +90,10 @@ if ($Enrollment) {
 if ($Config) {
     Copy-Item -Force $Config $configPath
 } elseif (-not (Test-Path $configPath)) {
-    # The defaults, with the data and log folders under %ProgramData%.
-    $text = (Invoke-Netbar @('print-config')) -join "`n"
-    $data = ($dataDir -replace '\\', '/')
-    $text = $text.Replace('dir = "/var/lib/netbar"', "dir = `"$data/data`"")
-    Set-Content -Path $configPath -Value $text -Encoding UTF8
+    # The defaults: on Windows print-config puts the data, spool and log
+    # folders under %ProgramData%\netbar. Written without a byte order mark.
+    $text = ((Invoke-Netbar @('print-config')) -join "`n") + "`n"
+    [System.IO.File]::WriteAllText($configPath, $text)
 }
 
 # Both binaries take --config after the subcommand.
@@ -104,11 +108,6 @@ if ($Component -eq 'agent') {
     if ($LASTEXITCODE -ne 0) { throw "icacls could not let $name write $dataDir" }
 }
 
-# Recovery: restart after 5 s, 5 s, 60 s; forget failures after a day; also
-# when the process exits with an error rather than crashing.
-& sc.exe failure $name reset= 86400 actions= restart/5000/restart/5000/restart/60000 | Out-Null
-if ($LASTEXITCODE -ne 0) { throw "sc.exe could not set recovery actions for $name" }
-& sc.exe failureflag $name 1 | Out-Null
 
 Restart-Service -Name $name
 Write-Host "$name installed: $exe, configuration $configPath, running."

@@ -38,12 +38,19 @@ impl FileError {
 
 /// Parses `text` as a `T`, naming the key of the first error.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, SettingsError> {
+    let text = without_bom(text);
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|error| SettingsError { key: String::new(), reason: error.to_string().trim().to_owned() })?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
         SettingsError { key: if key == "." { String::new() } else { key }, reason: error.into_inner().message().to_owned() }
     })
+}
+
+/// `text` without the byte order mark Windows' Notepad and PowerShell 5's
+/// `-Encoding UTF8` write at the start of a UTF-8 file.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// A key an older format of a configuration file had, and where it went.
@@ -67,7 +74,7 @@ pub struct Retired {
 /// format is refused. Returns the value and the notices.
 pub fn from_versioned_toml<T: DeserializeOwned>(text: &str, current: u32, retired: &[Retired]) -> Result<(T, Vec<String>), SettingsError> {
     let whole = |reason: String| SettingsError { key: String::new(), reason };
-    let mut table: toml::Table = text.parse().map_err(|error: toml::de::Error| whole(error.to_string().trim().to_owned()))?;
+    let mut table: toml::Table = without_bom(text).parse().map_err(|error: toml::de::Error| whole(error.to_string().trim().to_owned()))?;
     let version = match table.remove("version") {
         None => 1,
         Some(toml::Value::Integer(version)) if (1..=i64::from(current)).contains(&version) => version as u32,
@@ -181,6 +188,43 @@ pub fn system_path(name: &str, windows: bool, program_data: Option<PathBuf>) -> 
     }
 }
 
+/// A default configuration's text as it should read on this platform: on
+/// Windows the Unix paths in it become folders of `%ProgramData%\netbar`
+/// (the caller passes the value of `ProgramData`), written with forward
+/// slashes, which TOML takes as they are and Windows accepts.
+pub fn for_platform(text: &str, windows: bool, program_data: Option<PathBuf>) -> String {
+    if !windows {
+        return text.to_owned();
+    }
+    let base = system_path("", true, program_data).to_string_lossy().replace('\\', "/");
+    let base = base.trim_end_matches('/');
+    // Longest first: the collector's spool lies inside /var/lib.
+    let folders = [
+        ("/var/lib/netbar-collector/spool", format!("{base}/spool")),
+        ("/var/lib/netbar", format!("{base}/data")),
+        ("/var/log/netbar", format!("{base}/logs")),
+        ("/etc/netbar", base.to_owned()),
+    ];
+    // Only settings, written or commented out (`# key = value`): the prose
+    // around them names each platform's folders itself.
+    let setting = |line: &str| {
+        let line = line.trim_start_matches(['#', ' ']);
+        line.split_once('=').is_some_and(|(key, _)| {
+            let key = key.trim_end();
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+    };
+    text.split_inclusive('\n')
+        .map(|line| {
+            if setting(line) {
+                folders.iter().fold(line.to_owned(), |line, (unix, windows)| line.replace(unix, windows))
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -253,6 +297,28 @@ mod tests {
             let error = from_toml::<Example>(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_error() {
+        let parsed: Inner = from_toml("\u{feff}port = 8\n").unwrap();
+        assert_eq!(parsed.port, 8);
+        let (parsed, notices): (Inner, _) = from_versioned_toml("\u{feff}version = 1\nport = 9\n", 1, &[]).unwrap();
+        assert_eq!((parsed.port, notices.len()), (9, 0));
+    }
+
+    #[test]
+    fn default_texts_name_the_platforms_folders() {
+        let text = "dir = \"/var/lib/netbar\"\n# dir = \"/var/log/netbar\"\n# ca = \"/etc/netbar/ca.pem\"\n# spool = \"/var/lib/netbar-collector/spool\"\n";
+        assert_eq!(for_platform(text, false, None), text);
+        let windows = for_platform(text, true, Some(PathBuf::from(r"D:\Data")));
+        assert_eq!(
+            windows,
+            "dir = \"D:/Data/netbar/data\"\n# dir = \"D:/Data/netbar/logs\"\n# ca = \"D:/Data/netbar/ca.pem\"\n# spool = \"D:/Data/netbar/spool\"\n"
+        );
+        assert!(for_platform(text, true, None).starts_with("dir = \"C:/ProgramData/netbar/data\""));
+        let prose = "# Looked for at /etc/netbar/agent.toml (Windows: %ProgramData%\\netbar\\agent.toml).\n";
+        assert_eq!(for_platform(prose, true, None), prose);
     }
 
     #[test]

@@ -177,10 +177,10 @@ pub struct Mosquitto {
 }
 
 /// The first of `candidates` that exists; a test needing a program that is
-/// not installed fails saying which Debian package `.ci/test` installs for it.
+/// not installed fails saying which Debian package `tests/setup` installs for it.
 pub fn installed(candidates: &[&str], package: &str) -> PathBuf {
     candidates.iter().map(PathBuf::from).find(|path| path.exists()).unwrap_or_else(|| {
-        panic!("{} is not installed (.ci/test installs Debian's {package} package)", candidates.first().copied().unwrap_or("?"))
+        panic!("{} is not installed (tests/setup installs Debian's {package} package)", candidates.first().copied().unwrap_or("?"))
     })
 }
 

@@ -13,5 +13,6 @@ mod e2e {
     mod restart;
     mod schemas;
     mod uplink;
+    mod windows;
     mod workspace;
 }

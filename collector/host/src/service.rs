@@ -368,7 +368,11 @@ mod windows {
             actions: Some(vec![restart(5), restart(5), restart(60)]),
         };
         registered.update_failure_actions(recovery).context("cannot set the service's recovery actions")?;
-        registered.set_failure_actions_on_non_crash_failures(true).context("cannot set the service's recovery on errors")?;
+        if let Err(error) = registered.set_failure_actions_on_non_crash_failures(true) {
+            // Every Windows since Vista has it; without it (wine has not),
+            // the service is still restarted when it crashes.
+            eprintln!("warning: {}: recovery only after a crash, not after it stops on an error: {error}", service.name);
+        }
         let running = registered.query_status().context("cannot query the service")?.current_state;
         if !matches!(running, ServiceState::Running | ServiceState::StartPending) {
             registered.start::<&str>(&[]).with_context(|| format!("cannot start the service {}", service.name))?;

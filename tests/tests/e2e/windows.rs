@@ -1,0 +1,286 @@
+//! The Windows build under wine, installed from its zip as an operator
+//! would, as far as wine allows: the package built (`deploy/windows/package`,
+//! dev profile), unpacked to `C:\Program Files\netbar`, the configurations
+//! in `%ProgramData%\netbar`; the agent and a collector run in the
+//! foreground, then as services through wine's service control manager
+//! (install, stop, start, install again, a broken configuration failing
+//! visibly, uninstall twice). Each test has a wine prefix of its own, made by
+//! tests/wine/run with the stand-ins wine lacks; nothing of it is shipped.
+//!
+//! What wine cannot show: access lists on `%ProgramData%\netbar` (install.ps1
+//! sets them with icacls), the agent's virtual service account, session 0
+//! and a customer's desktop, recovery actions actually restarting a service,
+//! PowerShell itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use netbar_tests::{Process, Stdin, TempDir, free_port, wait_for};
+
+/// Wine's first start of a prefix, and a debug build's first start, are slow.
+const STARTED: Duration = Duration::from_secs(120);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the Windows package from this workspace with the dev profile.
+fn package(dir: &Path) -> PathBuf {
+    let zip = dir.join("netbar-windows.zip");
+    let output = Command::new(workspace().join("deploy/windows/package"))
+        .args(["--profile", "dev", "--out"])
+        .arg(&zip)
+        .output()
+        .expect("deploy/windows/package runs");
+    assert!(
+        output.status.success(),
+        "building the Windows package failed (tests/run installs the Windows target, mingw-w64, wine and zip): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    zip
+}
+
+/// A wine prefix of the test's own, kept alive by one ordinary process
+/// (wine stops its services when the last one exits) whose standard error
+/// collects what services write to the event log; every wine process of the
+/// prefix is killed when dropped.
+struct Wine {
+    prefix: PathBuf,
+    _alive: Process,
+    events: PathBuf,
+}
+
+impl Wine {
+    fn new(dir: &Path) -> Wine {
+        let prefix = dir.join("prefix");
+        let events = dir.join("wine-events.log");
+        let prefix_text = prefix.to_str().unwrap().to_owned();
+        let alive = Process::start_with(
+            &workspace().join("tests/wine/run"),
+            &["cmd", "/c", "pause"],
+            events.clone(),
+            Stdin::Piped,
+            &[("NETBAR_WINEPREFIX", prefix_text.as_str()), ("WINEDEBUG", "-all,err+eventlog")],
+        );
+        let wine = Wine { prefix, _alive: alive, events };
+        // The prefix is ready once a program runs in it.
+        let ready = wine.run(&["cmd", "/c", "echo", "ready"]);
+        assert!(String::from_utf8_lossy(&ready.stdout).contains("ready"), "{ready:?}");
+        wine
+    }
+
+    /// Runs a program in the prefix (Windows paths), waiting for it.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("wine runs")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(workspace().join("tests/wine/run"));
+        command.args(args).env("NETBAR_WINEPREFIX", &self.prefix).stdin(Stdio::null());
+        command
+    }
+
+    /// A Windows path's place on this machine (`C:\…` only).
+    fn host_path(&self, windows: &str) -> PathBuf {
+        let rest = windows.strip_prefix(r"C:\").expect("a path on C:");
+        rest.split('\\').fold(self.prefix.join("drive_c"), |path, part| path.join(part))
+    }
+
+    /// What `sc query NAME` says: the state and the two exit codes, or
+    /// None when the service does not exist.
+    fn service(&self, name: &str) -> Option<(String, u32, u32)> {
+        let output = self.run(&["sc", "query", name]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let field = |key: &str| {
+            text.lines()
+                .find(|line| line.trim_start().starts_with(key))
+                .and_then(|line| line.split(':').nth(1))
+                .map(str::trim)
+                .map(str::to_owned)
+        };
+        let state = field("STATE")?.split_whitespace().nth(1)?.to_owned();
+        let code = |key: &str| field(key).and_then(|value| value.split_whitespace().next()?.parse().ok()).unwrap_or(u32::MAX);
+        Some((state, code("WIN32_EXIT_CODE"), code("SERVICE_EXIT_CODE")))
+    }
+
+    fn wait_state(&self, name: &str, state: &str) {
+        wait_for(&format!("{name} {state}"), STARTED, || self.service(name).is_some_and(|(now, _, _)| now == state));
+    }
+
+    fn events(&self) -> String {
+        std::fs::read_to_string(&self.events).unwrap_or_default()
+    }
+}
+
+impl Drop for Wine {
+    fn drop(&mut self) {
+        let _ = Command::new("wineserver").arg("-k").env("WINEPREFIX", &self.prefix).status();
+    }
+}
+
+/// Runs a program of the package, which must succeed; its standard output.
+fn ok(wine: &Wine, args: &[&str]) -> String {
+    let output = wine.run(args);
+    assert!(output.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+const AGENT: &str = r"C:\Program Files\netbar\netbar-agent.exe";
+const COLLECTOR: &str = r"C:\Program Files\netbar\netbar-collector.exe";
+const AGENT_CONFIG: &str = r"C:\ProgramData\netbar\agent.toml";
+const COLLECTOR_CONFIG: &str = r"C:\ProgramData\netbar\collector.toml";
+
+fn healthy(http: u16) -> bool {
+    netbar_tests::try_http_text(http, "GET", "/healthz", None, None).is_ok_and(|(status, _)| status == 200)
+}
+
+fn station(http: u16, token: &str) -> serde_json::Value {
+    netbar_tests::try_http_text(http, "GET", "/api/v1/stations", Some(token), None)
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .map(|body| body["stations"][0].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_venue_on_windows_from_its_zip() {
+    let dir = TempDir::new("windows");
+    let zip = package(dir.path());
+    let wine = Wine::new(dir.path());
+
+    // Unpacked as an operator would, with what install.ps1 copies where it
+    // copies it (PowerShell itself does not run under wine).
+    let unpacked = dir.path().join("unpacked");
+    let unzip = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&unpacked).status().expect("unzip runs");
+    assert!(unzip.success());
+    let folder = std::fs::read_dir(&unpacked).unwrap().next().unwrap().unwrap().path();
+    for file in ["netbar-agent.exe", "netbar-collector.exe", "install.ps1", "uninstall.ps1", "agent.toml", "collector.toml", "README.md"] {
+        assert!(folder.join(file).is_file(), "the package holds {file}");
+    }
+    let program = wine.host_path(r"C:\Program Files\netbar");
+    let data = wine.host_path(r"C:\ProgramData\netbar");
+    std::fs::create_dir_all(&program).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    for binary in ["netbar-agent.exe", "netbar-collector.exe"] {
+        std::fs::copy(folder.join(binary), program.join(binary)).unwrap();
+    }
+    // The packaged defaults, on ports of this test's own.
+    let (bus, http) = (free_port(), free_port());
+    let defaults = std::fs::read_to_string(folder.join("agent.toml")).unwrap();
+    assert!(defaults.contains(r#"dir = "C:/ProgramData/netbar/data""#), "Windows' folders: {defaults}");
+    let config = defaults
+        .replace(r#"listen = "0.0.0.0:1883""#, &format!(r#"listen = "127.0.0.1:{bus}""#))
+        .replace(r#"advertise = "192.168.1.10:1883""#, &format!(r#"advertise = "127.0.0.1:{bus}""#))
+        .replace(r#"listen = "127.0.0.1:8080""#, &format!(r#"listen = "127.0.0.1:{http}""#));
+    std::fs::write(wine.host_path(AGENT_CONFIG), &config).unwrap();
+
+    // The tools, with the configuration found where Windows keeps it.
+    let checked = ok(&wine, &[AGENT, "check-config"]);
+    assert!(checked.contains("configuration is valid") && checked.contains("C:/ProgramData/netbar/data"), "{checked}");
+    assert!(ok(&wine, &[AGENT, "pki", "init"]).contains("venue CA made"));
+    let ids = ok(&wine, &[AGENT, "check-id", "--at", "2026-11-22T20:00:00+08:00", "11010519491231002x", "310104201001151236"]);
+    let ids: Vec<serde_json::Value> = ids.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!((ids[0]["allowed"].as_bool(), ids[1]["reasons"][0].as_str()), (Some(true), Some("under_age")), "{ids:?}");
+    let mut add =
+        wine.command(&[AGENT, "user", "add", "li", "--role", "manager"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    std::io::Write::write_all(&mut add.stdin.take().unwrap(), b"correct horse battery\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let enrolled = ok(&wine, &[AGENT, "enroll", "station", "st-1", "--out", r"C:\ProgramData\netbar\enrolled"]);
+    assert!(enrolled.contains("enrolled station st-1"), "{enrolled}");
+    // What install.ps1 -Enrollment copies, and programs that stand in for
+    // the lock screen (a service cannot show one under wine).
+    let station_files = data.join("enrolled").join("st-1");
+    std::fs::copy(station_files.join("station.key"), data.join("station.key")).unwrap();
+    let collector_config = std::fs::read_to_string(station_files.join("collector.toml")).unwrap()
+        + "\n[actions]\nlock = [\"cmd\", \"/c\", \"echo locked\"]\nunlock = [\"cmd\", \"/c\", \"echo unlocked\"]\n\
+           notify = [\"cmd\", \"/c\", \"echo {text}\"]\nlock_state = [\"cmd\", \"/c\", \"echo locked\"]\n";
+    std::fs::write(wine.host_path(COLLECTOR_CONFIG), &collector_config).unwrap();
+    assert!(ok(&wine, &[COLLECTOR, "check-config"]).contains("station st-1"));
+
+    // In the foreground: the agent serves, the collector reports through its bus.
+    let mut agent = Process::start_with(
+        &workspace().join("tests/wine/run"),
+        &[AGENT, "run"],
+        dir.path().join("agent.log"),
+        Stdin::Null,
+        &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap())],
+    );
+    wait_for("the agent's /healthz", STARTED, || healthy(http));
+    let (status, body) = netbar_tests::http(
+        http,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(&serde_json::json!({"name": "li", "password": "correct horse battery"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut token = body["token"].as_str().unwrap().to_owned();
+    let mut collector = Process::start_with(
+        &workspace().join("tests/wine/run"),
+        &[COLLECTOR, "run"],
+        dir.path().join("collector.log"),
+        Stdin::Null,
+        &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap())],
+    );
+    wait_for("st-1 online and reporting telemetry", STARTED, || {
+        let station = station(http, &token);
+        station["online"] == true && station["cpu_percent"].is_number() && station["lock_state"] == "locked"
+    });
+    collector.kill();
+    agent.kill();
+
+    // As services: installed, running, stopped, started, installed again.
+    for (binary, config, name) in [(AGENT, AGENT_CONFIG, "netbar-agent"), (COLLECTOR, COLLECTOR_CONFIG, "netbar-collector")] {
+        assert!(ok(&wine, &[binary, "install-service", "--config", config]).contains(&format!("installed {name}")));
+        wine.wait_state(name, "RUNNING");
+    }
+    wait_for("the agent service's /healthz", STARTED, || healthy(http));
+    let (_, body) = netbar_tests::http(
+        http,
+        "POST",
+        "/api/v1/login",
+        None,
+        Some(&serde_json::json!({"name": "li", "password": "correct horse battery"})),
+    );
+    token = body["token"].as_str().unwrap().to_owned();
+    wait_for("st-1 online through the services", STARTED, || station(http, &token)["online"] == true);
+    for name in ["netbar-agent", "netbar-collector"] {
+        ok(&wine, &["sc", "stop", name]);
+        wine.wait_state(name, "STOPPED");
+        assert_eq!(wine.service(name).map(|(_, win32, _)| win32), Some(0), "{name} stopped cleanly");
+    }
+    assert!(!healthy(http), "the agent stopped with its service");
+    for name in ["netbar-agent", "netbar-collector"] {
+        ok(&wine, &["sc", "start", name]);
+        wine.wait_state(name, "RUNNING");
+    }
+    wait_for("the agent service's /healthz again", STARTED, || healthy(http));
+    // Installing over an installed, running service updates it.
+    assert!(ok(&wine, &[AGENT, "install-service", "--config", AGENT_CONFIG]).contains("installed netbar-agent"));
+    assert_eq!(wine.service("netbar-agent").map(|(state, _, _)| state), Some("RUNNING".to_owned()));
+
+    // A configuration broken while installed: the service stops with its
+    // own exit code, and the event log says why.
+    for (config, name) in [(AGENT_CONFIG, "netbar-agent"), (COLLECTOR_CONFIG, "netbar-collector")] {
+        ok(&wine, &["sc", "stop", name]);
+        wine.wait_state(name, "STOPPED");
+        let good = std::fs::read_to_string(wine.host_path(config)).unwrap();
+        std::fs::write(wine.host_path(config), format!("{good}\nbogus = 1\n")).unwrap();
+        ok(&wine, &["sc", "start", name]);
+        wait_for(&format!("{name} failing visibly"), STARTED, || {
+            wine.service(name) == Some(("STOPPED".to_owned(), 1066, 1)) && wine.events().contains(&format!("{name} failed:"))
+        });
+        let events = wine.events();
+        let reported = events.lines().find(|line| line.contains(&format!("{name} failed:"))).unwrap();
+        assert!(reported.contains("bogus"), "the event names the key: {reported}");
+        std::fs::write(wine.host_path(config), good).unwrap();
+    }
+
+    // Uninstalled, and uninstalling again is no error.
+    for (binary, name) in [(AGENT, "netbar-agent"), (COLLECTOR, "netbar-collector")] {
+        ok(&wine, &[binary, "uninstall-service"]);
+        assert_eq!(wine.service(name), None, "{name} is gone");
+        ok(&wine, &[binary, "uninstall-service"]);
+    }
+}
