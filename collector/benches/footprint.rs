@@ -12,6 +12,12 @@
 //! figures are printed, never asserted. Peers that are not installed are
 //! reported as such (`apt-get install collectd-core prometheus-node-exporter`).
 //!
+//! With `NETBAR_BENCH_WINE=1`, also the Windows build (release, built here
+//! with mingw-w64) of the same collector under wine, in a prefix of its own
+//! (tests/wine/run), and separately the CPU of wine's own processes for that
+//! prefix (wineserver, services.exe, …): informative only, since wine is not
+//! Windows.
+//!
 //! Run with `cargo bench -p netbar-collector --bench footprint`;
 //! `NETBAR_BENCH_SECS` sets the window (default 30 s).
 
@@ -39,6 +45,8 @@ struct Figures {
     rss_mb: f64,
     cpu_ms_per_sample: f64,
     samples: u64,
+    /// Under wine: the CPU of wine's own processes for the prefix, per sample.
+    wine_ms_per_sample: Option<f64>,
 }
 
 /// Measures `pid` over `window`; `sample` is called once a second and says
@@ -54,10 +62,20 @@ fn measure(name: &'static str, pid: u32, window: Duration, mut sample: impl FnMu
         samples += sample();
     }
     let cpu = cpu_seconds(pid) - cpu_start;
-    Figures { name, rss_mb: peak_rss_mb(pid), cpu_ms_per_sample: cpu * 1000.0 / samples.max(1) as f64, samples }
+    Figures { name, rss_mb: peak_rss_mb(pid), cpu_ms_per_sample: cpu * 1000.0 / samples.max(1) as f64, samples, wine_ms_per_sample: None }
 }
 
-fn netbar(broker: u16, dir: &Path, window: Duration) -> Figures {
+/// Which collector binary runs, and how.
+#[derive(Clone, Copy, PartialEq)]
+enum Build {
+    Linux,
+    /// The Windows build under wine, in the given prefix.
+    Wine,
+}
+
+fn netbar(broker: u16, dir: &Path, window: Duration, build: Build) -> Figures {
+    let dir = &dir.join(if build == Build::Wine { "wine" } else { "linux" });
+    std::fs::create_dir_all(dir).expect("scratch folder");
     let config = dir.join("collector.toml");
     let text = format!(
         "[station]\nvenue = \"bench\"\nid = \"st-1\"\n[broker]\nport = {broker}\n[telemetry]\ninterval = 1\n[spool]\ndir = \"{}\"\n[local]\nlisten = \"127.0.0.1:{}\"\n",
@@ -84,10 +102,66 @@ fn netbar(broker: u16, dir: &Path, window: Duration) -> Figures {
             }
         }
     });
-    let collector = spawn(env!("CARGO_BIN_EXE_netbar-collector"), &["--config", config.to_str().expect("UTF-8"), "run"], dir);
-    let figures = measure("netbar-collector (1 s)", collector.id(), window, || count.try_iter().count() as u64);
+    let arguments = ["--config", config.to_str().expect("UTF-8"), "run"];
+    let figures = match build {
+        Build::Linux => {
+            let collector = spawn(env!("CARGO_BIN_EXE_netbar-collector"), &arguments, dir);
+            measure("netbar-collector (1 s)", collector.id(), window, || count.try_iter().count() as u64)
+        }
+        Build::Wine => {
+            let exe = windows_collector();
+            let prefix = dir.join("prefix");
+            let runner = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wine/run");
+            let mut all = vec![exe.to_str().expect("UTF-8")];
+            all.extend(arguments);
+            let prefix_text = prefix.to_str().expect("UTF-8");
+            let collector = Process::start_with(
+                &runner,
+                &all,
+                dir.join("wine.stderr"),
+                netbar_tests::Stdin::Null,
+                &[("NETBAR_WINEPREFIX", prefix_text)],
+            );
+            // The runner makes the prefix first: measured from the first telemetry.
+            wait_for("the Windows collector's first telemetry", Duration::from_secs(120), || count.try_iter().count() > 0);
+            let before = wine_cpu_seconds(&prefix, collector.id());
+            let mut figures = measure("netbar-collector.exe under wine", collector.id(), window, || count.try_iter().count() as u64);
+            let wine = wine_cpu_seconds(&prefix, collector.id()) - before;
+            figures.wine_ms_per_sample = Some(wine * 1000.0 / figures.samples.max(1) as f64);
+            figures
+        }
+    };
     drop(client);
     figures
+}
+
+/// The Windows build of the collector (release), built here.
+fn windows_collector() -> std::path::PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--quiet", "--release", "--target", "x86_64-pc-windows-gnu", "-p", "netbar-collector"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the Windows collector failed (tests/setup installs the target and mingw-w64)");
+    workspace.join("target/x86_64-pc-windows-gnu/release/netbar-collector.exe")
+}
+
+/// CPU seconds of every process of the wine prefix `prefix` but `except`.
+fn wine_cpu_seconds(prefix: &Path, except: u32) -> f64 {
+    let marker = format!("WINEPREFIX={}", prefix.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != except)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|byte| *byte == 0).any(|variable| variable == marker.as_bytes()))
+        })
+        .map(cpu_seconds)
+        .sum()
 }
 
 fn collectd(broker: u16, dir: &Path, window: Duration) -> Option<Figures> {
@@ -129,8 +203,9 @@ fn main() {
     let dir = scratch.path();
     let broker = Mosquitto::start();
     let port = broker.port;
-    let ours = netbar(port, dir, window);
+    let ours = netbar(port, dir, window, Build::Linux);
     let peers = [collectd(port, dir, window), node_exporter(dir, window)];
+    let wine = std::env::var_os("NETBAR_BENCH_WINE").is_some().then(|| netbar(port, dir, window, Build::Wine));
     println!("footprint over {} s after {} s warm-up (peak RSS = VmHWM; CPU = utime+stime)", window.as_secs(), WARM_UP.as_secs());
     println!("{:<32} {:>12} {:>14} {:>8} {:>12} {:>12}", "", "peak RSS MB", "CPU ms/sample", "samples", "RSS / ours", "CPU / ours");
     let row = |f: &Figures| {
@@ -157,5 +232,13 @@ fn main() {
             Some(figures) => row(figures),
             None => println!("{name:<32} not installed"),
         }
+    }
+    match wine {
+        Some(figures) => {
+            row(&figures);
+            let wine = figures.wine_ms_per_sample.unwrap_or_default();
+            println!("{:<32} {:>12} {:>14.2} (wineserver, services.exe…: wine's own work)", "  + wine's processes", "", wine);
+        }
+        None => println!("{:<32} NETBAR_BENCH_WINE=1 measures the Windows build under wine", "netbar-collector.exe"),
     }
 }

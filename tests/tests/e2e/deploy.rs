@@ -517,8 +517,9 @@ fn script_calls(script: &str) -> Vec<Vec<String>> {
 /// PowerShell), but what they ask of the binaries can: each call they make
 /// is run with the script's arguments (the service registrations only as far
 /// as `--help`, since they would register a service), and the configuration
-/// the install script writes — print-config with the data folder moved — is
-/// accepted by check-config.
+/// the install script writes — print-config — is accepted by check-config
+/// (with the data folder moved to the test's own). The Windows build itself
+/// runs those calls under wine in `windows.rs`.
 #[test]
 fn the_windows_scripts_call_what_the_binaries_offer() {
     let dir = TempDir::new("windows-scripts");
