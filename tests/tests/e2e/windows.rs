@@ -64,15 +64,33 @@ impl Wine {
             &[("NETBAR_WINEPREFIX", prefix_text.as_str()), ("WINEDEBUG", "-all,err+eventlog")],
         );
         let wine = Wine { prefix, _alive: alive, events };
-        // The prefix is ready once a program runs in it.
-        let ready = wine.run(&["cmd", "/c", "echo", "ready"]);
-        assert!(String::from_utf8_lossy(&ready.stdout).contains("ready"), "{ready:?}");
+        // Wine's own services start with the prefix's first program and
+        // keep its standard output and error: that must be this one, or a
+        // later program's output would never end (and the event log would
+        // go elsewhere). It is running once `pause` prompts.
+        wait_for("the wine prefix and its first program", STARTED, || wine.events().contains("Press any key"));
         wine
     }
 
-    /// Runs a program in the prefix (Windows paths), waiting for it.
+    /// Runs a program in the prefix (Windows paths), waiting for it up to a
+    /// deadline. Its output goes through files, not pipes: a wine service
+    /// it happened to start would hold a pipe open long after it ended.
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("wine runs")
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (out, err) = (self.prefix.with_file_name(format!("run-{n}.out")), self.prefix.with_file_name(format!("run-{n}.err")));
+        let mut child = self
+            .command(args)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("wine runs");
+        let mut status = None;
+        wait_for(&format!("{args:?} to finish"), STARTED, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        Output { status: status.unwrap(), stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() }
     }
 
     fn command(&self, args: &[&str]) -> Command {
