@@ -137,11 +137,7 @@ use netbar_host::service::{self, AGENT as SERVICE};
 /// both come here. A Windows service has no console, so it logs to files.
 fn run_service(config: Option<&std::path::Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let loaded = config::Config::load(&config::locate(config))?;
-    let log_dir = loaded.config.log.dir.clone().or_else(|| {
-        (cfg!(windows) && as_service)
-            .then(|| netbar_protocol::settings::system_path("logs", true, std::env::var_os("ProgramData").map(Into::into)))
-    });
-    let _guard = netbar_host::logging::init(SERVICE.name, log_dir.as_deref(), loaded.config.log.keep_files)?;
+    let _guard = netbar_host::logging::init(SERVICE.name, loaded.config.log.dir.as_deref(), as_service, loaded.config.log.keep_files)?;
     for notice in &loaded.notices {
         tracing::warn!("configuration: {notice}");
     }

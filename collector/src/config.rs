@@ -22,8 +22,7 @@ pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 /// `print-config`'s text: [`DEFAULT_CONFIG`] with the folders of this
 /// platform, or of Windows (under `%ProgramData%\netbar`).
 pub(crate) fn default_text(windows: bool) -> String {
-    let program_data = if cfg!(windows) { std::env::var_os("ProgramData").map(PathBuf::from) } else { None };
-    netbar_protocol::settings::for_platform(DEFAULT_CONFIG, windows || cfg!(windows), program_data)
+    netbar_host::default_config(DEFAULT_CONFIG, windows)
 }
 
 /// The whole configuration.
@@ -402,7 +401,7 @@ pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// The system-wide configuration path.
 pub(crate) fn system_path() -> PathBuf {
-    netbar_protocol::settings::system_path("collector.toml", cfg!(windows), std::env::var_os("ProgramData").map(PathBuf::from))
+    netbar_host::system_path("collector.toml")
 }
 
 #[cfg(test)]

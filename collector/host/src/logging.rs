@@ -9,10 +9,13 @@ pub type Guard = tracing_appender::non_blocking::WorkerGuard;
 
 /// Starts logging at the level `NETBAR_LOG` names (default info), to
 /// standard error or to files `<name>.<date>.log` in `dir`, keeping
-/// `keep_files` of them. A level, not a directive language: the regex
-/// engine behind per-target filters costs more memory than the collector's
-/// own code.
-pub fn init(name: &str, dir: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<Guard>> {
+/// `keep_files` of them. Without a `dir`, a Windows service (which has no
+/// standard error) logs to `%ProgramData%\netbar\logs`. A level, not a
+/// directive language: the regex engine behind per-target filters costs
+/// more memory than the collector's own code.
+pub fn init(name: &str, dir: Option<&Path>, as_service: bool, keep_files: usize) -> anyhow::Result<Option<Guard>> {
+    let service_dir = (cfg!(windows) && as_service && dir.is_none()).then(|| crate::system_path("logs"));
+    let dir = dir.or(service_dir.as_deref());
     let level = std::env::var("NETBAR_LOG")
         .ok()
         .and_then(|level| level.parse::<tracing_subscriber::filter::LevelFilter>().ok())

@@ -93,6 +93,17 @@ impl Wine {
         Output { status: status.unwrap(), stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() }
     }
 
+    /// Starts a long-running program in the prefix, its output to `log`.
+    fn start(&self, args: &[&str], log: PathBuf) -> Process {
+        Process::start_with(
+            &workspace().join("tests/wine/run"),
+            args,
+            log,
+            Stdin::Null,
+            &[("NETBAR_WINEPREFIX", self.prefix.to_str().unwrap())],
+        )
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(workspace().join("tests/wine/run"));
         command.args(args).env("NETBAR_WINEPREFIX", &self.prefix).stdin(Stdio::null());
@@ -151,6 +162,14 @@ const COLLECTOR_CONFIG: &str = r"C:\ProgramData\netbar\collector.toml";
 
 fn healthy(http: u16) -> bool {
     netbar_tests::try_http_text(http, "GET", "/healthz", None, None).is_ok_and(|(status, _)| status == 200)
+}
+
+/// Signs in as the manager the test added; the token.
+fn sign_in(http: u16) -> String {
+    let password = serde_json::json!({"name": "li", "password": "correct horse battery"});
+    let (status, body) = netbar_tests::http(http, "POST", "/api/v1/login", None, Some(&password));
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }
 
 fn station(http: u16, token: &str) -> serde_json::Value {
@@ -217,30 +236,10 @@ fn a_venue_on_windows_from_its_zip() {
     assert!(ok(&wine, &[COLLECTOR, "check-config"]).contains("station st-1"));
 
     // In the foreground: the agent serves, the collector reports through its bus.
-    let mut agent = Process::start_with(
-        &workspace().join("tests/wine/run"),
-        &[AGENT, "run"],
-        dir.path().join("agent.log"),
-        Stdin::Null,
-        &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap())],
-    );
+    let mut agent = wine.start(&[AGENT, "run"], dir.path().join("agent.log"));
     wait_for("the agent's /healthz", STARTED, || healthy(http));
-    let (status, body) = netbar_tests::http(
-        http,
-        "POST",
-        "/api/v1/login",
-        None,
-        Some(&serde_json::json!({"name": "li", "password": "correct horse battery"})),
-    );
-    assert_eq!(status, 200, "{body}");
-    let mut token = body["token"].as_str().unwrap().to_owned();
-    let mut collector = Process::start_with(
-        &workspace().join("tests/wine/run"),
-        &[COLLECTOR, "run"],
-        dir.path().join("collector.log"),
-        Stdin::Null,
-        &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap())],
-    );
+    let mut token = sign_in(http);
+    let mut collector = wine.start(&[COLLECTOR, "run"], dir.path().join("collector.log"));
     wait_for("st-1 online and reporting telemetry", STARTED, || {
         let station = station(http, &token);
         station["online"] == true && station["cpu_percent"].is_number() && station["lock_state"] == "locked"
@@ -254,14 +253,7 @@ fn a_venue_on_windows_from_its_zip() {
         wine.wait_state(name, "RUNNING");
     }
     wait_for("the agent service's /healthz", STARTED, || healthy(http));
-    let (_, body) = netbar_tests::http(
-        http,
-        "POST",
-        "/api/v1/login",
-        None,
-        Some(&serde_json::json!({"name": "li", "password": "correct horse battery"})),
-    );
-    token = body["token"].as_str().unwrap().to_owned();
+    token = sign_in(http);
     wait_for("st-1 online through the services", STARTED, || station(http, &token)["online"] == true);
     for name in ["netbar-agent", "netbar-collector"] {
         ok(&wine, &["sc", "stop", name]);
