@@ -136,8 +136,10 @@ use netbar_host::service::{self, AGENT as SERVICE};
 /// Runs the agent until `shutdown` resolves: `run` and the Windows service
 /// both come here. A Windows service has no console, so it logs to files.
 fn run_service(config: Option<&std::path::Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let loaded = config::Config::load(&config::locate(config))?;
-    let _guard = netbar_host::logging::init(SERVICE.name, loaded.config.log.dir.as_deref(), as_service, loaded.config.log.keep_files)?;
+    let path = config::locate(config);
+    let loaded = config::Config::load(&path)?;
+    let service_config = as_service.then_some(path.as_path());
+    let _guard = netbar_host::logging::init(SERVICE.name, loaded.config.log.dir.as_deref(), service_config, loaded.config.log.keep_files)?;
     for notice in &loaded.notices {
         tracing::warn!("configuration: {notice}");
     }

@@ -42,6 +42,9 @@ pub(crate) struct Config {
     pub(crate) actions: Actions,
     #[serde(default)]
     pub(crate) sensors: Vec<Sensor>,
+    /// The file this was read from (not a key).
+    #[serde(skip)]
+    pub(crate) path: PathBuf,
     #[serde(default)]
     pub(crate) log: netbar_protocol::settings::Log,
 }
@@ -294,6 +297,7 @@ impl Config {
         config.check().map_err(|(key, reason)| error(key.to_owned(), reason))?;
         // Relative files sit next to the configuration, as enrollment writes them.
         let mut config = config;
+        config.path = path.to_owned();
         if let Some(dir) = path.parent() {
             let beside = |file: &mut PathBuf| {
                 if file.is_relative() {
@@ -367,10 +371,11 @@ impl Config {
             if let Some(state) = std::env::var_os("STATE_DIRECTORY").filter(|state| !state.is_empty()) {
                 return PathBuf::from(state).join("spool");
             }
-            // On Windows: beside the configuration, not in the profile of
-            // the account the service runs as.
+            // On Windows: beside the configuration (where install.ps1 puts
+            // it, %ProgramData%\netbar), not in the profile of the account
+            // the service runs as.
             if cfg!(windows) {
-                return system_path().with_file_name("spool");
+                return netbar_host::beside(&self.path, "spool");
             }
             directories::ProjectDirs::from("", "netbar", "netbar-collector")
                 .map(|dirs| dirs.data_local_dir().join("spool"))

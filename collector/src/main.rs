@@ -142,7 +142,8 @@ fn load(explicit: Option<&Path>) -> anyhow::Result<config::Config> {
 /// it logs to files by default.
 fn run_service(config: Option<&Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let config = load(config)?;
-    let _guard = netbar_host::logging::init(SERVICE.name, config.log.dir.as_deref(), as_service, config.log.keep_files)?;
+    let service_config = as_service.then_some(config.path.as_path());
+    let _guard = netbar_host::logging::init(SERVICE.name, config.log.dir.as_deref(), service_config, config.log.keep_files)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (logins, login_queue) = mpsc::channel(64);
@@ -221,7 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => Some(config::Config::load(path)?),
                 None => None,
             };
-            let _ = netbar_host::logging::init(SERVICE.name, None, false, 1);
+            let _ = netbar_host::logging::init(SERVICE.name, None, None, 1);
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(simulate::run(base, args))
         }

@@ -164,8 +164,8 @@ pub mod seconds {
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// A directory for daily-rotated log files; standard error (the journal
-    /// under systemd) when absent. A Windows service defaults to
-    /// `%ProgramData%\netbar\logs`.
+    /// under systemd) when absent. A Windows service defaults to `logs`
+    /// beside its configuration file (`%ProgramData%\netbar\logs`).
     pub dir: Option<PathBuf>,
     /// How many daily files to keep.
     pub keep_files: usize,

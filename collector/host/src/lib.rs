@@ -35,6 +35,11 @@ pub fn default_config(text: &str, windows: bool) -> String {
     netbar_protocol::settings::for_platform(text, windows || cfg!(windows), program_data())
 }
 
+/// The folder `name` next to the file `config`.
+pub fn beside(config: &std::path::Path, name: &str) -> std::path::PathBuf {
+    config.parent().unwrap_or_else(|| std::path::Path::new(".")).join(name)
+}
+
 /// `%ProgramData%` on Windows; nothing elsewhere.
 fn program_data() -> Option<std::path::PathBuf> {
     if cfg!(windows) { std::env::var_os("ProgramData").map(Into::into) } else { None }

@@ -10,11 +10,13 @@ pub type Guard = tracing_appender::non_blocking::WorkerGuard;
 /// Starts logging at the level `NETBAR_LOG` names (default info), to
 /// standard error or to files `<name>.<date>.log` in `dir`, keeping
 /// `keep_files` of them. Without a `dir`, a Windows service (which has no
-/// standard error) logs to `%ProgramData%\netbar\logs`. A level, not a
-/// directive language: the regex engine behind per-target filters costs
-/// more memory than the collector's own code.
-pub fn init(name: &str, dir: Option<&Path>, as_service: bool, keep_files: usize) -> anyhow::Result<Option<Guard>> {
-    let service_dir = (cfg!(windows) && as_service && dir.is_none()).then(|| crate::system_path("logs"));
+/// standard error) logs to `logs` beside the configuration file it was
+/// started with (`service_config`): where install.ps1 put it,
+/// `%ProgramData%\netbar`, whatever the service account's environment says.
+/// A level, not a directive language: the regex engine behind per-target
+/// filters costs more memory than the collector's own code.
+pub fn init(name: &str, dir: Option<&Path>, service_config: Option<&Path>, keep_files: usize) -> anyhow::Result<Option<Guard>> {
+    let service_dir = service_config.filter(|_| cfg!(windows) && dir.is_none()).map(|config| crate::beside(config, "logs"));
     let dir = dir.or(service_dir.as_deref());
     let level = std::env::var("NETBAR_LOG")
         .ok()

@@ -12,8 +12,8 @@
 //! Windows: a service registered with the service control manager through
 //! the `windows-service` crate, started automatically and restarted on
 //! failure (5 s, 5 s, 60 s; also when it stops with an error rather than
-//! crashing), logging to daily files under `%ProgramData%\netbar\logs`. A
-//! service that cannot start or stops on an error writes why to the
+//! crashing), logging to daily files in `logs` beside its configuration
+//! (as installed, `%ProgramData%\netbar\logs`). A service that cannot start or stops on an error writes why to the
 //! Application event log (source: the service's name) and stops with the
 //! service-specific exit code [`FAILED`], which `sc query` shows and which
 //! sets the recovery actions off.

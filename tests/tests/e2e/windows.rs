@@ -2,9 +2,11 @@
 //! would, as far as wine allows: the package built (`deploy/windows/package`,
 //! dev profile), unpacked to `C:\Program Files\netbar`, the configurations
 //! in `%ProgramData%\netbar`; the agent and a collector run in the
-//! foreground, then as services through wine's service control manager
-//! (install, stop, start, install again, a broken configuration failing
-//! visibly, uninstall twice). Each test has a wine prefix of its own, made by
+//! foreground with a customer in session, are killed (kill -9), then run as
+//! services through wine's service control manager: the session carries on
+//! across the kill and across a clean stop and start, the station never
+//! locked; install again, a broken configuration failing visibly,
+//! uninstall twice. Each test has a wine prefix of its own, made by
 //! tests/wine/run with the stand-ins wine lacks; nothing of it is shipped.
 //!
 //! What wine cannot show: access lists on `%ProgramData%\netbar` (install.ps1
@@ -226,12 +228,21 @@ fn a_venue_on_windows_from_its_zip() {
     let enrolled = ok(&wine, &[AGENT, "enroll", "station", "st-1", "--out", r"C:\ProgramData\netbar\enrolled"]);
     assert!(enrolled.contains("enrolled station st-1"), "{enrolled}");
     // What install.ps1 -Enrollment copies, and programs that stand in for
-    // the lock screen (a service cannot show one under wine).
+    // the lock screen (a service cannot show one under wine): the station's
+    // lock state is a file they write and read.
     let station_files = data.join("enrolled").join("st-1");
     std::fs::copy(station_files.join("station.key"), data.join("station.key")).unwrap();
+    let locked = || std::fs::read_to_string(data.join("locked")).unwrap_or_default().trim().to_owned();
+    std::fs::write(data.join("locked"), "yes\n").unwrap();
     let collector_config = std::fs::read_to_string(station_files.join("collector.toml")).unwrap()
-        + "\n[actions]\nlock = [\"cmd\", \"/c\", \"echo locked\"]\nunlock = [\"cmd\", \"/c\", \"echo unlocked\"]\n\
-           notify = [\"cmd\", \"/c\", \"echo {text}\"]\nlock_state = [\"cmd\", \"/c\", \"echo locked\"]\n";
+        + &format!(
+            "\n[local]\nlisten = \"127.0.0.1:{}\"\n[actions]\n\
+             lock = ['cmd', '/c', 'echo yes> C:\\ProgramData\\netbar\\locked']\n\
+             unlock = ['cmd', '/c', 'echo no> C:\\ProgramData\\netbar\\locked']\n\
+             notify = ['cmd', '/c', 'echo {{text}}']\n\
+             lock_state = ['cmd', '/c', 'type C:\\ProgramData\\netbar\\locked']\n",
+            free_port()
+        );
     std::fs::write(wine.host_path(COLLECTOR_CONFIG), &collector_config).unwrap();
     assert!(ok(&wine, &[COLLECTOR, "check-config"]).contains("station st-1"));
 
@@ -244,6 +255,15 @@ fn a_venue_on_windows_from_its_zip() {
         let station = station(http, &token);
         station["online"] == true && station["cpu_percent"].is_number() && station["lock_state"] == "locked"
     });
+    // A customer checked in at the desk logs in at the station.
+    let adult = serde_json::json!({"document_type": "other", "number": "WINE-1", "birth_date": "1990-01-01"});
+    let (_, body) = netbar_tests::http(http, "POST", "/api/v1/checkins", Some(&token), Some(&adult));
+    let ticket = body["result"]["ticket"].as_str().unwrap().to_owned();
+    let answer = ok(&wine, &[COLLECTOR, "login", &ticket]);
+    assert!(answer.contains("unlocked"), "{answer}");
+    let in_session = |token: &str| station(http, token)["session"]["ticket"] == ticket.as_str();
+    wait_for("st-1 in session and unlocked", STARTED, || in_session(&token) && locked() == "no");
+    // Both killed (kill -9 of the wine processes): nothing to clean up with.
     collector.kill();
     agent.kill();
 
@@ -254,7 +274,19 @@ fn a_venue_on_windows_from_its_zip() {
     }
     wait_for("the agent service's /healthz", STARTED, || healthy(http));
     token = sign_in(http);
-    wait_for("st-1 online through the services", STARTED, || station(http, &token)["online"] == true);
+    // The session outlived both processes, and the station was never locked.
+    wait_for("st-1 online through the services, in the same session", STARTED, || {
+        station(http, &token)["online"] == true && in_session(&token)
+    });
+    // Services log beside their configuration: install.ps1's %ProgramData%\netbar.
+    for name in ["netbar-agent", "netbar-collector"] {
+        let logged = std::fs::read_dir(data.join("logs"))
+            .unwrap()
+            .flatten()
+            .any(|file| file.file_name().to_string_lossy().starts_with(name) && std::fs::metadata(file.path()).is_ok_and(|m| m.len() > 0));
+        assert!(logged, "{name} logs in C:\\ProgramData\\netbar\\logs");
+    }
+    assert_eq!(locked(), "no");
     for name in ["netbar-agent", "netbar-collector"] {
         ok(&wine, &["sc", "stop", name]);
         wine.wait_state(name, "STOPPED");
@@ -266,6 +298,10 @@ fn a_venue_on_windows_from_its_zip() {
         wine.wait_state(name, "RUNNING");
     }
     wait_for("the agent service's /healthz again", STARTED, || healthy(http));
+    // And a clean stop of both: the same session, still unlocked.
+    token = sign_in(http);
+    wait_for("st-1 online again, in the same session", STARTED, || station(http, &token)["online"] == true && in_session(&token));
+    assert_eq!(locked(), "no");
     // Installing over an installed, running service updates it.
     assert!(ok(&wine, &[AGENT, "install-service", "--config", AGENT_CONFIG]).contains("installed netbar-agent"));
     assert_eq!(wine.service("netbar-agent").map(|(state, _, _)| state), Some("RUNNING".to_owned()));
