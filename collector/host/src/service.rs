@@ -13,10 +13,11 @@
 //! the `windows-service` crate, started automatically and restarted on
 //! failure (5 s, 5 s, 60 s; also when it stops with an error rather than
 //! crashing), logging to daily files in `logs` beside its configuration
-//! (as installed, `%ProgramData%\netbar\logs`). A service that cannot start or stops on an error writes why to the
-//! Application event log (source: the service's name) and stops with the
-//! service-specific exit code [`FAILED`], which `sc query` shows and which
-//! sets the recovery actions off.
+//! (as installed, `%ProgramData%\netbar\logs`). A service that cannot
+//! start or stops on an error writes why to the Application event log
+//! (source: the service's name) and stops with the service-specific exit
+//! code [`FAILED`], which `sc query` shows and which sets the recovery
+//! actions off.
 //!
 //! Installing and removing are idempotent on both systems: installing over
 //! an installed service updates it, removing an absent one succeeds.
