@@ -84,31 +84,75 @@ fn prepare(dir: &Path, args: &Args, mqtt: u16, http: u16) -> anyhow::Result<(Pat
     Ok((path, loaded.config.venue.id.to_string()))
 }
 
-/// `netbar-collector` beside this binary; under `cargo run`, built first.
-fn collector_binary() -> anyhow::Result<PathBuf> {
+/// `name` (netbar-collector, netbar-lockscreen) beside this binary; under
+/// `cargo run`, built first.
+fn sibling_binary(name: &str, what: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let sibling = exe.with_file_name(format!("netbar-collector{}", std::env::consts::EXE_SUFFIX));
+    let sibling = exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if sibling.exists() {
         return Ok(sibling);
     }
     let missing = || {
         anyhow::anyhow!(
-            "the station simulator {} is missing: install netbar-collector beside netbar-agent, or build it (cargo build --release -p netbar-collector)",
+            "{what} {} is missing: install {name} beside netbar-agent, or build it (cargo build --release -p {name})",
             sibling.display()
         )
     };
     let cargo = std::env::var_os("CARGO").ok_or_else(missing)?;
     let profile_dir = exe.parent().ok_or_else(missing)?;
     let target_dir = profile_dir.parent().ok_or_else(missing)?;
-    eprintln!("building the station simulator (netbar-collector) first…");
+    eprintln!("building {what} ({name}) first…");
     let mut build = std::process::Command::new(cargo);
-    build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).args(["build", "-p", "netbar-collector", "--target-dir"]);
+    build.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")).args(["build", "-p", name, "--target-dir"]);
     build.arg(target_dir);
     if profile_dir.file_name().is_some_and(|name| name == "release") {
         build.arg("--release");
     }
-    anyhow::ensure!(build.status()?.success(), "building netbar-collector failed");
+    anyhow::ensure!(build.status()?.success(), "building {name} failed");
     sibling.exists().then_some(sibling.clone()).ok_or_else(missing)
+}
+
+/// The one station a person can walk up to: a real collector on this PC,
+/// with the lock screen, enrolled as `desk-1`. Its "operating system's
+/// lock" only writes to a file in the demo's folder: the demo never locks
+/// this PC's own session. Returns the collector's configuration.
+fn walk_up_station(dir: &Path, config: &Path, venue: &str, mqtt: u16, lockscreen: &Path) -> anyhow::Result<PathBuf> {
+    let loaded = crate::config::Config::load(config)?;
+    let mut store = crate::store::Store::open(&loaded.database(), loaded.policy.retention_days)?;
+    let key = StationKey::from_bytes(rand::random());
+    store.enroll_station(WALK_UP, &key, Timestamp::now(), true)?;
+    let station_dir = dir.join("stations").join(WALK_UP);
+    std::fs::create_dir_all(&station_dir)?;
+    let key_file = station_dir.join("station.key");
+    netbar_host::private::write_private(&key_file, &format!("{}\n", key.to_hex()))?;
+    let os_lock = station_dir.join("os-lock.log");
+    let (shell, flag) = if cfg!(windows) { ("cmd", "/C") } else { ("sh", "-c") };
+    let action = |word: &str| format!("[{shell:?}, {flag:?}, {:?}]", format!("echo {word} >> \"{}\"", os_lock.display()));
+    let text = format!(
+        "version = 1\n[station]\nvenue = {venue:?}\nid = {WALK_UP:?}\nkey_file = {key:?}\n[broker]\nport = {mqtt}\n[spool]\ndir = {spool:?}\n\
+         [local]\nlisten = \"127.0.0.1:{local}\"\n[lock_screen]\nprogram = [{lockscreen:?}]\nvenue_name = \"netbar demo · 网吧演示\"\n\
+         languages = [\"zh\", \"en\", \"ko\"]\n[lock_screen.exits]\nzh = \"出门左转，走廊尽头的绿色安全出口\"\n\
+         en = \"Turn left: the green exit at the end of the corridor\"\nko = \"왼쪽으로 나가 복도 끝 초록색 비상구\"\n\
+         [actions]\nlock = {lock}\nunlock = {unlock}\nnotify = {notify}\nlock_state = []\n",
+        key = key_file.display().to_string(),
+        spool = station_dir.join("spool").display().to_string(),
+        local = free_port(None)?,
+        lockscreen = lockscreen.display().to_string(),
+        lock = action("locked"),
+        unlock = action("unlocked"),
+        notify = action("notice"),
+    );
+    let path = station_dir.join("collector.toml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The walk-up station's id.
+const WALK_UP: &str = "desk-1";
+
+/// Whether windows can be opened here.
+fn display_available() -> bool {
+    cfg!(windows) || ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
@@ -210,7 +254,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (mqtt, http) = (free_port(args.mqtt_port)?, free_port(args.http_port)?);
     let (config, venue) = prepare(&dir, &args, mqtt, http)?;
-    let collector = collector_binary()?;
+    let collector = sibling_binary("netbar-collector", "the station simulator")?;
+    let lockscreen = sibling_binary("netbar-lockscreen", "the lock screen")?;
+    let walk_up = walk_up_station(&dir, &config, &venue, mqtt, &lockscreen)?;
 
     let mut agent = tokio::process::Command::new(std::env::current_exe()?)
         .args(["run", "--config"])
@@ -241,6 +287,24 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .spawn()
         .context("cannot start the station simulator")?;
     let mut to_simulator = simulator.stdin.take().context("the simulator's standard input")?;
+    // The walk-up station: a real collector that starts the lock screen,
+    // when there is a display to show it on.
+    let shown = display_available();
+    let mut station = if shown {
+        Some(
+            tokio::process::Command::new(&collector)
+                .arg("--config")
+                .arg(&walk_up)
+                .arg("run")
+                .stdout(std::process::Stdio::null())
+                .stderr(log_file(&dir, "desk-1.log")?)
+                .kill_on_drop(true)
+                .spawn()
+                .context("cannot start the walk-up station")?,
+        )
+    } else {
+        None
+    };
 
     let (status, login) =
         call(http, "POST", "/api/v1/login", None, Some(serde_json::json!({ "name": "cashier", "password": PASSWORD }))).await?;
@@ -254,6 +318,13 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     writeln!(out, "  sign in:  manager / {PASSWORD}   or   cashier / {PASSWORD}")?;
     writeln!(out, "  broker:   127.0.0.1:{mqtt} (embedded)")?;
     writeln!(out, "  data:     {}", dir.display())?;
+    if shown {
+        writeln!(out, "  station:  {WALK_UP}, a lock screen window on this display: check a customer in at the console")?;
+        writeln!(out, "            and type the ticket there (F2 switches its language)")?;
+    } else {
+        writeln!(out, "  station:  {WALK_UP} has no display here; on a desktop, start it with")?;
+        writeln!(out, "            {} --config {} run", collector.display(), walk_up.display())?;
+    }
     writeln!(
         out,
         "A smoke detector (station sim-{smoke_at:03}) goes off in a minute. Type `smoke N` or `clear N` to set one off or clear it; Ctrl-C stops."
@@ -294,6 +365,16 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     println!("stopping…");
+    if let Some(station) = station.as_mut() {
+        let _ = station.kill().await;
+        // A lock screen outlives its collector (a station's keeps covering
+        // it); the demo's goes with the demo.
+        let log = std::fs::read_to_string(dir.join("desk-1.log")).unwrap_or_default();
+        for pid in log.lines().filter_map(|line| line.split("lock screen started pid=").nth(1)?.split_whitespace().next()) {
+            let (program, args) = if cfg!(windows) { ("taskkill", vec!["/F", "/PID", pid]) } else { ("kill", vec!["-TERM", pid]) };
+            let _ = tokio::process::Command::new(program).args(args).status().await;
+        }
+    }
     let _ = to_simulator.write_all(b"quit\n").await;
     drop(to_simulator);
     if tokio::time::timeout(Duration::from_secs(5), simulator.wait()).await.is_err() {

@@ -623,7 +623,7 @@ async fn command(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Stri
             }
             let level =
                 if evacuation { netbar_protocol::messages::NoticeLevel::Evacuation } else { netbar_protocol::messages::NoticeLevel::Info };
-            netbar_protocol::messages::Action::Notify { level, text }
+            netbar_protocol::messages::Action::Notify { level, text, ends: None, incident: None }
         }
     };
     match api.ask(|reply| Request::Command { station: station.clone(), action, by: session.user, reply }).await? {

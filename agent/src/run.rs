@@ -617,8 +617,12 @@ impl Agent {
         for effect in effects {
             match effect {
                 Effect::Command { station, mut action } => {
-                    if let netbar_protocol::messages::Action::Unlock { until: Some(until), .. } = &mut action {
-                        *until = self.clock.to_system(*until);
+                    // Instants a station acts on are in its (the system's) time.
+                    if let netbar_protocol::messages::Action::Unlock { until: Some(at), .. }
+                    | netbar_protocol::messages::Action::Notify { ends: Some(at), .. }
+                    | netbar_protocol::messages::Action::RefuseLogin { allowed_from: Some(at), .. } = &mut action
+                    {
+                        *at = self.clock.to_system(*at);
                     }
                     let command = netbar_protocol::messages::Command { command_id: format!("c-{:016x}", rand::random::<u64>()), action };
                     self.publish_to(&station, StationChannel::Command, command);

@@ -494,19 +494,35 @@ impl Venue {
                 IncidentTransition::Resolved { by: by.to_owned(), note }
             }
         };
-        Ok(vec![Effect::Record(LogEntry::Incident(IncidentEntry { incident: id.to_owned(), transition }))])
+        let resolved_evacuation = matches!(transition, IncidentTransition::Resolved { .. }) && incident.kind.evacuates();
+        let mut effects = vec![Effect::Record(LogEntry::Incident(IncidentEntry { incident: id.to_owned(), transition }))];
+        // The last fire or gas incident resolved: the notices come down.
+        if resolved_evacuation && self.evacuating().is_none() {
+            let online: Vec<StationId> = self.stations.iter().filter(|(_, station)| station.online).map(|(id, _)| id.clone()).collect();
+            effects.extend(online.into_iter().map(|station| Effect::Command { station, action: Action::AllClear }));
+        }
+        Ok(effects)
     }
 
-    /// An evacuation notice to every station that is online.
-    fn evacuate(&self, text: &str) -> Vec<Effect> {
-        self.stations
-            .iter()
-            .filter(|(_, station)| station.online)
-            .map(|(id, _)| Effect::Command {
-                station: id.clone(),
-                action: Action::Notify { level: NoticeLevel::Evacuation, text: text.to_owned() },
-            })
-            .collect()
+    /// An evacuation notice for `incident` to every station that is online.
+    fn evacuate(&self, incident: &str) -> Vec<Effect> {
+        let online: Vec<&StationId> = self.stations.iter().filter(|(_, station)| station.online).map(|(id, _)| id).collect();
+        online.into_iter().map(|station| evacuation_notice(station, incident)).collect()
+    }
+
+    /// The open fire or gas incident stations must be evacuated for, if any.
+    fn evacuating(&self) -> Option<&Incident> {
+        self.incidents.values().find(|incident| incident.resolved.is_none() && incident.kind.evacuates())
+    }
+
+    /// What a station that (re)appears must be told: the evacuation notice
+    /// while one is on (it may have restarted and lost it), else that all
+    /// is clear (it may have been away when the incident was resolved).
+    fn evacuation_state(&self, station: &StationId) -> Effect {
+        match self.evacuating() {
+            Some(incident) => evacuation_notice(station, &incident.id),
+            None => Effect::Command { station: station.clone(), action: Action::AllClear },
+        }
     }
 
     fn on_sensor(&mut self, now: Timestamp, station: &StationId, reading: &SensorReading) -> Vec<Effect> {
@@ -564,8 +580,10 @@ impl Venue {
         // Every onset of an alarm evacuates, even while an earlier incident
         // of that detector is still open (acknowledged, not yet resolved):
         // a standing alarm repeated does not.
-        if self.alarming.insert(reading.sensor.clone()) {
-            effects.extend(self.evacuate("EMERGENCY: leave the building now by the nearest exit. Follow staff instructions."));
+        if self.alarming.insert(reading.sensor.clone())
+            && let Some(incident) = self.evacuating().map(|incident| incident.id.clone())
+        {
+            effects.extend(self.evacuate(&incident));
         }
         effects
     }
@@ -790,17 +808,23 @@ impl Venue {
     /// A message from a station (already authenticated and checked to come
     /// from `station`).
     pub(crate) fn on_message(&mut self, now: Timestamp, station: &StationId, message: &Message) -> Vec<Effect> {
+        let was_online = self.stations.get(station).is_some_and(|entry| entry.online);
         let entry = self.stations.entry(station.clone()).or_insert_with(|| Station::new(now, true));
         entry.last_seen = now;
         entry.awaited = false;
         match message {
             Message::StationStatus(status) => {
+                let appeared = status.online && !was_online;
                 entry.online = status.online;
                 if !status.online {
                     return Vec::new();
                 }
                 entry.lock_state = status.lock_state;
-                self.reconcile(now, station, status.lock_state, status.session.as_deref())
+                let mut effects = self.reconcile(now, station, status.lock_state, status.session.as_deref());
+                if appeared {
+                    effects.push(self.evacuation_state(station));
+                }
+                effects
             }
             Message::Telemetry(telemetry) => {
                 entry.online = true;
@@ -837,6 +861,13 @@ impl Venue {
                 }
                 Vec::new()
             }
+            Message::Tamper(tamper) => {
+                let detail = match tamper.what {
+                    TamperKind::LockScreenStopped => format!("the lock screen at station {station} was stopped: {}", tamper.detail),
+                    TamperKind::LockScreenHung => format!("the lock screen at station {station} stopped answering: {}", tamper.detail),
+                };
+                self.open_incident(now, IncidentKind::LockScreenTampered, Severity::Warning, Some(station), None, detail)
+            }
             Message::Activity(activity) if entry.session.is_none() => {
                 let detail = format!("station {station} in use without a registration ({:?})", activity.evidence);
                 self.unregistered(now, station, detail)
@@ -846,27 +877,33 @@ impl Venue {
     }
 
     fn login(&mut self, now: Timestamp, station: &StationId, request: &LoginRequest) -> Vec<Effect> {
-        let refuse = |reasons: Vec<&str>, message: &str| {
+        // The codes and facts go with the English message: the lock screen
+        // words them in the customer's language.
+        let refuse = |reasons: Vec<&str>, message: String, elsewhere: Option<StationId>, allowed_from: Option<Timestamp>| {
             vec![Effect::Command {
                 station: station.clone(),
                 action: Action::RefuseLogin {
                     request_id: request.request_id.clone(),
                     reasons: reasons.into_iter().map(str::to_owned).collect(),
-                    message: message.to_owned(),
+                    message,
+                    station: elsewhere,
+                    allowed_from,
                 },
             }]
         };
         let code = request.ticket.trim().to_ascii_uppercase();
         let Some(ticket) = self.tickets.get(&code) else {
-            return refuse(vec!["unknown_ticket"], "This ticket is not valid. Please ask at the front desk.");
+            return refuse(vec!["unknown_ticket"], "This ticket is not valid. Please ask at the front desk.".into(), None, None);
         };
-        if ticket.station.as_ref().is_some_and(|other| other != station) {
-            return refuse(vec!["ticket_in_use"], "This ticket is in use at another station.");
+        if let Some(other) = ticket.station.as_ref().filter(|other| *other != station) {
+            let message = format!("This ticket is in use at station {other}.");
+            return refuse(vec!["ticket_in_use"], message, Some(other.clone()), None);
         }
         let decision = policy::evaluate(&self.policy, ticket.birth_date, now, &self.zone, Circumstances { guardian: ticket.guardian });
         if !decision.allowed {
             let reasons: Vec<&str> = decision.reasons.iter().map(|reason| reason.code()).collect();
-            return refuse(reasons, "Access is not allowed at this time. Please ask at the front desk.");
+            let message = "Access is not allowed at this time. Please ask at the front desk.".into();
+            return refuse(reasons, message, None, decision.until);
         }
         // The same ticket again at the station that holds its session (a
         // login sent again after a restart, say): the same session, not a
@@ -1022,6 +1059,8 @@ impl Venue {
                     action: Action::Notify {
                         level: NoticeLevel::Warning,
                         text: format!("Your session ends in {minutes} minute(s) under the venue's rules. Please save your work."),
+                        ends: Some(until),
+                        incident: None,
                     },
                 });
             }
@@ -1062,6 +1101,19 @@ impl Venue {
             effects.push(Effect::Record(LogEntry::CheckOut(journal::CheckOut { ticket: code, reason: Some(CheckOutCause::Expired) })));
         }
         effects
+    }
+}
+
+/// The evacuation notice for `incident` at `station`.
+fn evacuation_notice(station: &StationId, incident: &str) -> Effect {
+    Effect::Command {
+        station: station.clone(),
+        action: Action::Notify {
+            level: NoticeLevel::Evacuation,
+            text: "EMERGENCY: leave the building now by the nearest exit. Follow staff instructions.".into(),
+            ends: None,
+            incident: Some(incident.to_owned()),
+        },
     }
 }
 
@@ -1140,7 +1192,11 @@ mod tests {
         assert!(venue.station(&st("st-1")).unwrap().session.is_some());
         // The same ticket at another station is refused.
         let other = login(&mut venue, now, "st-2", &ticket);
-        assert!(matches!(&other[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["ticket_in_use"]));
+        assert!(
+            matches!(&other[0], Effect::Command { action: Action::RefuseLogin { reasons, station: Some(at), message, .. }, .. }
+                if reasons == &["ticket_in_use"] && at.as_str() == "st-1" && message.contains("station st-1")),
+            "{other:?}"
+        );
         // An unknown ticket too.
         let unknown = login(&mut venue, now, "st-2", "ZZZZZZ");
         assert!(
@@ -1180,7 +1236,7 @@ mod tests {
         assert!(venue.tick(at("2026-11-22T12:49:59Z")).is_empty());
         let warning = venue.tick(at("2026-11-22T12:50:00Z"));
         assert!(
-            matches!(&warning[..], [Effect::Command { action: Action::Notify { level: NoticeLevel::Warning, text }, .. }] if text.contains("10 minute"))
+            matches!(&warning[..], [Effect::Command { action: Action::Notify { level: NoticeLevel::Warning, text, ends: Some(ends), .. }, .. }] if text.contains("10 minute") && *ends == end)
         );
         assert_eq!(venue.next_deadline(), Some(end));
         assert!(venue.tick(at("2026-11-22T12:59:59Z")).is_empty());
@@ -1191,7 +1247,12 @@ mod tests {
         assert_eq!(venue.next_deadline(), Some(now + SignedDuration::from_hours(3)));
         // Logging in again after 22:00 is refused for the youth hours.
         let late = login(&mut venue, at("2026-11-22T13:05:00Z"), "st-3", &ticket);
-        assert!(matches!(&late[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["youth_hours"]));
+        // With when the youth may play again: 09:00 in Seoul.
+        assert!(
+            matches!(&late[0], Effect::Command { action: Action::RefuseLogin { reasons, allowed_from: Some(from), .. }, .. }
+                if reasons == &["youth_hours"] && *from == at("2026-11-23T00:00:00Z")),
+            "{late:?}"
+        );
     }
 
     #[test]
@@ -1272,6 +1333,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_screen_tampered_with_opens_an_incident() {
+        let mut venue = venue("cn", "Asia/Shanghai");
+        let now = at("2026-11-22T12:00:00Z");
+        online(&mut venue, now, "st-1");
+        let tamper = Message::Tamper(Tamper { what: TamperKind::LockScreenHung, session: None, detail: "no answer for 1200 ms".into() });
+        let effects = venue.on_message(now, &st("st-1"), &tamper);
+        assert!(
+            matches!(&effects[..], [Effect::Record(LogEntry::Incident(IncidentEntry { transition: IncidentTransition::Opened { incident_kind: IncidentKind::LockScreenTampered, severity: Severity::Warning, detail, .. }, .. }))]
+                if detail.contains("st-1 stopped answering: no answer for 1200 ms")),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
     fn smoke_opens_a_critical_incident_and_evacuates_every_station() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
@@ -1289,9 +1364,24 @@ mod tests {
         assert_eq!((*incident_kind, *severity), (IncidentKind::Fire, Severity::Critical));
         let notices = effects
             .iter()
-            .filter(|e| matches!(e, Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, .. }, .. }))
+            .filter(|e| matches!(e, Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, incident: Some(of), .. }, .. } if of == id))
             .count();
-        assert_eq!(notices, 3, "every online station");
+        assert_eq!(notices, 3, "every online station, naming the incident");
+        // A station that comes (back) online meanwhile is evacuated too.
+        let status = |online| {
+            Message::StationStatus(StationStatus {
+                online,
+                version: "t".into(),
+                capabilities: vec![],
+                lock_state: LockState::Locked,
+                session: None,
+            })
+        };
+        let back = venue.on_message(now, &st("st-4"), &status(true));
+        assert!(
+            matches!(&back[..], [Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, incident: Some(of), .. }, .. }] if of == id),
+            "{back:?}"
+        );
         // The standing alarm does not open a second incident.
         assert!(venue.on_message(now, &st("st-2"), &reading("smoke-1", SensorKind::Smoke, Reading::Alarm { active: true })).is_empty());
         // Acknowledged, then resolved; a resolved one cannot change again.
@@ -1304,8 +1394,15 @@ mod tests {
         venue.transition(now, &id, "wang", Some("not recorded".into())).unwrap();
         venue.restore_incident(before);
         assert_eq!(venue.incident(&id).map(|incident| incident.resolved.is_none()), Some(true));
-        venue.transition(now, &id, "wang", Some("false alarm: toast".into())).unwrap();
+        let resolved = venue.transition(now, &id, "wang", Some("false alarm: toast".into())).unwrap();
+        // Resolved: the notices come down at every online station.
+        let clear = resolved.iter().filter(|e| matches!(e, Effect::Command { action: Action::AllClear, .. })).count();
+        assert_eq!(clear, 4, "{resolved:?}");
         assert_eq!(venue.transition(now, &id, "li", None), Err(TransitionError::Resolved(id.clone())));
+        // A station away when it was resolved hears it when it is back.
+        venue.on_message(now, &st("st-4"), &status(false));
+        let back = venue.on_message(now, &st("st-4"), &status(true));
+        assert!(matches!(&back[..], [Effect::Command { action: Action::AllClear, .. }]), "{back:?}");
         assert_eq!(venue.transition(now, "i-x", "li", None), Err(TransitionError::Unknown("i-x".into())));
         let co = venue.on_message(now, &st("st-1"), &reading("co-1", SensorKind::CarbonMonoxide, Reading::Ppm { value: 80.0 }));
         assert!(matches!(
@@ -1484,9 +1581,11 @@ mod tests {
         // The stations say what they hold: the floor is true again.
         assert_eq!(floor_state(&after, "st-1"), "offline");
         let session = after.sessions_json()["sessions"][0]["id"].as_str().unwrap().to_owned();
-        assert!(after.on_message(later, &st("st-1"), &connected(LockState::Unlocked, Some(&session))).is_empty(), "adopted");
+        // Adopted, and told of the fire still open.
+        let evacuated = |effects: Vec<Effect>| matches!(&effects[..], [Effect::Command { action: Action::Notify { level: NoticeLevel::Evacuation, incident: Some(of), .. }, .. }] if *of == fire);
+        assert!(evacuated(after.on_message(later, &st("st-1"), &connected(LockState::Unlocked, Some(&session)))), "adopted");
         assert_eq!(floor_state(&after, "st-1"), "in_session");
-        assert!(after.on_message(later, &st("st-2"), &connected(LockState::Locked, None)).is_empty());
+        assert!(evacuated(after.on_message(later, &st("st-2"), &connected(LockState::Locked, None))));
         assert_eq!(floor_state(&after, "st-2"), "locked");
         assert!(after.transition(later, &fire, "wang", Some("aired".into())).is_ok());
         // New incident ids do not collide with restored ones.

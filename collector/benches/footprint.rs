@@ -18,6 +18,12 @@
 //! prefix (wineserver, services.exe, …): informative only, since wine is not
 //! Windows.
 //!
+//! Beside them, the lock screen (netbar-lockscreen, release) on a 1920 × 1080
+//! Xvfb display, attached to a collector: locked (the whole screen), then
+//! in session (the strip, unlocked by a command the benchmark sends as the
+//! agent would), each over the same window. Its CPU is the four pings a
+//! second the collector watches it with; nothing redraws on its own.
+//!
 //! Run with `cargo bench -p netbar-collector --bench footprint`;
 //! `NETBAR_BENCH_SECS` sets the window (default 30 s).
 
@@ -197,6 +203,71 @@ fn node_exporter(dir: &Path, window: Duration) -> Option<Figures> {
     Some(measure("node_exporter 1.5 (scraped 1/s)", exporter.id(), window, scrape))
 }
 
+/// The lock screen's figures, locked and in session; `None` without Xvfb.
+fn lock_screen(broker: u16, dir: &Path, window: Duration) -> Option<[Figures; 2]> {
+    if !Path::new("/usr/bin/Xvfb").exists() {
+        return None;
+    }
+    let display = netbar_tests::display::Display::start(1920, 1080);
+    let dir = &dir.join("lockscreen");
+    std::fs::create_dir_all(dir).expect("scratch folder");
+    let config = dir.join("collector.toml");
+    let text = format!(
+        "[station]\nvenue = \"bench\"\nid = \"st-2\"\n[broker]\nport = {broker}\n[spool]\ndir = \"{}\"\n[local]\nlisten = \"127.0.0.1:{}\"\n\
+         [lock_screen]\nprogram = [\"{}\"]\n[actions]\nlock = [\"true\"]\nunlock = [\"true\"]\nlock_state = []\n",
+        dir.join("spool").display(),
+        free_port(),
+        netbar_tests::binary("netbar-lockscreen").display()
+    );
+    std::fs::write(&config, text).expect("config");
+    let log = dir.join("collector.stderr");
+    let _collector = Process::start_with(
+        Path::new(env!("CARGO_BIN_EXE_netbar-collector")),
+        &["--config", config.to_str().expect("UTF-8"), "run"],
+        log.clone(),
+        netbar_tests::Stdin::Null,
+        &[("DISPLAY", display.name())],
+    );
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let showing = |what: &str| {
+        read().lines().rev().find(|line| line.starts_with("netbar-lockscreen: showing")).is_some_and(|line| line.contains(what))
+    };
+    wait_for("the lock screen, locked", Duration::from_secs(60), || showing("showing locked"));
+    let pid = read()
+        .lines()
+        .find_map(|line| line.split("lock screen started pid=").nth(1)?.split_whitespace().next()?.parse::<u32>().ok())
+        .expect("the lock screen's pid");
+    let locked = measure("netbar-lockscreen, locked", pid, window, || 1);
+    // The agent's unlock, as the agent would send it (the station has no key here).
+    let now = jiff::Timestamp::now();
+    let unlock = netbar_protocol::messages::Command {
+        command_id: "c-bench".into(),
+        action: netbar_protocol::messages::Action::Unlock {
+            session_id: "s-bench".into(),
+            request_id: None,
+            until: Some(now + jiff::SignedDuration::from_hours(2)),
+        },
+    };
+    let envelope = netbar_protocol::Envelope::new(
+        netbar_protocol::MessageId::from_parts(now, [1; 10]),
+        now,
+        "bench".parse().expect("venue"),
+        netbar_protocol::Sender::agent("netbar-agent"),
+        netbar_protocol::sequence_from_clock(now),
+        unlock,
+    );
+    let mut options = rumqttc::MqttOptions::new("bench-agent", "127.0.0.1", broker);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    client
+        .publish("netbar/v1/bench/station/st-2/command", rumqttc::QoS::AtLeastOnce, false, netbar_protocol::encode(&envelope))
+        .expect("publish");
+    std::thread::spawn(move || for _ in connection.iter() {});
+    wait_for("the lock screen's strip", Duration::from_secs(60), || showing("showing session"));
+    let session = measure("netbar-lockscreen, in session", pid, window, || 1);
+    Some([locked, session])
+}
+
 fn main() {
     let window = Duration::from_secs(std::env::var("NETBAR_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30));
     let scratch = TempDir::new("footprint");
@@ -206,6 +277,7 @@ fn main() {
     let ours = netbar(port, dir, window, Build::Linux);
     let peers = [collectd(port, dir, window), node_exporter(dir, window)];
     let wine = std::env::var_os("NETBAR_BENCH_WINE").is_some().then(|| netbar(port, dir, window, Build::Wine));
+    let screens = lock_screen(port, dir, window);
     println!("footprint over {} s after {} s warm-up (peak RSS = VmHWM; CPU = utime+stime)", window.as_secs(), WARM_UP.as_secs());
     println!("{:<32} {:>12} {:>14} {:>8} {:>12} {:>12}", "", "peak RSS MB", "CPU ms/sample", "samples", "RSS / ours", "CPU / ours");
     let row = |f: &Figures| {
@@ -240,5 +312,23 @@ fn main() {
             println!("{:<32} {:>12} {:>14.2} (wineserver, services.exe…: wine's own work)", "  + wine's processes", "", wine);
         }
         None => println!("{:<32} NETBAR_BENCH_WINE=1 measures the Windows build under wine", "netbar-collector.exe"),
+    }
+    // The lock screen runs beside the collector: its figures are per second
+    // (a "sample" is a second here), and the ratio is to the collector.
+    match screens {
+        Some(screens) => {
+            println!("{:<32} {:>12} {:>14} {:>8}", "the lock screen (1920 x 1080)", "peak RSS MB", "CPU ms/second", "seconds");
+            for figures in &screens {
+                println!(
+                    "{:<32} {:>12.2} {:>14.2} {:>8} {:>11.2}x",
+                    figures.name,
+                    figures.rss_mb,
+                    figures.cpu_ms_per_sample,
+                    figures.samples,
+                    figures.rss_mb / ours.rss_mb.max(0.001)
+                );
+            }
+        }
+        None => println!("{:<32} not measured: Xvfb is not installed", "netbar-lockscreen"),
     }
 }

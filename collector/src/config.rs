@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use netbar_protocol::local::Language;
 use netbar_protocol::messages::SensorKind;
 use netbar_protocol::{SensorId, StationId, VenueId};
 use serde::Deserialize;
@@ -40,6 +43,8 @@ pub(crate) struct Config {
     pub(crate) local: Local,
     #[serde(default)]
     pub(crate) actions: Actions,
+    #[serde(default)]
+    pub(crate) lock_screen: LockScreen,
     #[serde(default)]
     pub(crate) sensors: Vec<Sensor>,
     /// The file this was read from (not a key).
@@ -151,6 +156,40 @@ impl Default for Local {
     }
 }
 
+/// The customer's lock screen.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LockScreen {
+    /// Started (and started again) by the collector in the customer's
+    /// session, with `--connect` and the local address added; empty when
+    /// the desktop's autostart starts it.
+    pub(crate) program: Vec<String>,
+    /// The venue's name as customers know it; the venue id when empty.
+    pub(crate) venue_name: String,
+    /// The languages offered, the first shown until the customer picks another.
+    pub(crate) languages: Vec<Language>,
+    /// The way to the nearest exit from this station, per language.
+    pub(crate) exits: BTreeMap<Language, String>,
+    /// Font files to load besides the system's.
+    pub(crate) fonts: Vec<String>,
+    /// A lock screen silent this long is hung.
+    #[serde(with = "netbar_protocol::settings::seconds")]
+    pub(crate) hung_after: Duration,
+}
+
+impl Default for LockScreen {
+    fn default() -> Self {
+        LockScreen {
+            program: if cfg!(windows) { vec!["netbar-lockscreen.exe".into()] } else { Vec::new() },
+            venue_name: String::new(),
+            languages: vec![Language::Zh, Language::En],
+            exits: BTreeMap::new(),
+            fonts: Vec::new(),
+            hung_after: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The programs that carry out commands; each is argv, `{text}` and
 /// `{level}` are replaced in `notify`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -168,12 +207,14 @@ impl Default for Actions {
     fn default() -> Self {
         let argv = |items: &[&str]| items.iter().map(|item| (*item).to_owned()).collect();
         if cfg!(windows) {
-            // The lock screen program is netbar's own on Windows: these call it.
+            // Without the lock screen: the console session is disconnected
+            // (Windows shows its own sign-in screen), which nothing but
+            // signing in again undoes; its state is not known.
             Actions {
-                lock: argv(&["netbar-lockscreen.exe", "lock"]),
-                unlock: argv(&["netbar-lockscreen.exe", "unlock"]),
+                lock: argv(&["tsdiscon.exe", "console"]),
+                unlock: Vec::new(),
                 notify: argv(&["msg.exe", "*", "{text}"]),
-                lock_state: argv(&["netbar-lockscreen.exe", "state"]),
+                lock_state: Vec::new(),
             }
         } else {
             Actions {
@@ -315,14 +356,19 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), (&'static str, String)> {
-        for (key, argv) in [
-            ("actions.lock", &self.actions.lock),
-            ("actions.unlock", &self.actions.unlock),
-            ("actions.notify", &self.actions.notify),
-            ("actions.lock_state", &self.actions.lock_state),
-        ] {
+        for (key, argv) in [("actions.lock", &self.actions.lock), ("actions.notify", &self.actions.notify)] {
             if argv.first().is_none_or(|program| program.is_empty()) {
                 return Err((key, "is empty; give the program and its arguments".into()));
+            }
+        }
+        // These may be empty: nothing lifts the lock, its state is not known.
+        for (key, argv) in [
+            ("actions.unlock", &self.actions.unlock),
+            ("actions.lock_state", &self.actions.lock_state),
+            ("lock_screen.program", &self.lock_screen.program),
+        ] {
+            if argv.first().is_some_and(|program| program.is_empty()) {
+                return Err((key, "names an empty program; give the program and its arguments, or no list".into()));
             }
         }
         if !self.local.listen.ip().is_loopback() {
@@ -360,6 +406,19 @@ impl Config {
     }
 
     /// The lock screen's address when no configuration can be read.
+    /// What the lock screen shows of the venue and this station.
+    pub(crate) fn look(&self) -> netbar_protocol::local::Look {
+        let screen = &self.lock_screen;
+        let venue_name = if screen.venue_name.trim().is_empty() { self.station.venue.to_string() } else { screen.venue_name.clone() };
+        netbar_protocol::local::Look {
+            venue_name,
+            station: self.station.id.clone(),
+            languages: if screen.languages.is_empty() { vec![Language::Zh, Language::En] } else { screen.languages.clone() },
+            exits: screen.exits.clone(),
+            fonts: screen.fonts.clone(),
+        }
+    }
+
     pub(crate) fn default_listen() -> SocketAddr {
         Local::default().listen
     }
@@ -425,6 +484,7 @@ mod tests {
         assert_eq!(config.spool, Spool::default());
         assert_eq!(config.local, Local::default());
         assert_eq!(config.actions, Actions::default());
+        assert_eq!(config.lock_screen, LockScreen::default());
         assert!(config.sensors.is_empty());
         let windows = netbar_protocol::settings::for_platform(DEFAULT_CONFIG, true, Some(PathBuf::from(r"C:\ProgramData")));
         assert_eq!(parse(&windows).unwrap(), config, "on Windows only comments name other folders");

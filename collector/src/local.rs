@@ -6,33 +6,29 @@
 //! when the agent does not answer in time, `{"status":"queued",…}`: the
 //! request stays in the spool and is delivered when the agent is back.
 //! `{"logout":true}` ends the session. `netbar-collector login TICKET` and
-//! `netbar-collector logout` are the same calls from a shell.
+//! `netbar-collector logout` are the same calls from a shell. A lock screen
+//! sends `{"watch":true}` and keeps the connection (see [`crate::screen`]
+//! and `netbar_protocol::local`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
+use netbar_protocol::local::{LoginAnswer, Request};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::screen::Screens;
 use crate::station::{LOGIN_ANSWER_WAIT, LocalCall, LoginCall};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Request {
-    #[serde(default)]
-    ticket: Option<String>,
-    #[serde(default)]
-    logout: bool,
-}
-
-/// Listens on `address` and hands each login to the station.
-pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LocalCall>) -> anyhow::Result<()> {
+/// Listens on `address` and hands each login to the station, each lock
+/// screen to `screens`.
+pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LocalCall>, screens: Option<Arc<Screens>>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address} for the lock screen"))?;
     tracing::info!(%address, "listening for the lock screen");
     loop {
@@ -46,45 +42,48 @@ pub(crate) async fn serve(address: SocketAddr, logins: mpsc::Sender<LocalCall>) 
         if !peer.ip().is_loopback() {
             continue;
         }
-        tokio::spawn(answer(stream, logins.clone()));
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(answer(stream, logins.clone(), screens.clone()));
     }
 }
 
-async fn answer(stream: TcpStream, logins: mpsc::Sender<LocalCall>) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_LINE));
+fn error(error: String) -> LoginAnswer {
+    LoginAnswer::Error { error }
+}
+
+async fn answer(stream: TcpStream, logins: mpsc::Sender<LocalCall>, screens: Option<Arc<Screens>>) {
+    let mut stream = BufReader::new(stream);
     let mut line = String::new();
-    let reply = match lines.read_line(&mut line).await {
-        Err(error) => serde_json::json!({ "status": "error", "error": format!("cannot read the request: {error}") }),
+    let reply = match (&mut stream).take(MAX_LINE).read_line(&mut line).await {
+        Err(failure) => error(format!("cannot read the request: {failure}")),
         Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Err(error) => {
-                serde_json::json!({ "status": "error", "error": format!("expected {{\"ticket\": \"…\"}} or {{\"logout\": true}}: {error}") })
-            }
-            Ok(Request { ticket: None, logout: true }) => {
+            Err(failure) => error(format!("expected {{\"ticket\": \"…\"}}, {{\"logout\": true}} or {{\"watch\": true}}: {failure}")),
+            Ok(Request { ticket: None, logout: false, watch: true }) => match screens {
+                Some(screens) => return crate::screen::watch(stream, screens).await,
+                None => error("this collector runs no lock screen".into()),
+            },
+            Ok(Request { ticket: None, logout: true, watch: false }) => {
                 let (answer, answered) = oneshot::channel();
                 call(&logins, LocalCall::Logout(answer), answered).await
             }
-            Ok(Request { ticket: Some(ticket), logout: false }) if !ticket.trim().is_empty() && ticket.len() <= 256 => {
+            Ok(Request { ticket: Some(ticket), logout: false, watch: false }) if !ticket.trim().is_empty() && ticket.len() <= 256 => {
                 let (answer, answered) = oneshot::channel();
                 call(&logins, LocalCall::Login(LoginCall { ticket: ticket.trim().to_owned(), answer }), answered).await
             }
-            Ok(_) => serde_json::json!({ "status": "error", "error": "send either a ticket of 1 to 256 bytes or logout" }),
+            Ok(_) => error("send one of: a ticket of 1 to 256 bytes, logout, watch".into()),
         },
     };
-    let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+    let reply = serde_json::to_string(&reply).unwrap_or_default();
+    let _ = stream.get_mut().write_all(format!("{reply}\n").as_bytes()).await;
 }
 
-async fn call(
-    calls: &mpsc::Sender<LocalCall>,
-    call: LocalCall,
-    answered: oneshot::Receiver<crate::station::LoginAnswer>,
-) -> serde_json::Value {
+async fn call(calls: &mpsc::Sender<LocalCall>, call: LocalCall, answered: oneshot::Receiver<LoginAnswer>) -> LoginAnswer {
     if calls.send(call).await.is_err() {
-        return serde_json::json!({ "status": "error", "error": "the collector is stopping" });
+        return error("the collector is stopping".into());
     }
     match tokio::time::timeout(LOGIN_ANSWER_WAIT + Duration::from_secs(1), answered).await {
-        Ok(Ok(answer)) => serde_json::to_value(answer).unwrap_or_default(),
-        _ => serde_json::json!({ "status": "error", "error": "no answer from the collector" }),
+        Ok(Ok(answer)) => answer,
+        _ => error("no answer from the collector".into()),
     }
 }
 

@@ -18,6 +18,7 @@ mod link;
 mod local;
 mod machine;
 mod probe;
+mod screen;
 mod sensors;
 mod simulate;
 mod spool;
@@ -148,15 +149,23 @@ fn run_service(config: Option<&Path>, as_service: bool, shutdown: impl std::futu
     runtime.block_on(async move {
         let (logins, login_queue) = mpsc::channel(64);
         let listen = config.local.listen;
+        let (tampers, tamper_queue) = mpsc::channel(16);
+        let screens = screen::Screens::new(config.look(), config.actions.clone(), config.lock_screen.hung_after, true, tampers);
+        if !config.lock_screen.program.is_empty() {
+            let mut program = config.lock_screen.program.clone();
+            program.extend(["--connect".to_owned(), listen.to_string()]);
+            tokio::spawn(screen::keep_running(program, screens.clone()));
+        }
+        let served = screens.clone();
         tokio::spawn(async move {
-            if let Err(error) = local::serve(listen, logins).await {
+            if let Err(error) = local::serve(listen, logins, Some(served)).await {
                 tracing::error!("{error:#}");
             }
         });
         let client_id = format!("netbar-{}-{}", config.station.venue, config.station.id);
         let samples = sensors::start(&config.sensors, &client_id);
-        let machine = machine::Machine::real(&config.telemetry.apps, &config.actions);
-        station::run(config, machine, login_queue, samples, shutdown).await
+        let machine = machine::Machine::real(&config.telemetry.apps, &config.actions, Some(screens));
+        station::run(config, machine, login_queue, samples, tamper_queue, shutdown).await
     })
 }
 

@@ -131,7 +131,9 @@ pub(crate) async fn run(base: Option<Config>, args: Args) -> anyhow::Result<()> 
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         tasks.push(tokio::spawn(async move {
-            if let Err(error) = station::run(config, Machine::simulated(pc), local_calls, samples, shutdown).await {
+            // A simulated PC has no lock screen to tamper with.
+            let (_, tampers) = tokio::sync::mpsc::channel(1);
+            if let Err(error) = station::run(config, Machine::simulated(pc), local_calls, samples, tampers, shutdown).await {
                 tracing::error!(station = %id, "{error:#}");
             }
         }));

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use netbar_protocol::local::ShownSession;
 use netbar_protocol::messages::*;
 use netbar_protocol::{Envelope, Message, MessageId, Sender, SenderRole, StationChannel, StationKey, Topic, decode, encode};
 use rumqttc::{AsyncClient, QoS};
@@ -34,21 +35,7 @@ pub(crate) const LOGIN_ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// running them twice.
 const RECENT_COMMANDS: usize = 64;
 
-/// The agent's answer to a login, for the lock screen.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub(crate) enum LoginAnswer {
-    /// The station is unlocked for a session.
-    Unlocked { session_id: String },
-    /// Refused, with the reasons and what to show.
-    Refused { reasons: Vec<String>, message: String },
-    /// The request is on its way; no answer yet.
-    Queued { request_id: String },
-    /// The session is ending; the station locks.
-    LoggingOut { session_id: String },
-    /// There is no session to end.
-    NoSession,
-}
+pub(crate) use netbar_protocol::local::LoginAnswer;
 
 /// A request from the lock screen.
 #[derive(Debug)]
@@ -107,6 +94,8 @@ pub(crate) struct Station {
     unreachable_reported: bool,
     /// When the retained status was last published.
     status_told: Instant,
+    /// The customer's lock screen, where this collector runs one.
+    screens: Option<std::sync::Arc<crate::screen::Screens>>,
 }
 
 /// How often the retained status is published again, well within the
@@ -218,6 +207,10 @@ impl Station {
             tracing::error!(%error, "cannot keep the session on disk; a restart of the collector would forget it");
         }
         let told = changed || lock_state != self.lock_state;
+        if let Some(screens) = &self.screens {
+            let shown = session.as_ref().map(|held| ShownSession { id: held.id.clone(), until: held.until });
+            screens.update(|screen| screen.session = shown);
+        }
         self.session = session;
         self.lock_state = lock_state;
         if told && self.connected {
@@ -322,9 +315,14 @@ impl Station {
             self.send_reliably(ack, Class::Event);
             return;
         }
-        if let Action::RefuseLogin { request_id, reasons, message } = &command.action {
+        if let Action::RefuseLogin { request_id, reasons, message, station, allowed_from } = &command.action {
             if let Some(answer) = self.logins.remove(request_id) {
-                let _ = answer.send(LoginAnswer::Refused { reasons: reasons.clone(), message: message.clone() });
+                let _ = answer.send(LoginAnswer::Refused {
+                    reasons: reasons.clone(),
+                    message: message.clone(),
+                    station: station.clone(),
+                    allowed_from: *allowed_from,
+                });
             }
             self.acknowledge(command, Outcome::Done, self.lock_state);
             return;
@@ -559,6 +557,7 @@ pub(crate) async fn run(
     machine: Machine,
     mut locals: mpsc::Receiver<LocalCall>,
     mut samples: mpsc::Receiver<Sample>,
+    mut tampers: mpsc::Receiver<crate::screen::Gone>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let sender = Sender::station(&config.station.id);
@@ -622,8 +621,16 @@ pub(crate) async fn run(
         key,
         unreachable_reported: false,
         status_told: Instant::now(),
+        screens: machine.screens,
         config,
     };
+    if let Some(screens) = &station.screens {
+        let shown = session.as_ref().map(|held| ShownSession { id: held.id.clone(), until: held.until });
+        screens.update(|screen| {
+            screen.locked = shown.is_none();
+            screen.session = shown;
+        });
+    }
     match session {
         Some(ended) if lock_state == LockState::Locked => {
             tracing::info!(session = %ended.id, "the station is locked: the session held before the restart is over");
@@ -664,6 +671,10 @@ pub(crate) async fn run(
             },
             Some(finished) = done.recv() => station.on_done(finished),
             Some(sample) = samples.recv() => station.on_sample(sample),
+            Some(gone) = tampers.recv() => {
+                let session = station.session.as_ref().map(|held| held.id.clone());
+                station.send_reliably(Tamper { what: gone.what, session, detail: gone.detail.chars().take(MAX_TEXT - 4).collect() }, Class::Event);
+            }
             Some(request_id) = timed_out.recv() => {
                 if let Some(answer) = station.logins.remove(&request_id) {
                     let _ = answer.send(LoginAnswer::Queued { request_id });

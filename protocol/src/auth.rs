@@ -356,8 +356,11 @@ mod tests {
                     tamper: false,
                 }
                 .into(),
-                _ => Command { command_id: "c-1".into(), action: Action::Notify { level: NoticeLevel::Info, text: draw.text(MAX_TEXT) } }
-                    .into(),
+                _ => Command {
+                    command_id: "c-1".into(),
+                    action: Action::Notify { level: NoticeLevel::Info, text: draw.text(MAX_TEXT), ends: None, incident: None },
+                }
+                .into(),
             };
             let envelope = crate::Envelope::new(
                 crate::MessageId::from_parts(jiff::Timestamp::UNIX_EPOCH, [7; 10]),

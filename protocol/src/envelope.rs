@@ -248,6 +248,8 @@ message_kinds! {
     SessionEvent(SessionEvent) = "session_event";
     /// Signs of use at a station that has no open session.
     Activity(Activity) = "activity";
+    /// A station's lock screen was killed or hung.
+    Tamper(Tamper) = "tamper";
     /// A reading of a safety sensor bridged by a station.
     SensorReading(SensorReading) = "sensor_reading";
     /// An order from the agent to a station.

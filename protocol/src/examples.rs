@@ -52,6 +52,12 @@ pub fn body(kind: Kind) -> Message {
         Kind::LoginRequest => LoginRequest { request_id: "r-8841".into(), ticket: "K7Q-2M9".into() }.into(),
         Kind::SessionEvent => SessionEvent::Ended { session_id: "s-20261122-0042".into(), reason: EndReason::Policy }.into(),
         Kind::Activity => Activity { evidence: vec![Evidence::Input, Evidence::Applications], since: ts("2026-11-22T12:03:11Z") }.into(),
+        Kind::Tamper => Tamper {
+            what: TamperKind::LockScreenStopped,
+            session: Some("s-20261122-0042".into()),
+            detail: "the lock screen (pid 4312) ended with exit code 1".into(),
+        }
+        .into(),
         Kind::SensorReading => SensorReading {
             sensor: name::<crate::ids::SensorKind>("smoke-hall-2"),
             sensor_kind: SensorKind::Smoke,

@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod examples;
 pub mod identity;
 pub mod ids;
+pub mod local;
 pub mod messages;
 pub mod policy;
 pub mod schema;

@@ -257,6 +257,39 @@ pub enum Evidence {
     Applications,
 }
 
+/// Someone tried to get round the station's lock screen: the collector
+/// locked the station with the operating system's own lock and started the
+/// lock screen again; the agent opens an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tamper {
+    /// What happened to the lock screen.
+    pub what: TamperKind,
+    /// The session open at the station then, if any.
+    pub session: Option<String>,
+    /// What the collector saw, for staff.
+    pub detail: String,
+}
+
+impl Tamper {
+    pub(crate) fn validate(&self) -> Result<(), Violation> {
+        if let Some(session) = &self.session {
+            token("session", session)?;
+        }
+        text("detail", &self.detail)
+    }
+}
+
+/// What happened to a station's lock screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperKind {
+    /// It ended while it should have been showing (killed, closed).
+    LockScreenStopped,
+    /// It stopped answering (suspended, hung).
+    LockScreenHung,
+}
+
 /// Signs of use at a station without an open session: the agent treats the
 /// station as used by someone nobody registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -410,6 +443,13 @@ pub enum Action {
         reasons: Vec<String>,
         /// What the customer reads.
         message: String,
+        /// For `ticket_in_use`: the station the ticket is in use at.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        station: Option<StationId>,
+        /// When the refusal stops holding (a window opens, the venue
+        /// opens), if anything ahead changes it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allowed_from: Option<Timestamp>,
     },
     /// Show a notice on the screen.
     Notify {
@@ -417,7 +457,17 @@ pub enum Action {
         level: NoticeLevel,
         /// What the customer reads.
         text: String,
+        /// For the warning before a session ends: when it ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends: Option<Timestamp>,
+        /// For an evacuation: the incident; the notice stays up until an
+        /// `all_clear`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident: Option<String>,
     },
+    /// Every evacuation notice may come down: no fire or gas incident is
+    /// open any more.
+    AllClear,
 }
 
 /// An order from the agent to one station.
@@ -439,7 +489,7 @@ impl Command {
                 token("action.session_id", session_id)?;
                 request_id.as_deref().map_or(Ok(()), |id| token("action.request_id", id))
             }
-            Action::RefuseLogin { request_id, reasons, message } => {
+            Action::RefuseLogin { request_id, reasons, message, .. } => {
                 token("action.request_id", request_id)?;
                 list("action.reasons", reasons, MAX_LIST)?;
                 for (index, reason) in reasons.iter().enumerate() {
@@ -447,7 +497,13 @@ impl Command {
                 }
                 text("action.message", message)
             }
-            Action::Notify { text: notice, .. } => text("action.text", notice),
+            Action::Notify { text: notice, incident, .. } => {
+                if let Some(incident) = incident {
+                    token("action.incident", incident)?;
+                }
+                text("action.text", notice)
+            }
+            Action::AllClear => Ok(()),
         }
     }
 }
@@ -710,6 +766,16 @@ pub enum IncidentKind {
     /// The registration log was altered outside the program: entries that
     /// had been committed are missing from the file.
     RecordsTampered,
+    /// A station's lock screen was killed or hung: someone tried to use the
+    /// station without it.
+    LockScreenTampered,
+}
+
+impl IncidentKind {
+    /// Whether the incident calls for everyone to leave (fire, gas).
+    pub fn evacuates(self) -> bool {
+        matches!(self, IncidentKind::Fire | IncidentKind::CarbonMonoxide)
+    }
 }
 
 /// How serious an incident is.

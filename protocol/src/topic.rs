@@ -96,8 +96,9 @@ channels! {
         Status = "status" => [StationStatus];
         /// Periodic telemetry.
         Telemetry = "telemetry" => [Telemetry];
-        /// Login requests, session events, activity without a session.
-        Event = "event" => [LoginRequest, SessionEvent, Activity];
+        /// Login requests, session events, activity without a session,
+        /// tampering with the lock screen.
+        Event = "event" => [LoginRequest, SessionEvent, Activity, Tamper];
         /// Command acknowledgements from the station.
         Ack = "ack" => [CommandAck];
         /// Commands to the station.

@@ -2,6 +2,7 @@
 //! outside.
 
 pub mod browser;
+pub mod display;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,6 +10,7 @@ mod e2e {
     mod collector;
     mod console;
     mod deploy;
+    mod lockscreen;
     mod restart;
     mod schemas;
     mod uplink;

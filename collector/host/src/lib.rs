@@ -6,6 +6,7 @@
 //!   service that cannot start saying why and exiting with an error;
 //! - [`private`]: files only their owner may read (keys, logs);
 //! - [`transport`]: TLS settings from PEM files, and reconnection backoff;
+//! - [`session`]: starting a program in the customer's desktop session;
 //! - [`system_path`] and [`default_config`]: this machine's netbar folder
 //!   (`/etc/netbar`, or `%ProgramData%\netbar` on Windows);
 //! - [`logging`] and [`shutdown`]: where logs go, and when to stop;
@@ -18,6 +19,7 @@
 pub mod logging;
 pub mod private;
 pub mod service;
+pub mod session;
 pub mod transport;
 #[cfg(windows)]
 pub mod win32;

@@ -23,7 +23,9 @@ pub fn init(name: &str, dir: Option<&Path>, service_config: Option<&Path>, keep_
         .and_then(|level| level.parse::<tracing_subscriber::filter::LevelFilter>().ok())
         .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let Some(dir) = dir else {
-        let _ = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).try_init();
+        // Colours for a terminal only: not into the journal or a file.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = tracing_subscriber::fmt().with_max_level(level).with_ansi(ansi).with_writer(std::io::stderr).try_init();
         return Ok(None);
     };
     crate::private::log_folder(dir)?;

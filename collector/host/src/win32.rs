@@ -1,20 +1,27 @@
 //! The Windows calls no maintained crate wraps, each behind a safe function:
 //! the event log, the CPU's busy and idle time, the users' sessions and
-//! their input idle time. The one module of the project allowed unsafe
+//! their input idle time, starting a program in the console session, the
+//! screen's extent. The one module of the project allowed unsafe
 //! code; every block says what makes it sound.
 #![allow(unsafe_code, reason = "Win32 calls through windows-sys; each block is commented")]
 
 use std::time::Duration;
 
-use windows_sys::Win32::Foundation::FILETIME;
+use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ACCESS_DENIED, ERROR_PRIVILEGE_NOT_HELD, FILETIME, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::EventLog::{DeregisterEventSource, EVENTLOG_ERROR_TYPE, RegisterEventSourceW, ReportEventW};
 use windows_sys::Win32::System::RemoteDesktop::{
     ProcessIdToSessionId, WTS_CURRENT_SERVER_HANDLE, WTS_SESSION_INFOW, WTSActive, WTSEnumerateSessionsW, WTSFreeMemory,
-    WTSGetActiveConsoleSessionId, WTSINFOW, WTSQuerySessionInformationW, WTSSessionInfo,
+    WTSGetActiveConsoleSessionId, WTSINFOW, WTSQuerySessionInformationW, WTSQueryUserToken, WTSSessionInfo,
 };
 use windows_sys::Win32::System::SystemInformation::GetTickCount;
-use windows_sys::Win32::System::Threading::{GetCurrentProcessId, GetSystemTimes};
+use windows_sys::Win32::System::Threading::{
+    CreateProcessAsUserW, GetCurrentProcessId, GetExitCodeProcess, GetSystemTimes, INFINITE, PROCESS_INFORMATION, STARTUPINFOW,
+    WaitForSingleObject,
+};
 use windows_sys::Win32::UI::Input::KeyboardAndMouse::{GetLastInputInfo, LASTINPUTINFO};
+use windows_sys::Win32::UI::WindowsAndMessaging::{
+    GetSystemMetrics, SM_CXVIRTUALSCREEN, SM_CYVIRTUALSCREEN, SM_XVIRTUALSCREEN, SM_YVIRTUALSCREEN,
+};
 
 /// `text` as a NUL-terminated UTF-16 string.
 fn wide(text: &str) -> Vec<u16> {
@@ -144,6 +151,111 @@ fn console_idle() -> Option<Duration> {
     let info = session_info(console)?;
     (info.LastInputTime > 0 && info.CurrentTime >= info.LastInputTime)
         .then(|| Duration::from_nanos(u64::try_from(info.CurrentTime - info.LastInputTime).unwrap_or(0).saturating_mul(100)))
+}
+
+/// A process started in the console session, by its handle.
+#[derive(Debug)]
+pub struct ConsoleProcess {
+    handle: HANDLE,
+    pid: u32,
+}
+
+// SAFETY: a process handle may be used and closed from any thread.
+unsafe impl Send for ConsoleProcess {}
+
+impl ConsoleProcess {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Waits for the process to end; its exit code.
+    pub fn wait(&self) -> std::io::Result<u32> {
+        // SAFETY: `handle` is a process handle this value owns.
+        if unsafe { WaitForSingleObject(self.handle, INFINITE) } != WAIT_OBJECT_0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut code = 0u32;
+        // SAFETY: as above, with a valid out-pointer.
+        if unsafe { GetExitCodeProcess(self.handle, &mut code) } == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(code)
+    }
+}
+
+impl Drop for ConsoleProcess {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned and closed once.
+        unsafe { CloseHandle(self.handle) };
+    }
+}
+
+/// Starts `command_line` in the active console session, on its desktop, as
+/// the user logged on there: what a service (session 0, no desktop) must do
+/// to put a window in front of the customer. `Ok(None)` when this process
+/// may not (it is not a service running as LocalSystem): the caller starts
+/// the program as itself.
+pub fn spawn_in_console(command_line: &str) -> std::io::Result<Option<ConsoleProcess>> {
+    // SAFETY: no arguments.
+    let session = unsafe { WTSGetActiveConsoleSessionId() };
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer; on success the token is ours to close.
+    if unsafe { WTSQueryUserToken(session, &mut token) } == 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.raw_os_error().and_then(|code| u32::try_from(code).ok()) {
+            Some(ERROR_PRIVILEGE_NOT_HELD | ERROR_ACCESS_DENIED) => Ok(None),
+            _ => Err(error),
+        };
+    }
+    let mut command = wide(command_line);
+    let mut desktop = wide("winsta0\\default");
+    // SAFETY: zeroed STARTUPINFOW and PROCESS_INFORMATION are valid empty values.
+    let mut startup: STARTUPINFOW = unsafe { std::mem::zeroed() };
+    startup.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+    startup.lpDesktop = desktop.as_mut_ptr();
+    // SAFETY: as above.
+    let mut process: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `token` is a primary token from WTSQueryUserToken; `command`
+    // is a mutable NUL-terminated buffer as the call requires; `startup`
+    // and `process` are valid and outlive the call; null means defaults.
+    let created = unsafe {
+        CreateProcessAsUserW(
+            token,
+            std::ptr::null(),
+            command.as_mut_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            0,
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+            &startup,
+            &mut process,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: the token is ours and closed once.
+    unsafe { CloseHandle(token) };
+    if created == 0 {
+        return Err(error);
+    }
+    // SAFETY: the thread handle is ours and not needed.
+    unsafe { CloseHandle(process.hThread) };
+    Ok(Some(ConsoleProcess { handle: process.hProcess, pid: process.dwProcessId }))
+}
+
+/// The rectangle that covers every monitor: left, top, width, height.
+pub fn virtual_screen() -> (i32, i32, i32, i32) {
+    // SAFETY: GetSystemMetrics takes a constant and reads no memory of ours.
+    unsafe {
+        (
+            GetSystemMetrics(SM_XVIRTUALSCREEN),
+            GetSystemMetrics(SM_YVIRTUALSCREEN),
+            GetSystemMetrics(SM_CXVIRTUALSCREEN),
+            GetSystemMetrics(SM_CYVIRTUALSCREEN),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -216,6 +216,11 @@ pub(super) fn play(station_dir: &std::path::Path) -> std::process::Child {
 }
 
 pub(super) fn collector(station_dir: &std::path::Path, extra: &str, state: &str) -> netbar_tests::Process {
+    collector_with(station_dir, extra, state, &[])
+}
+
+/// [`collector`], with `env` added to its environment.
+pub(super) fn collector_with(station_dir: &std::path::Path, extra: &str, state: &str, env: &[(&str, &str)]) -> netbar_tests::Process {
     let state_file = station_dir.join("locked");
     std::fs::write(&state_file, state).unwrap();
     let mut text = std::fs::read_to_string(station_dir.join("collector.toml")).unwrap();
@@ -229,7 +234,13 @@ pub(super) fn collector(station_dir: &std::path::Path, extra: &str, state: &str)
     ));
     let config = station_dir.join("run.toml");
     std::fs::write(&config, text).unwrap();
-    netbar_tests::Process::start(&binary("netbar-collector"), &["--config", config.to_str().unwrap(), "run"], station_dir.join("stderr"))
+    netbar_tests::Process::start_with(
+        &binary("netbar-collector"),
+        &["--config", config.to_str().unwrap(), "run"],
+        station_dir.join("stderr"),
+        netbar_tests::Stdin::Null,
+        env,
+    )
 }
 
 /// Unregistered use at a real collector: the agent locks the station and

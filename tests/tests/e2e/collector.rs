@@ -308,8 +308,10 @@ fn commands_run_and_are_acknowledged_with_the_real_state() {
     assert_eq!(collector.read("locked").trim(), "yes");
 
     // A notice is shown; a repeated command is acknowledged again, not run twice.
-    let notify =
-        Command { command_id: "c-2".into(), action: Action::Notify { level: NoticeLevel::Warning, text: "curfew at 22:00".into() } };
+    let notify = Command {
+        command_id: "c-2".into(),
+        action: Action::Notify { level: NoticeLevel::Warning, text: "curfew at 22:00".into(), ends: None, incident: None },
+    };
     for seq in [2, 3] {
         agent.publish(&topic("command"), agent_message("command", seq, notify.clone()));
         let ack = agent.expect("the notice's acknowledgement", WAIT, |t, p| {

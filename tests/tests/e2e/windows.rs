@@ -159,6 +159,7 @@ fn ok(wine: &Wine, args: &[&str]) -> String {
 
 const AGENT: &str = r"C:\Program Files\netbar\netbar-agent.exe";
 const COLLECTOR: &str = r"C:\Program Files\netbar\netbar-collector.exe";
+const LOCKSCREEN: &str = r"C:\Program Files\netbar\netbar-lockscreen.exe";
 const AGENT_CONFIG: &str = r"C:\ProgramData\netbar\agent.toml";
 const COLLECTOR_CONFIG: &str = r"C:\ProgramData\netbar\collector.toml";
 
@@ -194,14 +195,23 @@ fn a_venue_on_windows_from_its_zip() {
     let unzip = Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&unpacked).status().expect("unzip runs");
     assert!(unzip.success());
     let folder = std::fs::read_dir(&unpacked).unwrap().next().unwrap().unwrap().path();
-    for file in ["netbar-agent.exe", "netbar-collector.exe", "install.ps1", "uninstall.ps1", "agent.toml", "collector.toml", "README.md"] {
+    for file in [
+        "netbar-agent.exe",
+        "netbar-collector.exe",
+        "netbar-lockscreen.exe",
+        "install.ps1",
+        "uninstall.ps1",
+        "agent.toml",
+        "collector.toml",
+        "README.md",
+    ] {
         assert!(folder.join(file).is_file(), "the package holds {file}");
     }
     let program = wine.host_path(r"C:\Program Files\netbar");
     let data = wine.host_path(r"C:\ProgramData\netbar");
     std::fs::create_dir_all(&program).unwrap();
     std::fs::create_dir_all(&data).unwrap();
-    for binary in ["netbar-agent.exe", "netbar-collector.exe"] {
+    for binary in ["netbar-agent.exe", "netbar-collector.exe", "netbar-lockscreen.exe"] {
         std::fs::copy(folder.join(binary), program.join(binary)).unwrap();
     }
     // The packaged defaults, on ports of this test's own.
@@ -234,14 +244,18 @@ fn a_venue_on_windows_from_its_zip() {
     std::fs::copy(station_files.join("station.key"), data.join("station.key")).unwrap();
     let locked = || std::fs::read_to_string(data.join("locked")).unwrap_or_default().trim().to_owned();
     std::fs::write(data.join("locked"), "yes\n").unwrap();
+    // The lock screen is started by hand below (a service's would go to a
+    // console session wine does not have); wine has no CJK font of its own.
+    let local = free_port();
     let collector_config = std::fs::read_to_string(station_files.join("collector.toml")).unwrap()
         + &format!(
-            "\n[local]\nlisten = \"127.0.0.1:{}\"\n[actions]\n\
+            "\n[local]\nlisten = \"127.0.0.1:{local}\"\n\
+             [lock_screen]\nprogram = []\nlanguages = ['zh', 'en']\n\
+             fonts = ['Z:\\usr\\share\\fonts\\opentype\\noto\\NotoSansCJK-Regular.ttc']\n[actions]\n\
              lock = ['cmd', '/c', 'echo yes> C:\\ProgramData\\netbar\\locked']\n\
              unlock = ['cmd', '/c', 'echo no> C:\\ProgramData\\netbar\\locked']\n\
              notify = ['cmd', '/c', 'echo {{text}}']\n\
              lock_state = ['cmd', '/c', 'type C:\\ProgramData\\netbar\\locked']\n",
-            free_port()
         );
     std::fs::write(wine.host_path(COLLECTOR_CONFIG), &collector_config).unwrap();
     assert!(ok(&wine, &[COLLECTOR, "check-config"]).contains("station st-1"));
@@ -255,6 +269,32 @@ fn a_venue_on_windows_from_its_zip() {
         let station = station(http, &token);
         station["online"] == true && station["cpu_percent"].is_number() && station["lock_state"] == "locked"
     });
+    // The lock screen's Windows build, on a virtual display: it attaches to
+    // the collector and covers the screen, locked. Killed, the station is
+    // locked with the operating system's lock (here: the file).
+    let display = netbar_tests::display::Display::start(1024, 640);
+    let screen_log = dir.path().join("lockscreen.log");
+    let mut screen = Process::start_with(
+        &workspace().join("tests/wine/run"),
+        &[LOCKSCREEN, "--connect", &format!("127.0.0.1:{local}")],
+        screen_log.clone(),
+        Stdin::Null,
+        &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap()), ("DISPLAY", display.name())],
+    );
+    let mut image = display.capture();
+    wait_for("the Windows lock screen showing the locked screen", STARTED, || {
+        image = display.capture();
+        std::fs::read_to_string(&screen_log).unwrap_or_default().contains("netbar-lockscreen: showing locked [zh]")
+            && image.share_all([18, 23, 33], 4) > 0.6
+    });
+    if let Some(shots) = std::env::var_os("NETBAR_SCREENSHOTS") {
+        image.save_png(&Path::new(&shots).join("windows-locked-zh.png"));
+    }
+    wait_for("st-1 locked by the lock screen", STARTED, || station(http, &token)["lock_state"] == "locked");
+    std::fs::write(data.join("locked"), "unknown\n").unwrap();
+    screen.kill();
+    wait_for("the operating system's lock after the lock screen was killed", STARTED, || locked() == "yes");
+    drop(display);
     // A customer checked in at the desk logs in at the station.
     let adult = serde_json::json!({"document_type": "other", "number": "WINE-1", "birth_date": "1990-01-01"});
     let (_, body) = netbar_tests::http(http, "POST", "/api/v1/checkins", Some(&token), Some(&adult));

@@ -1,0 +1,53 @@
+//! `netbar-lockscreen`: the customer's lock screen of a netbar station.
+//!
+//! It covers every monitor until a ticket is typed, shows the session's
+//! time left in a strip while the customer plays, the warning before the
+//! session ends, staff messages, and the evacuation notice above everything
+//! until the incident is resolved. It attaches to the station's collector
+//! over the local interface (`--connect`); the collector watches it and
+//! locks the station with the operating system's lock if it is killed or
+//! hangs. See `netbar_protocol::local` for what they say.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use netbar_protocol::local::Language;
+
+mod app;
+mod desktop;
+mod link;
+mod words;
+
+/// The customer's lock screen of a netbar station.
+#[derive(Debug, Parser)]
+#[command(name = "netbar-lockscreen", version, about)]
+struct Cli {
+    /// The collector's local interface ([local] listen of its configuration).
+    #[arg(long, default_value = "127.0.0.1:47017", value_name = "ADDRESS")]
+    connect: SocketAddr,
+    /// Start in this language (zh, en, ko) instead of the venue's first.
+    #[arg(long, value_parser = language)]
+    language: Option<Language>,
+}
+
+fn language(text: &str) -> Result<Language, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| format!("{text}: one of zh, en, ko"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cover = desktop::Desktop::open().cover();
+    let result = iced::application("netbar", app::App::update, app::App::view)
+        .subscription(app::App::subscription)
+        .theme(app::App::theme)
+        .window(app::App::window_settings(cover))
+        .run_with(move || app::App::new(cli.connect, cli.language));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("netbar-lockscreen: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
