@@ -84,7 +84,7 @@ fn netbar(broker: u16, dir: &Path, window: Duration, build: Build) -> Figures {
     std::fs::create_dir_all(dir).expect("scratch folder");
     let config = dir.join("collector.toml");
     let text = format!(
-        "[station]\nvenue = \"bench\"\nid = \"st-1\"\n[broker]\nport = {broker}\n[telemetry]\ninterval = 1\n[spool]\ndir = \"{}\"\n[local]\nlisten = \"127.0.0.1:{}\"\n",
+        "[station]\nvenue = \"bench\"\nid = \"st-1\"\n[broker]\nport = {broker}\n[telemetry]\ninterval = 1\n[spool]\ndir = \"{}\"\n[local]\nlisten = \"127.0.0.1:{}\"\n[lock_screen]\nprogram = []\n",
         dir.join("spool").display(),
         free_port()
     );

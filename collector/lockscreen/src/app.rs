@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use iced::widget::{Space, Text, button, column, container, row, text, text_input};
+use iced::widget::{Space, Text, button, column, container, row, text};
 use iced::{Alignment, Background, Color, Element, Length, Point, Size, Subscription, Task, Theme, window};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -25,11 +25,6 @@ const STRIP: Size = Size::new(460.0, 64.0);
 const STRIP_NOTICE: Size = Size::new(560.0, 230.0);
 /// The strip's distance from the screen's top right corner.
 const MARGIN: f32 = 12.0;
-
-/// The ticket field, to give it the keyboard.
-fn ticket_field() -> text_input::Id {
-    text_input::Id::new("ticket")
-}
 
 /// How the window is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +51,10 @@ pub(crate) enum Message {
     Window(Option<window::Id>),
     RawId(u64),
     Link(Heard),
+    /// Characters typed while locked.
     Typed(String),
+    /// Backspace.
+    Erase,
     Submit,
     Answer(LoginAnswer),
     Logout,
@@ -182,7 +180,6 @@ impl App {
         let mut tasks = vec![window::resize(id, size), window::move_to(id, position), window::change_level(id, window::Level::AlwaysOnTop)];
         if shape == Shape::Cover {
             tasks.push(window::gain_focus(id));
-            tasks.push(text_input::focus(ticket_field()));
         }
         Task::batch(tasks)
     }
@@ -232,7 +229,7 @@ impl App {
             Message::Window(id) => {
                 self.window = id;
                 return match id {
-                    Some(id) => window::get_raw_id::<Message>(id).map(Message::RawId).chain(text_input::focus(ticket_field())),
+                    Some(id) => window::get_raw_id::<Message>(id).map(Message::RawId),
                     None => Task::none(),
                 };
             }
@@ -284,14 +281,22 @@ impl App {
                 self.tell(FromScreen::Shown(self.shown()));
                 return reshaped;
             }
-            Message::Typed(ticket) => {
-                self.ticket = ticket.chars().filter(|c| !c.is_control()).take(64).collect();
+            Message::Typed(typed) if self.screen.locked => {
+                self.ticket.extend(typed.chars().filter(|c| !c.is_control()));
+                self.ticket = self.ticket.chars().take(64).collect();
                 if matches!(self.status, Status::Answered(_)) {
                     self.status = Status::Idle;
                 }
             }
+            Message::Erase if self.screen.locked => {
+                self.ticket.pop();
+            }
+            Message::Typed(_) | Message::Erase => {}
             Message::Submit => {
                 let ticket = self.ticket.trim().to_owned();
+                if !self.screen.locked {
+                    return Task::none();
+                }
                 if ticket.is_empty() || self.status == Status::Checking {
                     return Task::none();
                 }
@@ -332,13 +337,17 @@ impl App {
     }
 
     pub(crate) fn subscription(&self) -> Subscription<Message> {
-        // F2 switches the language, also while the ticket field has the keys.
-        let keys = iced::event::listen_with(|event, _, _| match event {
-            iced::Event::Keyboard(iced::keyboard::Event::KeyPressed {
-                key: iced::keyboard::Key::Named(iced::keyboard::key::Named::F2),
-                ..
-            }) => Some(Message::NextLanguage),
-            _ => None,
+        // The keys: the ticket, Enter, Backspace; F2 switches the language.
+        let keys = iced::event::listen_with(|event, _, _| {
+            use iced::keyboard::{Event::KeyPressed, Key, key::Named};
+            let iced::Event::Keyboard(KeyPressed { key, text, modifiers, .. }) = event else { return None };
+            match key {
+                Key::Named(Named::F2) => Some(Message::NextLanguage),
+                Key::Named(Named::Enter) => Some(Message::Submit),
+                Key::Named(Named::Backspace) => Some(Message::Erase),
+                _ if modifiers.control() || modifiers.alt() || modifiers.logo() => None,
+                _ => text.map(|text| Message::Typed(text.to_string())),
+            }
         });
         Subscription::batch([link::subscription(self.address).map(Message::Link), keys])
     }
@@ -368,13 +377,17 @@ impl App {
             say(clock).size(64),
         ]
         .align_y(Alignment::Center);
-        let field = text_input("ABC-123", &self.ticket)
-            .id(ticket_field())
-            .on_input(Message::Typed)
-            .on_submit(Message::Submit)
-            .size(30)
-            .padding(14)
-            .width(420);
+        // The field is drawn, not a text input: the keys come to the window
+        // (see `subscription`), and there is no blinking cursor to redraw
+        // the screen twice a second while nobody types.
+        let typed = if self.ticket.is_empty() { say("ABC-123").color(PLACEHOLDER) } else { say(self.ticket.clone()) };
+        let field = container(row![typed.size(30), say("▏").size(30).color(MUTED)].align_y(Alignment::Center))
+            .padding([10, 14])
+            .width(420)
+            .style(|_| container::Style {
+                border: iced::Border { color: FIELD_BORDER, width: 1.5, radius: 4.0.into() },
+                ..filled(FIELD, Color::WHITE)
+            });
         let start = button(say(words::phrase(language, Phrase::Start)).size(26)).padding([12, 28]).on_press(Message::Submit);
         let answer = match &self.status {
             _ if self.link.is_none() => say(words::phrase(language, Phrase::Connecting)).size(22).color(MUTED),
@@ -439,7 +452,7 @@ impl App {
         let mut content = column![bar].spacing(12);
         if let Some(notice) = self.screen.notice.as_ref().filter(|_| self.notice_open()) {
             let heading = match notice.level {
-                NoticeLevel::Warning => "⚠",
+                NoticeLevel::Warning => words::phrase(language, Phrase::Reminder),
                 NoticeLevel::Info | NoticeLevel::Evacuation => words::phrase(language, Phrase::FromDesk),
             };
             let body = match notice.ends {
@@ -490,6 +503,9 @@ const STRIP_COLOR: Color = Color::from_rgb(0.12, 0.14, 0.19);
 const EVACUATION: Color = Color::from_rgb(0.78, 0.0, 0.0);
 const MUTED: Color = Color::from_rgb(0.65, 0.68, 0.74);
 const WARNING: Color = Color::from_rgb(1.0, 0.76, 0.2);
+const FIELD: Color = Color::from_rgb(0.13, 0.14, 0.17);
+const FIELD_BORDER: Color = Color::from_rgb(0.23, 0.35, 0.85);
+const PLACEHOLDER: Color = Color::from_rgb(0.42, 0.45, 0.5);
 
 /// Text shaped with every font the system has: a phrase in Chinese or
 /// Korean falls back to a CJK font where the default font has no glyphs.

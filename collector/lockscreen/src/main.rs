@@ -41,6 +41,10 @@ fn main() -> ExitCode {
     let result = iced::application("netbar", app::App::update, app::App::view)
         .subscription(app::App::subscription)
         .theme(app::App::theme)
+        // Built in (the fira-sans feature): Latin text shows even where the
+        // system has no fonts (wine); CJK falls back to the system's fonts
+        // and `lock_screen.fonts`.
+        .default_font(iced::Font::with_name("Fira Sans"))
         .window(app::App::window_settings(cover))
         .run_with(move || app::App::new(cli.connect, cli.language));
     match result {

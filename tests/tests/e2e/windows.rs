@@ -54,7 +54,8 @@ struct Wine {
 }
 
 impl Wine {
-    fn new(dir: &Path) -> Wine {
+    /// A fresh prefix whose programs show their windows on `display`.
+    fn new(dir: &Path, display: &str) -> Wine {
         let prefix = dir.join("prefix");
         let events = dir.join("wine-events.log");
         let prefix_text = prefix.to_str().unwrap().to_owned();
@@ -63,7 +64,9 @@ impl Wine {
             &["cmd", "/c", "pause"],
             events.clone(),
             Stdin::Piped,
-            &[("NETBAR_WINEPREFIX", prefix_text.as_str()), ("WINEDEBUG", "-all,err+eventlog")],
+            // The prefix is made by this first program: its desktop is on
+            // the display it was made with.
+            &[("NETBAR_WINEPREFIX", prefix_text.as_str()), ("WINEDEBUG", "-all,err+eventlog"), ("DISPLAY", display)],
         );
         let wine = Wine { prefix, _alive: alive, events };
         // Wine's own services start with the prefix's first program and
@@ -187,7 +190,8 @@ fn station(http: u16, token: &str) -> serde_json::Value {
 fn a_venue_on_windows_from_its_zip() {
     let dir = TempDir::new("windows");
     let zip = package(dir.path());
-    let wine = Wine::new(dir.path());
+    let display = netbar_tests::display::Display::start(1024, 640);
+    let wine = Wine::new(dir.path(), display.name());
 
     // Unpacked as an operator would, with what install.ps1 copies where it
     // copies it (PowerShell itself does not run under wine).
@@ -272,7 +276,6 @@ fn a_venue_on_windows_from_its_zip() {
     // The lock screen's Windows build, on a virtual display: it attaches to
     // the collector and covers the screen, locked. Killed, the station is
     // locked with the operating system's lock (here: the file).
-    let display = netbar_tests::display::Display::start(1024, 640);
     let screen_log = dir.path().join("lockscreen.log");
     let mut screen = Process::start_with(
         &workspace().join("tests/wine/run"),
@@ -281,12 +284,18 @@ fn a_venue_on_windows_from_its_zip() {
         Stdin::Null,
         &[("NETBAR_WINEPREFIX", wine.prefix.to_str().unwrap()), ("DISPLAY", display.name())],
     );
-    let mut image = display.capture();
-    wait_for("the Windows lock screen showing the locked screen", STARTED, || {
-        image = display.capture();
-        std::fs::read_to_string(&screen_log).unwrap_or_default().contains("netbar-lockscreen: showing locked [zh]")
-            && image.share_all([18, 23, 33], 4) > 0.6
-    });
+    let end = std::time::Instant::now() + STARTED;
+    let image = loop {
+        let image = display.capture();
+        let said = std::fs::read_to_string(&screen_log).unwrap_or_default();
+        // Locked, with the venue's name drawn at the top left (its fonts loaded).
+        let named = image.share([255, 255, 255], 40, (40, 40, 360, 70)) > 0.01;
+        if said.contains("netbar-lockscreen: showing locked [zh]") && image.share_all([18, 23, 33], 4) > 0.6 && named {
+            break image;
+        }
+        assert!(std::time::Instant::now() < end, "the Windows lock screen shows no locked screen; it said:\n{said}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if let Some(shots) = std::env::var_os("NETBAR_SCREENSHOTS") {
         image.save_png(&Path::new(&shots).join("windows-locked-zh.png"));
     }
@@ -294,7 +303,6 @@ fn a_venue_on_windows_from_its_zip() {
     std::fs::write(data.join("locked"), "unknown\n").unwrap();
     screen.kill();
     wait_for("the operating system's lock after the lock screen was killed", STARTED, || locked() == "yes");
-    drop(display);
     // A customer checked in at the desk logs in at the station.
     let adult = serde_json::json!({"document_type": "other", "number": "WINE-1", "birth_date": "1990-01-01"});
     let (_, body) = netbar_tests::http(http, "POST", "/api/v1/checkins", Some(&token), Some(&adult));
