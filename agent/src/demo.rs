@@ -372,7 +372,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         let log = std::fs::read_to_string(dir.join("desk-1.log")).unwrap_or_default();
         for pid in log.lines().filter_map(|line| line.split("lock screen started pid=").nth(1)?.split_whitespace().next()) {
             let (program, args) = if cfg!(windows) { ("taskkill", vec!["/F", "/PID", pid]) } else { ("kill", vec!["-TERM", pid]) };
-            let _ = tokio::process::Command::new(program).args(args).status().await;
+            let _ = tokio::process::Command::new(program).args(args).stderr(std::process::Stdio::null()).status().await;
         }
     }
     let _ = to_simulator.write_all(b"quit\n").await;

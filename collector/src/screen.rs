@@ -308,9 +308,14 @@ mod tests {
 
     /// The lock and unlock programs append a word to `marks`.
     fn screens(marks: &std::path::Path, hung_after: Duration) -> (Arc<Screens>, mpsc::Receiver<Gone>) {
+        // cmd.exe does not read the C runtime's quoting: the path goes bare
+        // there (a temporary folder has no spaces).
         let append = |word: &str| {
-            let line = format!("echo {word} >> \"{}\"", marks.display());
-            if cfg!(windows) { vec!["cmd".into(), "/C".into(), line] } else { vec!["sh".into(), "-c".into(), line] }
+            if cfg!(windows) {
+                vec!["cmd".into(), "/C".into(), format!("echo {word}>> {}", marks.display())]
+            } else {
+                vec!["sh".into(), "-c".into(), format!("echo {word} >> \"{}\"", marks.display())]
+            }
         };
         let actions = Actions { lock: append("locked"), unlock: append("unlocked"), ..Actions::default() };
         let look = Look {

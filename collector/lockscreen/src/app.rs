@@ -380,14 +380,16 @@ impl App {
         // The field is drawn, not a text input: the keys come to the window
         // (see `subscription`), and there is no blinking cursor to redraw
         // the screen twice a second while nobody types.
-        let typed = if self.ticket.is_empty() { say("ABC-123").color(PLACEHOLDER) } else { say(self.ticket.clone()) };
-        let field = container(row![typed.size(30), say("▏").size(30).color(MUTED)].align_y(Alignment::Center))
-            .padding([10, 14])
-            .width(420)
-            .style(|_| container::Style {
-                border: iced::Border { color: FIELD_BORDER, width: 1.5, radius: 4.0.into() },
-                ..filled(FIELD, Color::WHITE)
-            });
+        let caret = say("▏").size(30).color(MUTED);
+        let typed = if self.ticket.is_empty() {
+            row![caret, say("ABC-123").size(30).color(PLACEHOLDER)]
+        } else {
+            row![say(self.ticket.clone()).size(30), caret]
+        };
+        let field = container(typed.align_y(Alignment::Center)).padding([10, 14]).width(420).style(|_| container::Style {
+            border: iced::Border { color: FIELD_BORDER, width: 1.5, radius: 4.0.into() },
+            ..filled(FIELD, Color::WHITE)
+        });
         let start = button(say(words::phrase(language, Phrase::Start)).size(26)).padding([12, 28]).on_press(Message::Submit);
         let answer = match &self.status {
             _ if self.link.is_none() => say(words::phrase(language, Phrase::Connecting)).size(22).color(MUTED),
