@@ -37,7 +37,10 @@ fn language(text: &str) -> Result<Language, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cover = desktop::Desktop::open().cover();
+    // One connection to the display server, for the window's extent and
+    // for raising it later.
+    let desktop = desktop::Desktop::open();
+    let cover = desktop.cover();
     let result = iced::application("netbar", app::App::update, app::App::view)
         .subscription(app::App::subscription)
         .theme(app::App::theme)
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
         // and `lock_screen.fonts`.
         .default_font(iced::Font::with_name("Fira Sans"))
         .window(app::App::window_settings(cover))
-        .run_with(move || app::App::new(cli.connect, cli.language));
+        .run_with(move || app::App::new(desktop, cli.connect, cli.language));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -161,7 +161,7 @@ fn a_customer_logs_in_plays_is_warned_evacuated_and_logged_out_and_killing_the_l
         binary("netbar-lockscreen").display()
     );
     // The station's PC keeps Korean time, as the venue does.
-    let _collector = collector_with(&station, &extra, "yes\n", &[("DISPLAY", display.name()), ("TZ", "Asia/Seoul")]);
+    let mut station_collector = collector_with(&station, &extra, "yes\n", &[("DISPLAY", display.name()), ("TZ", "Asia/Seoul")]);
     let _other = collector(&elsewhere, "", "yes\n");
     let screen = Station { display: &display, log: station.join("stderr"), shots };
 
@@ -249,4 +249,28 @@ fn a_customer_logs_in_plays_is_warned_evacuated_and_logged_out_and_killing_the_l
     });
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(export.contains("lock_screen_tampered"), "{export}");
+
+    // The collector killed (kill -9) and started again on the same
+    // configuration: the lock screen outlives it, attaches to the new one
+    // (or the new one's own does and the other leaves), and one is left.
+    station_collector.kill();
+    let log = station.join("stderr-again");
+    let _again = netbar_tests::Process::start_with(
+        &binary("netbar-collector"),
+        &["--config", station.join("run.toml").to_str().unwrap(), "run"],
+        log.clone(),
+        netbar_tests::Stdin::Null,
+        &[("DISPLAY", display.name()), ("TZ", "Asia/Seoul")],
+    );
+    wait_for("a lock screen attached to the collector started again", WAIT, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("lock screen attached")
+    });
+    let mut started = screen.lock_screen_pids();
+    started.extend(Station { display: &display, log: log.clone(), shots: None }.lock_screen_pids());
+    let running = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
+    };
+    wait_for("one lock screen left", WAIT, || started.iter().filter(|pid| running(pid)).count() == 1);
+    screen.wait_seen(Seen::Locked);
 }
