@@ -9,6 +9,9 @@ use netbar_protocol::VenueId;
 use netbar_protocol::policy::Policy;
 use serde::Deserialize;
 
+/// The client id and user name of the agent on the bus.
+pub(crate) const AGENT: &str = "netbar-agent";
+
 /// What `print-config` prints.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 

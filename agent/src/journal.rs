@@ -328,6 +328,17 @@ impl LogEntry {
     }
 }
 
+/// An entry a restart replays.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Replayed {
+    pub(crate) at: Timestamp,
+    pub(crate) entry: LogEntry,
+    /// The matters it still keeps open.
+    pub(crate) keeps: Vec<Matter>,
+    /// Whether it is an incident transition of the recent history.
+    pub(crate) recent: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

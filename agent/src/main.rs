@@ -3,224 +3,25 @@
 //! `run` is the daemon (bus, venue rules, registration log, API, regulator
 //! feed); the other subcommands are tools around it: `check-id`, `records`,
 //! `enroll`, `pki`, `user`, `uplink`, `regulator tail` (the regulator's side of
-//! the feed), service installation and configuration.
-
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
+//! the feed), service installation and configuration. The README's codemap
+//! says which module is which, and `layers` keeps them in their layers.
 
 mod bus;
-mod check_id;
+mod cli;
+mod clock;
 mod config;
-mod console;
-mod demo;
-mod enroll;
+mod daemon;
 mod feed;
 mod http;
 mod instance;
 mod journal;
-mod pki;
-mod records;
+#[cfg(test)]
+mod layers;
 mod refusals;
-mod regulator;
-mod run;
+mod requests;
 mod store;
-mod synthetic;
-mod uplink;
-mod users;
 mod venue;
 
-/// The netbar venue agent.
-#[derive(Debug, Parser)]
-#[command(name = "netbar-agent", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Validate identity document numbers and decide access under a policy.
-    CheckId(check_id::Args),
-    /// Export or verify the registration log.
-    #[command(subcommand)]
-    Records(records::Command),
-    /// Run the agent: the bus, the venue's rules and the registration log.
-    Run {
-        /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-    },
-    /// Install and start the system service (systemd on Linux, the service
-    /// control manager on Windows) running with the given --config.
-    InstallService {
-        /// The configuration file.
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-        /// Where to write the systemd unit.
-        #[arg(long, default_value = "/etc/systemd/system")]
-        unit_dir: std::path::PathBuf,
-        /// Only write the unit; do not call systemctl.
-        #[arg(long)]
-        no_systemctl: bool,
-    },
-    /// Stop and remove the system service.
-    UninstallService {
-        /// Where the systemd unit is.
-        #[arg(long, default_value = "/etc/systemd/system")]
-        unit_dir: std::path::PathBuf,
-        /// Only remove the unit; do not call systemctl.
-        #[arg(long)]
-        no_systemctl: bool,
-    },
-    /// Entry point for the Windows service control manager.
-    #[command(hide = true)]
-    Service {
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-    },
-    /// Enroll a station or a sensor.
-    Enroll {
-        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-        #[command(subcommand)]
-        what: enroll::Command,
-    },
-    /// The venue's certificate authority: `pki init`, `pki broker`, `pki crl`, `pki list`.
-    Pki {
-        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-        #[command(subcommand)]
-        what: pki::Command,
-    },
-    /// Manage console users.
-    User {
-        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-        #[command(subcommand)]
-        what: users::Command,
-    },
-    /// The regulator feed: `uplink status`.
-    Uplink {
-        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-        #[command(subcommand)]
-        what: uplink::Command,
-    },
-    /// A whole venue on this machine: the agent with its embedded broker on
-    /// free ports, simulated stations and customers, until Ctrl-C.
-    Demo(demo::Args),
-    /// The regulator's side: `regulator tail` follows a district's feed.
-    #[command(subcommand)]
-    Regulator(regulator::Command),
-    /// Print the configuration with every key at its default, commented.
-    PrintConfig {
-        /// Windows' defaults (folders under %ProgramData%\netbar), whatever this system is.
-        #[arg(long)]
-        windows: bool,
-    },
-    /// Check the configuration file and exit.
-    CheckConfig {
-        /// The configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
-        #[arg(long, value_name = "FILE")]
-        config: Option<std::path::PathBuf>,
-    },
-}
-
-use netbar_host::service::{self, AGENT as SERVICE};
-
-/// Runs the agent until `shutdown` resolves: `run` and the Windows service
-/// both come here. A Windows service has no console, so it logs to files.
-fn run_service(config: Option<&std::path::Path>, as_service: bool, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let path = config::locate(config);
-    let loaded = config::Config::load(&path)?;
-    let service_config = as_service.then_some(path.as_path());
-    let _guard = netbar_host::logging::init(SERVICE.name, loaded.config.log.dir.as_deref(), service_config, loaded.config.log.keep_files)?;
-    for notice in &loaded.notices {
-        tracing::warn!("configuration: {notice}");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run::run(loaded, shutdown))
-}
-
-fn check_config(explicit: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let path = config::locate(explicit);
-    let loaded = config::Config::load(&path)?;
-    for notice in &loaded.notices {
-        println!("{}: {notice}", path.display());
-    }
-    println!(
-        "configuration is valid: venue {} in {}, policy {}, registration log {}",
-        loaded.config.venue.id,
-        loaded.zone.iana_name().unwrap_or("(unnamed zone)"),
-        loaded.policy.name,
-        loaded.database().display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::CheckId(args) => check_id::run(args),
-        Command::Records(command) => records::run(command),
-        Command::Run { config } => run_service(config.as_deref(), false, netbar_host::shutdown()).map(|()| ExitCode::SUCCESS),
-        Command::InstallService { config, unit_dir, no_systemctl } => {
-            // Refuse to install a service that would fail at start.
-            let path = config::locate(config.as_deref());
-            config::Config::load(&path).map_err(anyhow::Error::from).and_then(|_| {
-                let installed = service::install(&SERVICE, &service::Target { unit_dir, systemctl: !no_systemctl }, &path)?;
-                println!("installed {}", installed.display());
-                Ok(ExitCode::SUCCESS)
-            })
-        }
-        Command::UninstallService { unit_dir, no_systemctl } => {
-            service::uninstall(&SERVICE, &service::Target { unit_dir, systemctl: !no_systemctl }).map(|removed| {
-                println!("removed {}", removed.display());
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Service { config } => {
-            #[cfg(windows)]
-            {
-                service::run_dispatcher(&SERVICE, Box::new(move |stop| run_service(config.as_deref(), true, stop)))
-                    .map(|()| ExitCode::SUCCESS)
-            }
-            #[cfg(not(windows))]
-            {
-                let _ = config;
-                Err(anyhow::anyhow!("`service` is the Windows service entry point; on Linux, systemd runs `run`"))
-            }
-        }
-        Command::Enroll { config, what } => config::Config::load(&config::locate(config.as_deref()))
-            .map_err(anyhow::Error::from)
-            .and_then(|loaded| enroll::run(&loaded, what)),
-        Command::Pki { config, what } => {
-            config::Config::load(&config::locate(config.as_deref())).map_err(anyhow::Error::from).and_then(|loaded| pki::run(&loaded, what))
-        }
-        Command::User { config, what } => config::Config::load(&config::locate(config.as_deref()))
-            .map_err(anyhow::Error::from)
-            .and_then(|loaded| users::run(&loaded, what)),
-        Command::Uplink { config, what } => config::Config::load(&config::locate(config.as_deref()))
-            .map_err(anyhow::Error::from)
-            .and_then(|loaded| uplink::run_command(&loaded, what)),
-        Command::Regulator(what) => regulator::run_command(what),
-        Command::Demo(args) => demo::run(args),
-        Command::PrintConfig { windows } => {
-            print!("{}", config::default_text(windows));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::CheckConfig { config } => check_config(config.as_deref()),
-    };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("netbar-agent: {error:#}");
-            ExitCode::from(1)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -350,7 +350,7 @@ fn adult_from(policy: &Policy, birth: Date) -> Option<Date> {
 pub fn evaluate(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circumstances: Circumstances) -> Decision {
     let now = at.to_zoned(tz.clone());
     let today = now.date();
-    let minute = u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0);
+    let minute = minute_of_day(&now);
     let age = full_years(birth, today, policy.leap_day);
     let adult_from = adult_from(policy, birth);
     let minor = adult_from.is_some_and(|date| today < date);
@@ -374,13 +374,28 @@ pub fn evaluate(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circ
         }
     }
     if let Some(hours) = policy.business_hours.as_ref().filter(|hours| hours.enforced) {
-        let window = Window { start: hours.start, end: hours.end };
-        if !window.contains(minute) {
+        if !(Window { start: hours.start, end: hours.end }).contains(minute) {
             reasons.push(Reason::Closed);
         }
         boundaries.extend(next_boundary(&now, hours.start, hours.end));
     }
     Decision { allowed: reasons.is_empty(), reasons, until: boundaries.into_iter().filter(|&b| b > at).min(), age, minor }
+}
+
+/// Whether the venue is open at `at` under its enforced business hours
+/// (always, when it has none).
+pub fn open(policy: &Policy, at: Timestamp, tz: &TimeZone) -> bool {
+    let minute = minute_of_day(&at.to_zoned(tz.clone()));
+    policy
+        .business_hours
+        .as_ref()
+        .filter(|hours| hours.enforced)
+        .is_none_or(|hours| (Window { start: hours.start, end: hours.end }).contains(minute))
+}
+
+/// Minutes since local midnight.
+fn minute_of_day(now: &Zoned) -> u16 {
+    u16::try_from(i32::from(now.hour()) * 60 + i32::from(now.minute())).unwrap_or(0)
 }
 
 /// The first instant of `date` in `tz` (midnight, or the first instant after

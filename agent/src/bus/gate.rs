@@ -8,7 +8,7 @@ use std::sync::RwLock;
 
 use netbar_protocol::{StationChannel, StationKey};
 
-use crate::run::AGENT;
+use crate::config::AGENT;
 
 /// The supervisor's identity on the bus.
 pub(crate) const CANARY: &str = "netbar-canary";

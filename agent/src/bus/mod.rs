@@ -442,7 +442,7 @@ mod tests {
         wire
     }
 
-    const AGENT_ID: &str = crate::run::AGENT;
+    const AGENT_ID: &str = crate::config::AGENT;
 
     async fn subscribe(wire: &mut Wire, filter: &str) -> SubscribeReasonCode {
         let mut subscribe = Subscribe::new(filter, QoS::AtLeastOnce);

@@ -170,6 +170,20 @@ fn a_cookie_without_the_csrf_token_changes_nothing() {
 /// stops cleanly on Ctrl-C, leaving nothing behind.
 #[test]
 fn the_demo_runs_beside_a_broker_on_1883_and_stops_on_ctrl_c() {
+    demo_stops_everything_on("-INT");
+}
+
+/// `kill PID` (SIGTERM) of a running demo stops it like Ctrl-C: its agent
+/// and station simulator stop with it and its folder goes.
+#[test]
+fn the_demo_stops_everything_it_started_on_sigterm() {
+    demo_stops_everything_on("-TERM");
+}
+
+/// Runs the demo, waits for a customer in session, sends it `signal`, and
+/// checks that nothing it started is left: no process naming its folder,
+/// and no folder.
+fn demo_stops_everything_on(signal: &str) {
     // Whoever holds 1883 (this machine's mosquitto, or this listener).
     let _held = std::net::TcpListener::bind("127.0.0.1:1883");
     assert!(std::net::TcpListener::bind("127.0.0.1:1883").is_err(), "1883 is taken");
@@ -196,10 +210,23 @@ fn the_demo_runs_beside_a_broker_on_1883_and_stops_on_ctrl_c() {
             && floor["sessions"].as_u64().is_some_and(|sessions| sessions >= 1)
     });
     assert!(std::path::Path::new(&data).exists());
-    let _ = Run::new("kill").args(["-INT", &demo.id().to_string()]).status();
+    let started_by_demo = || -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+            .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+            .filter(|cmdline| cmdline.contains(&data))
+            .collect()
+    };
+    let running = started_by_demo();
+    assert!(running.iter().any(|cmdline| cmdline.contains(" run --config")), "the demo's agent runs: {running:?}");
+    assert!(running.iter().any(|cmdline| cmdline.contains(" simulate ")), "the demo's simulator runs: {running:?}");
+    let _ = Run::new("kill").args([signal, &demo.id().to_string()]).status();
     netbar_tests::wait_for("the demo to stop", WAIT, || !demo.running());
     assert!(demo.stderr().contains("stopping"), "{}", demo.stderr());
     assert!(!std::path::Path::new(&data).exists(), "the demo's directory is removed");
+    netbar_tests::wait_for("every process the demo started to stop", WAIT, || started_by_demo().is_empty());
 }
 
 /// Regression: guesses sent at once were all checked before the first

@@ -26,7 +26,7 @@ pub(crate) enum Command {
         to: Date,
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
-        format: Format,
+        format: ExportFormat,
     },
     /// Check the hash chain, and the log against the last entry ever
     /// committed (its anchor) and, with --heads, against the heads the
@@ -102,7 +102,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let store = open(&db)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let count = store.export(day_start(from)?, day_start(to.tomorrow()?)?, format, &mut out)?;
+            let count = store.export(day_start(from)?, day_start(to.tomorrow()?)?, format.into(), &mut out)?;
             out.flush()?;
             eprintln!("{count} entries exported");
             Ok(ExitCode::SUCCESS)
@@ -128,7 +128,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(!db.exists(), "{} exists already; choose a new file", db.display());
             anyhow::ensure!(stations > 0 && per_day > 0, "--stations and --per-day must be above 0");
             let started = std::time::Instant::now();
-            let written = crate::synthetic::write(&db, days, per_day, stations, Timestamp::now())?;
+            let written = crate::cli::synthetic::write(&db, days, per_day, stations, Timestamp::now())?;
             eprintln!("{written} entries written to {} in {:.1} s", db.display(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
@@ -204,6 +204,24 @@ fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
         Err(bad) => {
             println!("registration log BROKEN at {bad}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// An export format as typed on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// One JSON object a line.
+    Jsonl,
+    /// Comma-separated, the body as a JSON column.
+    Csv,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(format: ExportFormat) -> Format {
+        match format {
+            ExportFormat::Jsonl => Format::Jsonl,
+            ExportFormat::Csv => Format::Csv,
         }
     }
 }

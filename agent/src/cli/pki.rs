@@ -306,7 +306,7 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
         Command::Init { days } => {
             let authority = Authority::create(&dir, loaded.config.venue.id.as_str(), days)?;
             let key = KeyPair::generate().context("cannot make the agent's key")?;
-            let certificate = authority.issue(&mut store, crate::run::AGENT, Usage::Agent, &[], &key, days)?;
+            let certificate = authority.issue(&mut store, crate::config::AGENT, Usage::Agent, &[], &key, days)?;
             write_private(&dir.join("agent.key"), &key.serialize_pem())?;
             write_public(&dir.join("agent.pem"), &certificate)?;
             authority.write_crl(&store, None)?;

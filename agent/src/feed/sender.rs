@@ -14,29 +14,27 @@
 //! is sent again from its oldest message. Receivers deduplicate by message
 //! id; sequence numbers let them see gaps.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use netbar_protocol::messages::{Heartbeat, LogHead};
 use netbar_protocol::{Envelope, MessageId, RegulatorChannel, Sender, Topic, encode};
-use tokio::sync::oneshot::error::TryRecvError;
+use tokio::sync::{oneshot, watch};
 
+use super::window::{Action, Event, WINDOW, Window};
+use crate::clock::Clock;
 use crate::config::{MqttVersion, UplinkSettings};
-use crate::run::{Clock, Facts, StoreHandle};
 use crate::store::StoreError;
+use crate::store::thread::{Facts, StoreHandle};
 use netbar_host::transport::{Backoff, tls_configuration};
 
-/// Most messages sent and not yet acknowledged.
-const WINDOW: usize = 100;
-
-/// What the console and /metrics see of the link.
-#[derive(Debug, Default)]
-pub(crate) struct LinkState {
-    pub(crate) connected: AtomicBool,
-    pub(crate) last_acked: AtomicU64,
+/// The link as the console and /metrics see it, published by the sender
+/// (its one owner) on a watch channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LinkView {
+    pub(crate) connected: bool,
+    /// Since when it is (or is not) connected; None before the first try.
+    pub(crate) since: Option<Timestamp>,
 }
 
 /// One connection to the regulator's broker, in either MQTT version.
@@ -134,7 +132,7 @@ impl Wire {
 pub(crate) struct Uplink {
     pub(crate) settings: UplinkSettings,
     pub(crate) store: StoreHandle,
-    pub(crate) state: Arc<LinkState>,
+    pub(crate) view: watch::Sender<LinkView>,
     pub(crate) clock: Clock,
 }
 
@@ -159,8 +157,8 @@ impl Uplink {
                     Err(reason) => reason,
                 },
             };
-            if self.state.connected.swap(false, Ordering::Relaxed) {
-                self.store.set_connected(false).await;
+            if self.view.borrow().connected {
+                self.connected(false).await;
             }
             let wait = backoff.next_wait();
             tracing::warn!(broker = %self.settings.url, %reason, retry_in = ?wait, "the regulator's broker is unreachable; the outbox keeps everything");
@@ -168,60 +166,60 @@ impl Uplink {
         }
     }
 
-    /// One connection: everything unacknowledged goes again, in order.
+    /// Notes the link's state: on the watch channel, and in the store for
+    /// `uplink status`.
+    async fn connected(&self, connected: bool) {
+        self.view.send_replace(LinkView { connected, since: Some(Timestamp::now()) });
+        self.store.set_connected(connected).await;
+    }
+
+    /// One connection: everything unacknowledged goes again, in order. The
+    /// window decides; this carries its actions out.
     async fn session(&self, wire: &mut Wire, backoff: &mut Backoff) -> Result<std::convert::Infallible, String> {
         while !matches!(wire.poll().await?, WireEvent::Connected) {}
         backoff.reset();
-        self.state.connected.store(true, Ordering::Relaxed);
-        self.store.set_connected(true).await;
+        self.connected(true).await;
         tracing::info!(broker = %self.settings.url, "connected to the regulator's broker");
-        // Sequence numbers sent and waiting for their packet id; 0 is a heartbeat.
-        let mut sent: VecDeque<u64> = VecDeque::new();
-        let mut in_flight: HashMap<u16, u64> = HashMap::new();
-        let mut acked: Vec<u64> = Vec::new();
-        let mut removing: Option<tokio::sync::oneshot::Receiver<()>> = None;
-        let mut cursor = 0;
-        let mut drained = false;
+        let mut window = Window::default();
+        let mut actions: std::collections::VecDeque<Action> = window.start().into();
+        let mut removing: Option<oneshot::Receiver<()>> = None;
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat_period);
         loop {
-            let free = WINDOW.saturating_sub(sent.len() + in_flight.len());
-            if !drained && free >= WINDOW / 4 {
-                let batch = self.store.queued_after(cursor, free).await.map_err(|error| error.to_string())?;
-                drained = batch.len() < free;
-                for message in batch {
-                    let channel = RegulatorChannel::from_level(&message.channel).unwrap_or(RegulatorChannel::Summary);
-                    wire.publish(self.topic(channel), message.payload)?;
-                    sent.push_back(message.seq);
-                    cursor = message.seq;
+            while let Some(action) = actions.pop_front() {
+                match action {
+                    Action::Read { after, limit } => {
+                        let batch = self.store.queued_after(after, limit).await.map_err(|error| error.to_string())?;
+                        let mut seqs = Vec::with_capacity(batch.len());
+                        for message in batch {
+                            let channel = RegulatorChannel::from_level(&message.channel).unwrap_or(RegulatorChannel::Summary);
+                            wire.publish(self.topic(channel), message.payload)?;
+                            seqs.push(message.seq);
+                        }
+                        actions.extend(window.handle(Event::Published { seqs, asked: limit }));
+                    }
+                    Action::Remove(seqs) => removing = Some(self.store.remove(seqs).await),
+                    Action::Fail(reason) => return Err(reason),
                 }
             }
-            // Acknowledged messages leave the outbox, one removal at a time.
-            let removed = |done: &mut tokio::sync::oneshot::Receiver<()>| !matches!(done.try_recv(), Err(TryRecvError::Empty));
-            if !acked.is_empty() && removing.as_mut().is_none_or(removed) {
-                let highest = acked.iter().copied().max().unwrap_or(0);
-                self.state.last_acked.fetch_max(highest, Ordering::Relaxed);
-                removing = Some(self.store.remove(std::mem::take(&mut acked)).await);
-            }
-            tokio::select! {
+            let event = tokio::select! {
                 event = wire.poll() => match event? {
-                    WireEvent::Sent(pkid) => {
-                        if let Some(seq) = sent.pop_front() && seq > 0 {
-                            in_flight.insert(pkid, seq);
-                        }
-                    }
-                    WireEvent::Acked(pkid) => acked.extend(in_flight.remove(&pkid)),
-                    WireEvent::Refused(pkid, reason) => {
-                        return Err(format!("the broker refused message {} ({reason}); it stays in the outbox", in_flight.get(&pkid).copied().unwrap_or(0)));
-                    }
-                    WireEvent::Connected | WireEvent::Other => {}
+                    WireEvent::Sent(pkid) => Event::Sent(pkid),
+                    WireEvent::Acked(pkid) => Event::Acked(pkid),
+                    WireEvent::Refused(pkid, reason) => Event::Refused(pkid, reason),
+                    WireEvent::Connected | WireEvent::Other => continue,
                 },
-                () = self.store.queued.notified(), if drained => drained = false,
+                _ = async { removing.as_mut().expect("guarded").await }, if removing.is_some() => {
+                    removing = None;
+                    Event::Removed
+                }
+                () = self.store.queued.notified(), if window.drained() => Event::Queued,
                 _ = heartbeat.tick() => {
                     let payload = self.heartbeat().await;
                     wire.publish(self.topic(RegulatorChannel::Heartbeat), payload)?;
-                    sent.push_back(0);
+                    Event::Heartbeat
                 }
-            }
+            };
+            actions.extend(window.handle(event));
         }
     }
 
@@ -230,7 +228,8 @@ impl Uplink {
     async fn heartbeat(&self) -> Vec<u8> {
         let message = heartbeat(self.store.facts().await);
         let id = MessageId::from_parts(Timestamp::now(), rand::random());
-        encode(&Envelope::new(id, self.clock.now(), self.settings.venue.clone(), Sender::agent(crate::run::AGENT), 0, message)).into_bytes()
+        encode(&Envelope::new(id, self.clock.now(), self.settings.venue.clone(), Sender::agent(crate::config::AGENT), 0, message))
+            .into_bytes()
     }
 }
 
@@ -242,45 +241,6 @@ fn heartbeat(facts: Result<Facts, StoreError>) -> Heartbeat {
             Heartbeat { outbox_pending: Some(pending), log_head: Some(LogHead { index, hash }), store_error: failing }
         }
         Err(error) => Heartbeat { outbox_pending: None, log_head: None, store_error: Some(error.to_string()) },
-    }
-}
-
-/// `netbar-agent uplink ...`
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum Command {
-    /// Connected or not, the backlog, the oldest unsent message and the
-    /// last sequence number the regulator's broker acknowledged.
-    Status,
-}
-
-pub(crate) fn run_command(loaded: &crate::config::Loaded, command: Command) -> anyhow::Result<std::process::ExitCode> {
-    match command {
-        Command::Status => {
-            let Some(settings) = &loaded.uplink else {
-                println!("no regulator feed: the configuration has no [uplink] section");
-                return Ok(std::process::ExitCode::SUCCESS);
-            };
-            let store = crate::store::Store::inspect(&loaded.database())?;
-            let status = store.outbox_status()?;
-            let now = Timestamp::now();
-            let ago = |at: Timestamp| {
-                let seconds = now.duration_since(at).as_secs().max(0);
-                format!("{at} ({}h {:02}m {:02}s ago)", seconds / 3600, seconds / 60 % 60, seconds % 60)
-            };
-            let since = status.since.map(ago).unwrap_or_else(|| "never".into());
-            println!("broker: {}", settings.url);
-            // The stored flag is an agent's word; without a running agent
-            // (one that crashed, say) nobody is connected.
-            if crate::instance::running(&loaded.config.data.dir) {
-                println!("connected: {} (since {since})", if status.connected { "yes" } else { "no" });
-            } else {
-                println!("connected: no (the agent is not running)");
-            }
-            println!("backlog: {} message(s)", status.pending);
-            println!("oldest unsent: {}", status.oldest.map(ago).unwrap_or_else(|| "none".into()));
-            println!("last sequence: {}, last acknowledged: {}", status.last_seq, status.last_acked);
-            Ok(std::process::ExitCode::SUCCESS)
-        }
     }
 }
 

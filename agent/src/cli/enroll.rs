@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use netbar_protocol::messages::SensorKind;
 use netbar_protocol::{SensorId, StationId, StationKey};
 
+use crate::cli::pki::Authority;
 use crate::config::{BrokerMode, Loaded};
-use crate::pki::Authority;
 use crate::store::Store;
 use netbar_host::private::{create_folder, write_private, write_public};
 
@@ -95,7 +95,9 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
             let (host, port) = advertised_broker(loaded)?;
             // The certificate request is checked before anything is stored.
             let signing = match &csr {
-                Some(path) => Some((Authority::load(&crate::pki::folder(loaded))?, crate::pki::station_request(id.as_str(), path)?)),
+                Some(path) => {
+                    Some((Authority::load(&crate::cli::pki::folder(loaded))?, crate::cli::pki::station_request(id.as_str(), path)?))
+                }
                 None => None,
             };
             let key = StationKey::from_bytes(rand::random());
@@ -135,7 +137,7 @@ pub(crate) fn run(loaded: &Loaded, command: Command) -> anyhow::Result<ExitCode>
                 anyhow::bail!("station {id} is not enrolled, or revoked already");
             };
             println!("station {id} revoked: its key no longer works at the agent");
-            let pki = crate::pki::folder(loaded);
+            let pki = crate::cli::pki::folder(loaded);
             if pki.join("ca.key").exists() {
                 let authority = Authority::load(&pki)?;
                 let listed = authority.write_crl(&store, crl_out.as_deref())?;

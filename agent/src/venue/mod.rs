@@ -29,8 +29,7 @@ use netbar_protocol::policy::{self, Circumstances, Policy};
 use netbar_protocol::{Message, StationId};
 use serde_json::json;
 
-use crate::journal::{self, CheckOutCause, EndCause, IncidentEntry, LogEntry, Matter, StaffAction};
-use crate::store::Replayed;
+use crate::journal::{self, CheckOutCause, EndCause, IncidentEntry, LogEntry, Matter, Replayed, StaffAction};
 
 /// What the venue asks the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +192,8 @@ pub(crate) struct Venue {
     /// Ticket codes by normalised document number: one active check-in each.
     by_document: HashMap<String, String>,
     sessions_started: u64,
+    /// (when, customers present, sessions open): a sample a minute, for a day.
+    history: std::collections::VecDeque<(Timestamp, u32, u32)>,
 }
 
 /// Ticket codes: six characters without look-alikes (no 0/O, 1/I/L).
@@ -217,6 +218,7 @@ impl Venue {
             tickets: HashMap::new(),
             by_document: HashMap::new(),
             sessions_started: 0,
+            history: std::collections::VecDeque::new(),
         }
     }
 
@@ -456,6 +458,33 @@ impl Venue {
             sessions: self.stations.values().filter(|station| station.session.is_some()).count() as u32,
             customers: self.tickets.len() as u32,
         }
+    }
+
+    /// Keeps one point of the occupancy history (the console's chart);
+    /// points older than a day go.
+    pub(crate) fn sample_occupancy(&mut self, now: Timestamp) {
+        let occupancy = self.occupancy();
+        self.history.push_back((now, occupancy.customers, occupancy.sessions));
+        while self.history.front().is_some_and(|(at, ..)| now.duration_since(*at) > SignedDuration::from_hours(24)) {
+            self.history.pop_front();
+        }
+    }
+
+    /// The occupancy history through the last day, ending with `now`:
+    /// (when, customers present, sessions open).
+    pub(crate) fn occupancy_history(&self, now: Timestamp) -> Vec<(Timestamp, u32, u32)> {
+        let occupancy = self.occupancy();
+        self.history.iter().copied().chain([(now, occupancy.customers, occupancy.sessions)]).collect()
+    }
+
+    /// What a summary's compliance level is worked out from: the open
+    /// incidents' severities (and whether each was acknowledged), and the
+    /// sensors silent now.
+    pub(crate) fn compliance_inputs(&self) -> (Vec<(netbar_protocol::messages::Severity, bool)>, u32) {
+        let open = self.incidents.values().filter(|incident| incident.resolved.is_none());
+        let severities = open.clone().map(|incident| (incident.severity, incident.acknowledged.is_some())).collect();
+        let silent = open.filter(|incident| incident.kind == IncidentKind::SensorFault).count() as u32;
+        (severities, silent)
     }
 
     /// One incident, by its id.
@@ -991,8 +1020,7 @@ impl Venue {
 
     /// Whether the venue is open at `now` (always, unless the policy enforces business hours).
     fn open_at(&self, now: Timestamp) -> bool {
-        let adult = jiff::civil::date(1900, 1, 1);
-        !policy::evaluate(&self.policy, adult, now, &self.zone, Circumstances::default()).reasons.contains(&policy::Reason::Closed)
+        policy::open(&self.policy, now, &self.zone)
     }
 
     /// Acts on the safety deadlines due at `now`.

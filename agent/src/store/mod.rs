@@ -25,7 +25,9 @@ use netbar_protocol::StationKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::journal::{LogEntry, Matter};
+use crate::journal::{LogEntry, Matter, Replayed};
+
+pub(crate) mod thread;
 
 /// A certificate the venue CA issued (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,17 +142,6 @@ pub(crate) struct Verified {
     pub(crate) head: (u64, String),
 }
 
-/// An entry a restart replays.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Replayed {
-    pub(crate) at: Timestamp,
-    pub(crate) entry: LogEntry,
-    /// The matters it still keeps open.
-    pub(crate) keeps: Vec<Matter>,
-    /// Whether it is an incident transition of the recent history.
-    pub(crate) recent: bool,
-}
-
 /// What a restart replays: entries in log order, and the entries that
 /// could not be read.
 #[derive(Debug)]
@@ -171,7 +162,7 @@ pub(crate) struct HeadsChecked {
 }
 
 /// Export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     /// One JSON object a line.
     Jsonl,

@@ -20,10 +20,14 @@ use netbar_protocol::messages::{
 use netbar_protocol::{Envelope, Message, MessageId, Sender, VenueId};
 use sha2::Sha256;
 
+use crate::clock::Clock;
+use crate::config::AGENT;
 use crate::config::Disclosure;
 use crate::journal::{CheckIn, CheckInOutcome, IncidentEntry, LogEntry};
-use crate::run::{AGENT, Clock};
 use crate::store::{Head, Outbound};
+
+pub(crate) mod sender;
+pub(crate) mod window;
 
 /// What the feed needs to build its messages.
 #[derive(Clone)]
@@ -126,6 +130,60 @@ impl Feed {
     }
 }
 
+/// The summary period under way: since when, and what happened in it.
+#[derive(Debug, Default)]
+pub(crate) struct Period {
+    pub(crate) start: Timestamp,
+    pub(crate) tally: Tally,
+}
+
+/// How the venue and its store stand as a period ends.
+#[derive(Debug)]
+pub(crate) struct Standing {
+    pub(crate) stations_enrolled: u32,
+    pub(crate) sensors_enrolled: u32,
+    pub(crate) stations_online: u32,
+    pub(crate) sessions_open: u32,
+    pub(crate) customers_present: u32,
+    /// Open incidents: each one's severity, and whether it was acknowledged.
+    pub(crate) open: Vec<(Severity, bool)>,
+    /// Sensors silent now.
+    pub(crate) silent: u32,
+    /// Messages in the outbox; None when the store cannot say.
+    pub(crate) pending: Option<u64>,
+    pub(crate) store_error: Option<String>,
+}
+
+impl Feed {
+    /// The summary of `period` as it ends at `now`.
+    pub(crate) fn summarise(&self, period: &Period, standing: Standing, now: Timestamp) -> Summary {
+        let Period { start, tally } = period;
+        let half_full = standing.pending.is_some_and(|pending| half_full(pending, self.outbox_max));
+        Summary {
+            from: *start,
+            to: now.max(*start + jiff::SignedDuration::from_millis(1)),
+            stations_enrolled: standing.stations_enrolled.max(standing.stations_online),
+            stations_online: standing.stations_online,
+            sessions_open: standing.sessions_open,
+            customers_present: standing.customers_present,
+            registrations: tally.admitted,
+            refusals: tally.refusals(),
+            unregistered_use: tally.unregistered_use,
+            incidents_opened: tally.opened,
+            incidents_acknowledged: tally.acknowledged,
+            incidents_resolved: tally.resolved,
+            incidents_open: standing.open.len() as u32,
+            incidents_open_by_severity: by_severity(&standing.open),
+            sensors_enrolled: standing.sensors_enrolled,
+            sensors_silent: standing.silent.min(standing.sensors_enrolled),
+            compliance: compliance(&standing.open, standing.silent, half_full, standing.store_error.is_some()),
+            // Filled in by the store with the head at the moment it queues the summary.
+            log_head: LogHead { index: 0, hash: crate::store::GENESIS.to_owned() },
+            store_error: standing.store_error,
+        }
+    }
+}
+
 /// What happened during a summary period, counted from the venue's effects.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
@@ -186,7 +244,7 @@ pub(crate) fn half_full(pending: u64, outbox_max: u64) -> bool {
 }
 
 /// Open incidents by severity.
-pub(crate) fn by_severity(open: &[(Severity, bool)]) -> SeverityCounts {
+fn by_severity(open: &[(Severity, bool)]) -> SeverityCounts {
     let count = |wanted| open.iter().filter(|(severity, _)| *severity == wanted).count() as u32;
     SeverityCounts { critical: count(Severity::Critical), warning: count(Severity::Warning), notice: count(Severity::Notice) }
 }

@@ -328,7 +328,7 @@ fn describe(envelope: &Envelope, heartbeats: bool) -> Option<String> {
     })
 }
 
-pub(crate) fn run_command(command: Command) -> anyhow::Result<std::process::ExitCode> {
+pub(crate) fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
     match command {
         Command::Tail(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -1,4 +1,4 @@
-//! `netbar-agent demo`: a whole venue on one machine, until Ctrl-C.
+//! `netbar-agent demo`: a whole venue on one machine, until Ctrl-C or SIGTERM.
 //!
 //! It writes a configuration and a database in a temporary directory,
 //! enrolls the stations (every tenth with a smoke detector) and two console
@@ -79,7 +79,7 @@ fn prepare(dir: &Path, args: &Args, mqtt: u16, http: u16) -> anyhow::Result<(Pat
         }
     }
     for role in ["manager", "cashier"] {
-        store.put_user(role, role, &crate::users::hash(PASSWORD)?)?;
+        store.put_user(role, role, &crate::http::auth::hash(PASSWORD)?)?;
     }
     Ok((path, loaded.config.venue.id.to_string()))
 }
@@ -339,9 +339,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let (mut smoked, mut cleared) = (false, false);
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
+    // Ctrl-C or SIGTERM (`kill PID`): either stops everything below.
+    let stop = netbar_host::shutdown();
+    tokio::pin!(stop);
     let result = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            () = &mut stop => break Ok(()),
             status = agent.wait() => break Err(anyhow::anyhow!("the agent stopped ({}); see {}", status?, dir.join("agent.log").display())),
             status = simulator.wait() => break Err(anyhow::anyhow!("the simulator stopped ({}); see {}", status?, dir.join("simulate.log").display())),
             _ = rounds.tick() => {
