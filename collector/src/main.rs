@@ -18,6 +18,7 @@ mod link;
 mod local;
 mod machine;
 mod probe;
+mod pump;
 mod screen;
 mod sensors;
 mod simulate;

@@ -3,9 +3,9 @@
 //!
 //! Messages that must arrive (events, command acknowledgements, alarms) get
 //! a sequence number and go to the [`Spool`] first; they are published from
-//! there, oldest first, with at most [`WINDOW`] awaiting the agent's receipt,
-//! and resent after a reconnect or when receipts stop coming. Telemetry is
-//! published live when connected (sequence 0, never acknowledged) and spooled
+//! there as the [`Pump`] says: oldest first, a window at a time, and again
+//! after a reconnect or when receipts stop coming. Telemetry is published
+//! live when connected (sequence 0, never acknowledged) and spooled
 //! as droppable only while the agent is away.
 
 use std::collections::{HashMap, VecDeque};
@@ -22,13 +22,10 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::link::{self, LinkEvent};
 use crate::machine::{Executor, Machine, Sampler};
+use crate::pump::{Pump, PumpAction, PumpEvent, RESEND_AFTER};
 use crate::sensors::{self, Sample};
 use crate::spool::{Class, Spool};
 
-/// Most spooled messages published and awaiting the agent's receipt.
-const WINDOW: usize = 64;
-/// Without a receipt for this long, the window is sent again.
-const RESEND_AFTER: Duration = Duration::from_secs(15);
 /// How long the lock screen waits for the agent's answer to a login.
 pub(crate) const LOGIN_ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// How many recent command ids are remembered to answer repeats without
@@ -78,10 +75,7 @@ pub(crate) struct Station {
     spool: Spool,
     client: AsyncClient,
     sampler: Sampler,
-    connected: bool,
-    /// Highest spooled sequence number published on this connection.
-    sent_up_to: u64,
-    last_progress: Instant,
+    pump: Pump,
     session: Option<Session>,
     lock_state: LockState,
     recent: VecDeque<(String, Message)>,
@@ -104,7 +98,7 @@ const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Station {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Station").field("sender", &self.sender).field("connected", &self.connected).finish_non_exhaustive()
+        f.debug_struct("Station").field("sender", &self.sender).field("connected", &self.pump.connected()).finish_non_exhaustive()
     }
 }
 
@@ -153,24 +147,25 @@ impl Station {
                 let _ = self.client.try_publish(topic, QoS::AtLeastOnce, false, payload);
             }
         }
-        self.pump();
+        self.feed(PumpEvent::Spooled);
     }
 
-    /// Publishes spooled messages after the ones already sent, up to the window.
-    fn pump(&mut self) {
-        if !self.connected {
-            return;
-        }
-        let outstanding = self.spool.count_up_to(self.sent_up_to);
-        if outstanding >= WINDOW {
-            return;
-        }
-        for spooled in self.spool.pending(self.sent_up_to + 1, WINDOW - outstanding) {
+    /// Tells the pump what happened, and publishes the spooled messages it says to.
+    fn feed(&mut self, event: PumpEvent) {
+        let (after, limit) = match self.pump.handle(event, Instant::now(), &self.spool) {
+            None => return,
+            Some(PumpAction::Publish { after, limit }) => (after, limit),
+            Some(PumpAction::Resend { limit }) => {
+                tracing::info!(held = self.spool.len(), "no receipt for {} s; sending the window again", RESEND_AFTER.as_secs());
+                (0, limit)
+            }
+        };
+        for spooled in self.spool.pending(after + 1, limit) {
             if self.client.try_publish(spooled.topic, QoS::AtLeastOnce, false, spooled.payload).is_err() {
                 // The client's queue is full: the rest goes on the next pump.
                 break;
             }
-            self.sent_up_to = spooled.seq;
+            self.pump.published(spooled.seq);
         }
     }
 
@@ -213,14 +208,13 @@ impl Station {
         }
         self.session = session;
         self.lock_state = lock_state;
-        if told && self.connected {
+        if told && self.pump.connected() {
             self.publish_live(self.status(true), true);
         }
     }
 
     fn on_connected(&mut self) {
         tracing::info!("connected to the broker");
-        self.connected = true;
         self.unreachable_reported = false;
         for channel in [StationChannel::Command, StationChannel::Delivery] {
             let _ = self.client.try_subscribe(self.topic(channel), QoS::AtLeastOnce);
@@ -228,9 +222,7 @@ impl Station {
         self.publish_live(self.status(true), true);
         // Everything not yet acknowledged goes again: the broker may have
         // lost it with the old session, and the agent drops duplicates.
-        self.sent_up_to = 0;
-        self.last_progress = Instant::now();
-        self.pump();
+        self.feed(PumpEvent::Connected);
     }
 
     fn on_message(&mut self, topic: &str, payload: &[u8]) {
@@ -291,6 +283,7 @@ impl Station {
     }
 
     fn on_delivery(&mut self, ack: DeliveryAck) {
+        let mut acknowledged = false;
         for entry in ack.entries {
             if let Delivery::Rejected { reason } = &entry.delivery {
                 if let Some(newest) = netbar_protocol::messages::stale_sequence_newest(reason) {
@@ -300,12 +293,12 @@ impl Station {
                 tracing::error!(seq = entry.seq, id = %entry.id, %reason, "the agent rejected a message for good");
             }
             match self.spool.acknowledge(entry.seq, entry.id) {
-                Ok(true) => self.last_progress = Instant::now(),
+                Ok(true) => acknowledged = true,
                 Ok(false) => tracing::debug!(seq = entry.seq, "receipt for a message not held"),
                 Err(error) => tracing::error!(%error, seq = entry.seq, "cannot remove an acknowledged message from the spool"),
             }
         }
-        self.pump();
+        self.feed(PumpEvent::Receipt { acknowledged });
     }
 
     fn on_command(&mut self, command: Command) {
@@ -384,7 +377,7 @@ impl Station {
         let request_id = token("r");
         let ticket: String = call.ticket.chars().take(256).collect();
         self.send_reliably(LoginRequest { request_id: request_id.clone(), ticket }, Class::Event);
-        if !self.connected {
+        if !self.pump.connected() {
             // Nobody to answer now: tell the lock screen at once that the
             // request waits in the spool.
             let _ = call.answer.send(LoginAnswer::Queued { request_id });
@@ -411,12 +404,12 @@ impl Station {
     fn on_tick(&mut self) {
         // The retained status is told again now and then, so whoever reads
         // it later (the agent after a restart) finds it fresh enough.
-        if self.connected && self.status_told.elapsed() >= STATUS_EVERY {
+        if self.pump.connected() && self.status_told.elapsed() >= STATUS_EVERY {
             self.status_told = Instant::now();
             self.publish_live(self.status(true), true);
         }
         let (telemetry, usage) = self.sampler.sample(self.lock_state, self.session.as_ref().map(|s| s.id.clone()));
-        if self.connected {
+        if self.pump.connected() {
             self.publish_live(telemetry, false);
         } else {
             self.send_reliably(telemetry, Class::Telemetry);
@@ -440,12 +433,7 @@ impl Station {
                 self.send_reliably(Activity { evidence, since: Timestamp::now() }, Class::Event);
             }
         }
-        if self.connected && self.spool.len() > 0 && self.last_progress.elapsed() > RESEND_AFTER {
-            tracing::info!(held = self.spool.len(), "no receipt for {} s; sending the window again", RESEND_AFTER.as_secs());
-            self.sent_up_to = 0;
-            self.last_progress = Instant::now();
-            self.pump();
-        }
+        self.feed(PumpEvent::Tick);
     }
 
     fn on_sample(&mut self, sample: Sample) {
@@ -468,7 +456,7 @@ impl Station {
         state.heard_at = Timestamp::now();
         if significant {
             self.send_reliably(reading, Class::Alarm);
-        } else if self.connected {
+        } else if self.pump.connected() {
             self.publish_live(reading, false);
         }
     }
@@ -608,9 +596,7 @@ pub(crate) async fn run(
         sender,
         spool,
         client,
-        connected: false,
-        sent_up_to: 0,
-        last_progress: Instant::now(),
+        pump: Pump::new(Instant::now()),
         session: session.clone(),
         recent: VecDeque::new(),
         logins: HashMap::new(),
@@ -649,7 +635,7 @@ pub(crate) async fn run(
             event = link_events.recv() => match event {
                 Some(LinkEvent::Connected) => station.on_connected(),
                 Some(LinkEvent::Disconnected(reason)) => {
-                    if station.connected {
+                    if station.pump.connected() {
                         tracing::warn!(%reason, "connection to the broker lost; reconnecting");
                     } else if !station.unreachable_reported {
                         // Once per outage, so a wrong address or TLS setup is
@@ -659,7 +645,7 @@ pub(crate) async fn run(
                     } else {
                         tracing::debug!(%reason, "broker unreachable");
                     }
-                    station.connected = false;
+                    station.feed(PumpEvent::Disconnected);
                 }
                 Some(LinkEvent::Message { topic, payload }) => station.on_message(&topic, &payload),
                 None => anyhow::bail!("the MQTT event loop stopped"),
