@@ -20,9 +20,14 @@ impl Clock {
             Ok(text) => {
                 let start: Timestamp = text.parse().with_context(|| format!("NETBAR_AGENT_CLOCK {text:?} is not an RFC 3339 instant"))?;
                 tracing::warn!(%start, "the venue's clock is set by NETBAR_AGENT_CLOCK, not the system");
-                Ok(Clock { offset: start.duration_since(Timestamp::now()) })
+                Ok(Clock::starting_at(start))
             }
         }
+    }
+
+    /// A clock that reads `start` now, and runs on from there.
+    pub(crate) fn starting_at(start: Timestamp) -> Clock {
+        Clock { offset: start.duration_since(Timestamp::now()) }
     }
 
     pub(crate) fn now(&self) -> Timestamp {

@@ -263,3 +263,67 @@ pub(crate) async fn run(parts: Parts, shutdown: impl std::future::Future<Output 
     };
     agent.run(Events { bus: event_loop, status, requests, undone }, truncation, shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP/1.1 request to the API; the status and the body.
+    async fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the API answers");
+        let auth = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("request sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("answer read");
+        let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The daemon runs in-process on parts a test made (a clock set to
+    /// another year, a listener on a free port), answers on that listener
+    /// with that clock, and stops when its shutdown future resolves.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_runs_in_process_on_the_parts_it_is_given_and_stops_on_its_shutdown() {
+        let dir = std::env::temp_dir().join(format!("netbar-daemon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let bus_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let text = crate::config::DEFAULT_CONFIG
+            .replace("dir = \"/var/lib/netbar\"", &format!("dir = {:?}", dir.display().to_string()))
+            .replace("listen = \"0.0.0.0:1883\"", &format!("listen = \"127.0.0.1:{bus_port}\""));
+        let loaded = Config::parse(&dir.join("agent.toml"), &text).expect("the default configuration");
+        let mut store = Store::open(&loaded.database(), loaded.policy.retention_days).expect("a new store");
+        store.put_user("li", "manager", &crate::http::auth::hash("correct horse").expect("hash")).expect("user");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("bound").port();
+        let instance = crate::instance::hold(&dir).expect("the data directory");
+        let start: Timestamp = "2031-05-06T07:08:09Z".parse().expect("an instant");
+        let parts = Parts { loaded, clock: Clock::starting_at(start), store, http: listener, instance };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(run(parts, async move {
+            let _ = stopped.await;
+        }));
+
+        let (status, login) = http(port, "POST", "/api/v1/login", None, r#"{"name":"li","password":"correct horse"}"#).await;
+        assert_eq!(status, 200, "{login}");
+        let token = login["token"].as_str().expect("a token").to_owned();
+        let (status, floor) = http(port, "GET", "/api/v1/floor", Some(&token), "").await;
+        assert_eq!(status, 200, "{floor}");
+        let now: Timestamp = floor["now"].as_str().and_then(|now| now.parse().ok()).expect("the floor's clock");
+        assert!(now >= start && now < start + jiff::SignedDuration::from_mins(5), "the venue's clock is the one given: {now}");
+
+        stop.send(()).expect("the daemon waits for its shutdown");
+        let stopped = tokio::time::timeout(Duration::from_secs(30), daemon).await.expect("it stops within 30 s");
+        stopped.expect("no panic").expect("a clean stop");
+        assert!(!crate::instance::running(&dir), "the data directory's lock is let go");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
