@@ -197,6 +197,13 @@ fn cn_province_known(code: u8) -> bool {
     CN_PROVINCES.contains(&code)
 }
 
+/// The check character (ISO 7064 MOD 11-2) that ends a Chinese ID number
+/// beginning with these 17 digits; None unless they are 17 ASCII digits.
+pub fn cn_check_for(first_17: &str) -> Option<char> {
+    let digits = first_17.as_bytes();
+    (digits.len() == 17 && digits.iter().all(u8::is_ascii_digit)).then(|| cn_check_character(digits))
+}
+
 /// The ISO 7064 MOD 11-2 check character of the first 17 digits.
 fn cn_check_character(digits: &[u8]) -> char {
     let sum: u32 = digits.iter().zip(CN_WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
@@ -388,6 +395,9 @@ mod tests {
     fn check_character_matches_the_standard_example() {
         // The worked example of GB 11643-1999, appendix A.
         assert_eq!(cn_check_character(b"11010519491231002"), 'X');
+        assert_eq!(cn_check_for("11010519491231002"), Some('X'));
+        assert_eq!(cn_check_for("1101051949123100"), None, "16 digits");
+        assert_eq!(cn_check_for("1101051949123100X"), None, "not all digits");
         let document = validate_cn("11010519491231002X", TODAY).unwrap();
         assert_eq!(document.number, "11010519491231002X");
         assert_eq!(document.birth_date, date(1949, 12, 31));

@@ -186,10 +186,8 @@ async fn call(
 
 /// A valid Chinese resident ID number of someone born on `birth` (Xuhui, Shanghai).
 fn cn_id(birth: jiff::civil::Date, serial: u16) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     let body = format!("310104{:04}{:02}{:02}{:03}", birth.year(), birth.month(), birth.day(), serial % 1000);
-    let sum: u32 = body.chars().zip(WEIGHTS).map(|(c, w)| c.to_digit(10).unwrap_or(0) * w).sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    let check = netbar_protocol::identity::cn_check_for(&body).unwrap_or('0');
     format!("{body}{check}")
 }
 

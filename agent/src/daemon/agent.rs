@@ -545,6 +545,7 @@ impl Agent {
                     agent.venue.sample_occupancy(agent.clock.now());
                     agent.link.renew_command_numbers(&agent.store).await;
                 }
+                // The API keeps one receiver; each open event stream has another.
                 _ = floor_out.tick(), if agent.floor.receiver_count() > 1 => agent.publish_floor().await,
                 Some(_) = agent.waiting.join_next(), if !agent.waiting.is_empty() => {}
                 _ = purge.tick() => match agent.store.purge(agent.clock.now()).await {

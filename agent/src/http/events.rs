@@ -18,7 +18,7 @@ pub(super) async fn events(State(api): State<Api>, headers: HeaderMap) -> ApiRes
     use axum::response::sse::{Event, KeepAlive, Sse};
     let session = api.session(&headers)?;
     let token = auth::session_token(&headers).unwrap_or_default();
-    let mut floor = api.floor.clone();
+    let mut floor = (*api.floor).clone();
     floor.mark_unchanged();
     let sign_outs = api.sign_outs.subscribe();
     // The first map is asked for: the pushed one is only as fresh as the

@@ -79,8 +79,10 @@ pub(crate) struct Api {
     uplink: Option<(String, u64)>,
     /// The regulator link, as the feed's sender publishes it.
     link: watch::Receiver<LinkView>,
-    /// The floor map, as the agent's actor publishes it.
-    floor: watch::Receiver<Arc<serde_json::Value>>,
+    /// The floor map, as the agent's actor publishes it. One receiver
+    /// shared by every copy of the state, so the actor's count of
+    /// receivers is the open event streams plus this one.
+    floor: Arc<watch::Receiver<Arc<serde_json::Value>>>,
     /// Bumped at every sign-out: event streams of the session end.
     sign_outs: Arc<watch::Sender<u64>>,
 }
@@ -116,7 +118,7 @@ impl Api {
             clock,
             uplink,
             link,
-            floor,
+            floor: Arc::new(floor),
             sign_outs: Arc::new(watch::channel(0).0),
         }
     }
