@@ -288,7 +288,8 @@ mod tests {
 
     /// The daemon runs in-process on parts a test made (a clock set to
     /// another year, a listener on a free port), answers on that listener
-    /// with that clock, and stops when its shutdown future resolves.
+    /// with that clock (today is the venue's, in its zone), and stops when
+    /// its shutdown future resolves.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_daemon_runs_in_process_on_the_parts_it_is_given_and_stops_on_its_shutdown() {
         let dir = std::env::temp_dir().join(format!("netbar-daemon-{}", std::process::id()));
@@ -305,7 +306,8 @@ mod tests {
         listener.set_nonblocking(true).expect("non-blocking");
         let port = listener.local_addr().expect("bound").port();
         let instance = crate::instance::hold(&dir).expect("the data directory");
-        let start: Timestamp = "2031-05-06T07:08:09Z".parse().expect("an instant");
+        // Evening in UTC, the next morning at the venue (Asia/Shanghai).
+        let start: Timestamp = "2031-05-06T20:08:09Z".parse().expect("an instant");
         let parts = Parts { loaded, clock: Clock::starting_at(start), store, http: listener, instance };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let daemon = tokio::spawn(run(parts, async move {
@@ -315,6 +317,7 @@ mod tests {
         let (status, login) = http(port, "POST", "/api/v1/login", None, r#"{"name":"li","password":"correct horse"}"#).await;
         assert_eq!(status, 200, "{login}");
         let token = login["token"].as_str().expect("a token").to_owned();
+        assert_eq!(login["today"], "2031-05-07", "the console's dates start from the venue's today, in its zone");
         let (status, floor) = http(port, "GET", "/api/v1/floor", Some(&token), "").await;
         assert_eq!(status, 200, "{floor}");
         let now: Timestamp = floor["now"].as_str().and_then(|now| now.parse().ok()).expect("the floor's clock");

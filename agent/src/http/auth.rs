@@ -285,7 +285,7 @@ pub(super) async fn login(State(api): State<Api>, Json(credentials): Json<Creden
         sessions.insert(token.clone(), Session { user: credentials.name.clone(), role, expires, csrf: csrf.clone() });
     }
     let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", super::SESSION_HOURS * 3600);
-    let body = json!({ "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires });
+    let body = json!({ "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires, "today": api.today() });
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
@@ -301,10 +301,17 @@ pub(super) async fn logout(State(api): State<Api>, headers: HeaderMap) -> ApiRes
 
 pub(super) async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let session = api.session(&headers)?;
-    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf })).into_response())
+    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf, "today": api.today() }))
+        .into_response())
 }
 
 impl Api {
+    /// Today's date at the venue (its zone, its clock): what the console's
+    /// date fields start from, whatever the browser's own zone.
+    pub(super) fn today(&self) -> jiff::civil::Date {
+        self.clock.now().to_zoned(self.zone.clone()).date()
+    }
+
     /// Whether `token` is a session signed in now.
     pub(super) fn signed_in(&self, token: &str) -> bool {
         self.sessions.lock().is_ok_and(|sessions| sessions.get(token).is_some_and(|session| session.expires > Timestamp::now()))

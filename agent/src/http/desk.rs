@@ -43,7 +43,7 @@ pub(super) fn explain(reason: &str) -> &'static str {
 
 pub(super) async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
     let session = api.session(&headers)?;
-    let today = api.clock.now().to_zoned(api.zone.clone()).date();
+    let today = api.today();
     let document = match (request.document_type.as_str(), request.birth_date) {
         ("cn_id", _) => identity::validate(DocumentType::CnId, &request.number, today),
         ("kr_rrn", _) => identity::validate(DocumentType::KrRrn, &request.number, today),

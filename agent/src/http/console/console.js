@@ -173,7 +173,9 @@ function start(session) {
   $("who").textContent = `${session.user} (${session.role})`;
   $("login-view").hidden = true;
   $("app-view").hidden = false;
-  const today = new Date().toISOString().slice(0, 10);
+  // The venue's today (its zone), not the browser's or UTC's: the records
+  // are searched by the venue's days.
+  const today = session.today || new Date().toISOString().slice(0, 10);
   $("records-from").value = $("records-from").value || today;
   $("records-to").value = $("records-to").value || today;
   updateExportLink();
