@@ -203,6 +203,9 @@ pub(crate) struct Uplink {
     pub(crate) outbox_max: u64,
     #[serde(default = "Uplink::default_max_backoff", with = "netbar_protocol::settings::seconds")]
     pub(crate) max_backoff: Duration,
+    /// The venue's GA 557-2005 code, sent in every summary and heartbeat.
+    #[serde(default)]
+    pub(crate) ga_code: Option<String>,
 }
 
 impl Uplink {
@@ -276,6 +279,7 @@ pub(crate) struct UplinkSettings {
     pub(crate) records: Disclosure,
     pub(crate) outbox_max: u64,
     pub(crate) max_backoff: Duration,
+    pub(crate) ga_code: Option<netbar_protocol::GaCode>,
 }
 
 impl Uplink {
@@ -313,7 +317,24 @@ impl Uplink {
             return Err(error("uplink.max_backoff", "must be at least 1 second".into()));
         }
         let prefix = netbar_protocol::Prefix::new(&self.prefix).map_err(|e| error("uplink.prefix", e.to_string()))?;
-        let region = self.region.parse().map_err(|e: netbar_protocol::ids::IdError| error("uplink.region", e.to_string()))?;
+        let region: netbar_protocol::RegionCode =
+            self.region.parse().map_err(|e: netbar_protocol::ids::IdError| error("uplink.region", e.to_string()))?;
+        let ga_code = match &self.ga_code {
+            None => None,
+            Some(code) => {
+                let code: netbar_protocol::GaCode =
+                    code.parse().map_err(|e: netbar_protocol::ids::GaCodeError| error("uplink.ga_code", e.to_string()))?;
+                // A district's feed carries its own venues: the code's region
+                // is the district the venue publishes under.
+                if code.region() != region.as_str() {
+                    return Err(error(
+                        "uplink.ga_code",
+                        format!("{code} belongs to region {}, but the feed goes to region {region}", code.region()),
+                    ));
+                }
+                Some(code)
+            }
+        };
         if self.outbox_max < 100 {
             return Err(error("uplink.outbox_max", format!("is {}, must be at least 100", self.outbox_max)));
         }
@@ -334,6 +355,7 @@ impl Uplink {
             records: self.disclosure,
             outbox_max: self.outbox_max,
             max_backoff: self.max_backoff,
+            ga_code,
         })
     }
 }
@@ -485,6 +507,18 @@ mod tests {
                 format!("{base}[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"r\"\nprotocol = \"4\"\n"),
                 "key `uplink.protocol`",
             ),
+            (
+                format!(
+                    "{base}[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"310104\"\nga_code = \"3101041000042\"\n"
+                ),
+                "key `uplink.ga_code`: a GA 557-2005 venue code is 14 digits; \"3101041000042\" is not",
+            ),
+            (
+                format!(
+                    "{base}[uplink]\nbroker = \"mqtts://feed\"\nca_file = \"ca.pem\"\nregion = \"310104\"\nga_code = \"31010510000042\"\n"
+                ),
+                "key `uplink.ga_code`: 31010510000042 belongs to region 310105, but the feed goes to region 310104",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err();
@@ -506,6 +540,11 @@ mod tests {
             (Duration::from_secs(300), Disclosure::Pseudonymised, 100_000)
         );
         assert_eq!(uplink.prefix.as_str(), "netbar/feed");
+        assert_eq!(uplink.ga_code, None);
+        // The [uplink] section is the text's last.
+        let coded = format!("{text}ga_code = \"31010410000042\"\n");
+        let uplink_coded = Config::parse(Path::new("agent.toml"), &coded).unwrap().uplink.unwrap();
+        assert_eq!(uplink_coded.ga_code.map(|code| code.to_string()).as_deref(), Some("31010410000042"));
         let insecure =
             text.replace("mqtts://feed.example", "mqtt://feed.example:1884").replace("ca_file = \"ca.pem\"\n", "insecure = true\n");
         let uplink = Config::parse(Path::new("agent.toml"), &insecure).unwrap().uplink.unwrap();

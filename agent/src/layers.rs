@@ -25,10 +25,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("bus", &["config", "refusals"]),
     // The HTTP API: talks to the actor only through `requests`.
     ("http", &["bus", "clock", "feed", "journal", "refusals", "requests", "store", "venue"]),
+    // The regulator's side: the feed from its broker into its database.
+    ("ingest", &["config"]),
     // The daemon wires the parts; nothing but the command line uses it.
     ("daemon", &["bus", "clock", "config", "feed", "http", "instance", "journal", "refusals", "requests", "store", "venue"]),
     // The command line: the top.
-    ("cli", &["bus", "clock", "config", "daemon", "feed", "http", "instance", "journal", "refusals", "requests", "store", "venue"]),
+    (
+        "cli",
+        &["bus", "clock", "config", "daemon", "feed", "http", "ingest", "instance", "journal", "refusals", "requests", "store", "venue"],
+    ),
 ];
 
 /// Outside crates the pure modules may not name: no I/O, no runtime.

@@ -106,6 +106,7 @@ pub fn body(kind: Kind) -> Message {
             compliance: Compliance::Yellow,
             log_head: LogHead { index: 5821, hash: HASH_A.into() },
             store_error: None,
+            ga_code: Some("31010410000042".parse().expect("a GA code")),
         }
         .into(),
         Kind::Incident => IncidentEvent {
@@ -136,9 +137,13 @@ pub fn body(kind: Kind) -> Message {
             },
         }
         .into(),
-        Kind::Heartbeat => {
-            Heartbeat { outbox_pending: Some(0), log_head: Some(LogHead { index: 5821, hash: HASH_A.into() }), store_error: None }.into()
+        Kind::Heartbeat => Heartbeat {
+            outbox_pending: Some(0),
+            log_head: Some(LogHead { index: 5821, hash: HASH_A.into() }),
+            store_error: None,
+            ga_code: Some("31010410000042".parse().expect("a GA code")),
         }
+        .into(),
     }
 }
 

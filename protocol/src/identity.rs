@@ -193,7 +193,7 @@ const CN_PROVINCES: [u8; 35] = [
     83,
 ];
 
-fn cn_province_known(code: u8) -> bool {
+pub(crate) fn cn_province_known(code: u8) -> bool {
     CN_PROVINCES.contains(&code)
 }
 

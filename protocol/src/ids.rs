@@ -176,8 +176,109 @@ impl<K: IdKind> schemars::JsonSchema for Id<K> {
     }
 }
 
+/// A venue's code in the Chinese police's systems (GA 557-2005): 14 digits,
+/// the 6-digit administrative region (GB/T 2260, so its first two digits
+/// name a province), `10` for an internet service venue, and a 6-digit
+/// serial. The regulator's ingest keys a venue by it where the venue
+/// carries one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GaCode(String);
+
+/// Why a GA 557-2005 venue code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GaCodeError {
+    /// Not 14 ASCII digits.
+    #[error("a GA 557-2005 venue code is 14 digits; {0:?} is not")]
+    Shape(String),
+    /// The region's first two digits are no province.
+    #[error("venue code {0}: its region {region} does not start with a province code", region = &.0[..6])]
+    Province(String),
+    /// Digits 7 and 8 are not `10`.
+    #[error("venue code {0}: digits 7 and 8 are {kind:?}, not \"10\" (an internet service venue)", kind = &.0[6..8])]
+    VenueKind(String),
+}
+
+impl GaCode {
+    /// Checks `value` against GA 557-2005's shape.
+    pub fn new(value: &str) -> Result<GaCode, GaCodeError> {
+        if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(GaCodeError::Shape(value.to_owned()));
+        }
+        let digits = value.as_bytes();
+        if !crate::identity::cn_province_known((digits[0] - b'0') * 10 + (digits[1] - b'0')) {
+            return Err(GaCodeError::Province(value.to_owned()));
+        }
+        if &value[6..8] != "10" {
+            return Err(GaCodeError::VenueKind(value.to_owned()));
+        }
+        Ok(GaCode(value.to_owned()))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its 6-digit administrative region.
+    pub fn region(&self) -> &str {
+        &self.0[..6]
+    }
+}
+
+impl fmt::Display for GaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::str::FromStr for GaCode {
+    type Err = GaCodeError;
+    fn from_str(value: &str) -> Result<Self, GaCodeError> {
+        GaCode::new(value)
+    }
+}
+impl serde::Serialize for GaCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+impl<'de> serde::Deserialize<'de> for GaCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        GaCode::new(&value).map_err(serde::de::Error::custom)
+    }
+}
+impl schemars::JsonSchema for GaCode {
+    fn schema_name() -> Cow<'static, str> {
+        "GaCode".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{6}10[0-9]{6}$",
+            "description": "The venue's GA 557-2005 code: 6-digit region, 10, 6-digit serial."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ga_codes() {
+        let code = GaCode::new("31010410000042").unwrap();
+        assert_eq!((code.as_str(), code.region()), ("31010410000042", "310104"));
+        let refused = |input: &str| GaCode::new(input).unwrap_err().to_string();
+        assert_eq!(refused("3101041000004"), "a GA 557-2005 venue code is 14 digits; \"3101041000004\" is not");
+        assert_eq!(refused("3101041000004x"), "a GA 557-2005 venue code is 14 digits; \"3101041000004x\" is not");
+        assert_eq!(refused("３１０１０４10000042"), "a GA 557-2005 venue code is 14 digits; \"３１０１０４10000042\" is not");
+        assert_eq!(refused("99010410000042"), "venue code 99010410000042: its region 990104 does not start with a province code");
+        assert_eq!(
+            refused("31010420000042"),
+            "venue code 31010420000042: digits 7 and 8 are \"20\", not \"10\" (an internet service venue)"
+        );
+        let parsed: Result<GaCode, _> = serde_json::from_str("\"31010420000042\"");
+        assert!(parsed.unwrap_err().to_string().contains("digits 7 and 8"));
+    }
+
     use super::*;
 
     fn check(input: &str, expected: Result<(), &str>) {

@@ -27,5 +27,5 @@ pub mod topic;
 pub use auth::{AuthError, MacTag, StationKey};
 pub use decode::{DecodeError, MAX_MESSAGE_BYTES, decode, encode};
 pub use envelope::{Envelope, Kind, Message, MessageId, SCHEMA_VERSION, Sender, SenderRole, sequence_from_clock};
-pub use ids::{Id, IdKind, RegionCode, SensorId, StationId, VenueId};
+pub use ids::{GaCode, Id, IdKind, RegionCode, SensorId, StationId, VenueId};
 pub use topic::{Prefix, RegulatorChannel, StationChannel, Topic, TopicError};

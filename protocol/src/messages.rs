@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::Violation;
 use crate::envelope::MessageId;
-use crate::ids::{SensorId, StationId};
+use crate::ids::{GaCode, SensorId, StationId};
 
 /// Longest free text accepted in any message (a notice, a reason), in
 /// characters, as JSON Schema's `maxLength` counts them: a notice in Chinese
@@ -710,6 +710,9 @@ pub struct Summary {
     pub compliance: Compliance,
     /// The registration log's head at the end of the period.
     pub log_head: LogHead,
+    /// The venue's GA 557-2005 code, where its configuration gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga_code: Option<GaCode>,
     /// Why the venue's store (its registration log and outbox) is failing as
     /// the summary is made (a write failed and none has succeeded since):
     /// check-ins are refused while it cannot write. Absent when healthy;
@@ -943,6 +946,9 @@ pub struct Heartbeat {
     /// meanwhile), or the store does not answer. Absent when healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// The venue's GA 557-2005 code, where its configuration gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ga_code: Option<GaCode>,
 }
 
 impl Heartbeat {

@@ -128,7 +128,10 @@ fn main() {
     let (queued, _) = sequence_numbers(&config);
     println!("backlog: {queued} messages queued by {count} check-ins in {fill_secs:.1} s ({:.0} check-ins/s)", count as f64 / fill_secs);
 
-    let broker = Mosquitto::start_with(&tls_listener(tls_port, &ca, &server_cert, &server_key));
+    // The subscriber counting the drain must see every message: mosquitto's
+    // default queue for a client (1,000 messages) drops the rest when the
+    // subscriber falls behind, and the count would never complete.
+    let broker = Mosquitto::start_with(&format!("max_queued_messages 0\n{}", tls_listener(tls_port, &ca, &server_cert, &server_key)));
     let regulator = Client::connect(broker.port, &["netbar/feed/#"]);
     let mut seen = HashSet::new();
     let mut first: Option<Instant> = None;

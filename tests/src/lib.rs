@@ -3,6 +3,8 @@
 
 pub mod browser;
 pub mod display;
+#[cfg(unix)]
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,6 +11,8 @@ mod e2e {
     mod console;
     mod deploy;
     mod lockscreen;
+    #[cfg(unix)]
+    mod regulator;
     mod restart;
     mod schemas;
     mod uplink;

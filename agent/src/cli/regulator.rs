@@ -29,10 +29,15 @@ pub(crate) enum Command {
     /// Follow a district's feed: print it, report gaps, duplicates and
     /// venues gone quiet.
     Tail(TailArgs),
+    /// Write a district's or a city's feed into PostgreSQL: every message
+    /// once, gaps as rows, log heads, and views for a dashboard. A message
+    /// is acknowledged to the broker only once its transaction committed.
+    Ingest(IngestArgs),
 }
 
+/// Where the feed is read: the broker, its TLS and login, and which part.
 #[derive(Debug, clap::Args)]
-pub(crate) struct TailArgs {
+pub(crate) struct FeedArgs {
     /// The regulator's broker: mqtts://host:port, or mqtt://host:port in clear.
     #[arg(long, value_name = "URL")]
     broker: String,
@@ -55,6 +60,41 @@ pub(crate) struct TailArgs {
     /// The feed's topic prefix.
     #[arg(long, default_value = "netbar/feed")]
     prefix: String,
+}
+
+impl FeedArgs {
+    /// The broker as the subscriber needs it.
+    fn resolve(&self) -> anyhow::Result<crate::ingest::Broker> {
+        use anyhow::Context;
+        let prefix = Prefix::new(&self.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+        let (tls, host, port) = crate::config::broker_address(&self.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+        let tls = match tls {
+            true => {
+                let ca = self.ca.clone().context("--ca is required with mqtts:// (the CA that signed the broker's certificate)")?;
+                Some(crate::config::TlsFiles { ca_file: ca, client_cert: self.cert.clone(), client_key: self.key.clone() })
+            }
+            false => {
+                eprintln!("warning: {} is not encrypted", self.broker);
+                None
+            }
+        };
+        let region = self.region.as_ref().map_or("+".to_owned(), ToString::to_string);
+        Ok(crate::ingest::Broker {
+            url: self.broker.clone(),
+            host,
+            port,
+            tls,
+            credentials: self.username.clone().map(|user| (user, std::env::var("NETBAR_REGULATOR_PASSWORD").unwrap_or_default())),
+            filter: format!("{}/{region}/+/+", prefix.as_str()),
+            prefix,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TailArgs {
+    #[command(flatten)]
+    feed: FeedArgs,
     /// Keep a session on the broker under this client id, so nothing
     /// published while the tail is away (a broker restart) is missed.
     #[arg(long, value_name = "NAME")]
@@ -69,6 +109,24 @@ pub(crate) struct TailArgs {
     /// venue, index, hash), for `records verify --heads` at an inspection.
     #[arg(long, value_name = "FILE")]
     heads: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    feed: FeedArgs,
+    /// The PostgreSQL database: "host=... port=... user=... dbname=..." or
+    /// postgresql://user@host:port/dbname; the password may come from
+    /// $PGPASSWORD. The schema `netbar` is created and migrated there.
+    #[arg(long, value_name = "CONNECTION")]
+    database: String,
+    /// The persistent session's client id at the broker: what the broker
+    /// keeps for the ingest while it is away.
+    #[arg(long, value_name = "NAME", default_value = "netbar-ingest")]
+    session: String,
+    /// The MQTT version: 3.1.1 (every broker, NATS included) or 5.
+    #[arg(long, value_name = "VERSION", default_value = "3.1.1", value_parser = ["3.1.1", "5"])]
+    protocol: String,
 }
 
 /// What the sequence of one venue showed.
@@ -334,6 +392,17 @@ pub(crate) fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(tail(args))
         }
+        Command::Ingest(args) => {
+            let broker = args.feed.resolve()?;
+            let protocol = if args.protocol == "5" { crate::config::MqttVersion::V5 } else { crate::config::MqttVersion::V311 };
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(crate::ingest::run(crate::ingest::Settings {
+                broker,
+                database: args.database,
+                session: args.session,
+                protocol,
+            }))
+        }
     }
 }
 
@@ -341,27 +410,10 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
     use std::io::Write;
 
     use anyhow::Context;
-    let prefix = Prefix::new(&args.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
-    let (tls, host, port) = crate::config::broker_address(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    let broker = args.feed.resolve()?;
+    let (prefix, filter) = (broker.prefix.clone(), broker.filter.clone());
     let client_id = args.session.clone().unwrap_or_else(|| format!("netbar-tail-{:08x}", rand::random::<u32>()));
-    let mut options = rumqttc::MqttOptions::new(client_id, host, port);
-    options.set_keep_alive(Duration::from_secs(30)).set_clean_session(args.session.is_none());
-    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-    if tls {
-        let ca = args.ca.as_deref().context("--ca is required with mqtts:// (the CA that signed the broker's certificate)")?;
-        options.set_transport(rumqttc::Transport::Tls(netbar_host::transport::tls_configuration(
-            ca,
-            args.cert.as_deref(),
-            args.key.as_deref(),
-        )?));
-    } else {
-        eprintln!("warning: {} is not encrypted", args.broker);
-    }
-    if let Some(user) = &args.username {
-        options.set_credentials(user.clone(), std::env::var("NETBAR_REGULATOR_PASSWORD").unwrap_or_default());
-    }
-    let region = args.region.as_ref().map_or("+".to_owned(), ToString::to_string);
-    let filter = format!("{}/{region}/+/+", prefix.as_str());
+    let options = broker.options(client_id, args.session.is_none())?;
     let (client, mut event_loop) = rumqttc::AsyncClient::new(options, 16);
     let quiet_after = Duration::from_secs(args.quiet_after);
     let mut tracker = Tracker::default();
@@ -381,7 +433,7 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
         tokio::select! {
             event = event_loop.poll() => match event {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
-                    eprintln!("connected to {}; following {filter}", args.broker);
+                    eprintln!("connected to {}; following {filter}", broker.url);
                     if !connected_once || !ack.session_present {
                         client.subscribe(filter.clone(), rumqttc::QoS::AtLeastOnce).await?;
                     }
@@ -400,11 +452,11 @@ async fn tail(args: TailArgs) -> anyhow::Result<std::process::ExitCode> {
                 }
                 Ok(_) => {}
                 Err(error) if !connected_once => {
-                    eprintln!("error: cannot follow the feed at {}: {error}", args.broker);
+                    eprintln!("error: cannot follow the feed at {}: {error}", broker.url);
                     return Ok(std::process::ExitCode::FAILURE);
                 }
                 Err(error) => {
-                    eprintln!("warning: lost {}: {error}; reconnecting", args.broker);
+                    eprintln!("warning: lost {}: {error}; reconnecting", broker.url);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
@@ -586,6 +638,7 @@ mod tests {
             outbox_pending: None,
             log_head: None,
             store_error: Some("the disk holding the registration log is full".into()),
+            ga_code: None,
         }
         .into();
         let received =

@@ -229,6 +229,7 @@ pub(crate) async fn run(parts: Parts, shutdown: impl std::future::Future<Output 
                 disclosure: uplink.records,
                 pseudonym_key: Feed::pseudonym_key(&loaded.config.data.dir.join("pseudonym.key"))?,
                 outbox_max: uplink.outbox_max,
+                ga_code: uplink.ga_code.clone(),
             },
             period,
         )),

@@ -17,7 +17,7 @@ use netbar_protocol::messages::{
     Compliance, IncidentEvent, IncidentKind, IncidentTransition, LogHead, Person, ReasonCount, RegistrationRecord, Severity,
     SeverityCounts, Summary,
 };
-use netbar_protocol::{Envelope, Message, MessageId, Sender, VenueId};
+use netbar_protocol::{Envelope, GaCode, Message, MessageId, Sender, VenueId};
 use sha2::Sha256;
 
 use crate::clock::Clock;
@@ -39,6 +39,8 @@ pub(crate) struct Feed {
     /// at this venue, and no one without the key can find the number.
     pub(crate) pseudonym_key: [u8; 32],
     pub(crate) outbox_max: u64,
+    /// The venue's GA 557-2005 code, carried in every summary.
+    pub(crate) ga_code: Option<GaCode>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -180,6 +182,7 @@ impl Feed {
             // Filled in by the store with the head at the moment it queues the summary.
             log_head: LogHead { index: 0, hash: crate::store::GENESIS.to_owned() },
             store_error: standing.store_error,
+            ga_code: self.ga_code.clone(),
         }
     }
 }
@@ -254,7 +257,14 @@ mod tests {
     use super::*;
 
     fn feed(disclosure: Disclosure) -> Feed {
-        Feed { venue: "venue-1".parse().unwrap(), clock: Clock::default(), disclosure, pseudonym_key: [7; 32], outbox_max: 1000 }
+        Feed {
+            venue: "venue-1".parse().unwrap(),
+            clock: Clock::default(),
+            disclosure,
+            pseudonym_key: [7; 32],
+            outbox_max: 1000,
+            ga_code: None,
+        }
     }
 
     fn check_in(outcome: CheckInOutcome, reasons: &[&str]) -> LogEntry {

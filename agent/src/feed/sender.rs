@@ -226,7 +226,7 @@ impl Uplink {
     /// Proof of life, outside the sequence: what the outbox holds and the
     /// log's head now.
     async fn heartbeat(&self) -> Vec<u8> {
-        let message = heartbeat(self.store.facts().await);
+        let message = Heartbeat { ga_code: self.settings.ga_code.clone(), ..heartbeat(self.store.facts().await) };
         let id = MessageId::from_parts(Timestamp::now(), rand::random());
         encode(&Envelope::new(id, self.clock.now(), self.settings.venue.clone(), Sender::agent(crate::config::AGENT), 0, message))
             .into_bytes()
@@ -238,9 +238,9 @@ impl Uplink {
 fn heartbeat(facts: Result<Facts, StoreError>) -> Heartbeat {
     match facts {
         Ok(Facts { pending, head: (index, hash), failing }) => {
-            Heartbeat { outbox_pending: Some(pending), log_head: Some(LogHead { index, hash }), store_error: failing }
+            Heartbeat { outbox_pending: Some(pending), log_head: Some(LogHead { index, hash }), store_error: failing, ga_code: None }
         }
-        Err(error) => Heartbeat { outbox_pending: None, log_head: None, store_error: Some(error.to_string()) },
+        Err(error) => Heartbeat { outbox_pending: None, log_head: None, store_error: Some(error.to_string()), ga_code: None },
     }
 }
 
