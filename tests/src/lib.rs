@@ -43,7 +43,8 @@ fn build_binaries() -> Result<PathBuf, String> {
     Ok(profile_dir.to_path_buf())
 }
 
-/// A scratch directory, removed when dropped.
+/// A scratch directory, removed when dropped (kept when `NETBAR_KEEP_TEMP`
+/// is set, to look at after a failure).
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
 
@@ -66,7 +67,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::env::var_os("NETBAR_KEEP_TEMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

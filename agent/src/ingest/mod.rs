@@ -88,10 +88,14 @@ async fn connect(settings: &Settings, to_writer: mpsc::UnboundedSender<Received>
                             Ok(Heard::Connected { session_present }) => {
                                 backoff.reset();
                                 eprintln!("connected to {} (session {}, kept by the broker: {session_present})", settings.broker.url, settings.session);
-                                if !session_present && let Err(error) = subscriber.subscribe(&settings.broker.filter).await {
+                                // Again even when the session was kept: a subscription
+                                // the broker refused before is asked for once more.
+                                if let Err(error) = subscriber.subscribe(&settings.broker.filter).await {
                                     break error;
                                 }
                             }
+                            Ok(Heard::Subscribed(true)) => eprintln!("subscribed to {}", settings.broker.filter),
+                            Ok(Heard::Subscribed(false)) => break format!("the broker refused the subscription to {}", settings.broker.filter),
                             Ok(Heard::Message(delivery)) => {
                                 if to_writer.send((connection, delivery)).is_err() {
                                     return;

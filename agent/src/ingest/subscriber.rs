@@ -96,7 +96,11 @@ impl Delivery {
 /// What the connection brought.
 #[derive(Debug)]
 pub(crate) enum Heard {
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
+    /// The broker answered the subscription: whether it took it.
+    Subscribed(bool),
     Message(Delivery),
     Other,
 }
@@ -141,15 +145,21 @@ impl Subscriber {
                 use rumqttc::{Event, Packet};
                 Ok(match event_loop.poll().await.map_err(|error| error.to_string())? {
                     Event::Incoming(Packet::ConnAck(ack)) => Heard::Connected { session_present: ack.session_present },
+                    Event::Incoming(Packet::SubAck(ack)) => {
+                        Heard::Subscribed(!ack.return_codes.iter().any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure)))
+                    }
                     Event::Incoming(Packet::Publish(publish)) => Heard::Message(Delivery::V4(publish)),
                     _ => Heard::Other,
                 })
             }
             Subscriber::V5(_, event_loop) => {
                 use rumqttc::v5::Event;
-                use rumqttc::v5::mqttbytes::v5::Packet;
+                use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
                 Ok(match event_loop.poll().await.map_err(|error| error.to_string())? {
                     Event::Incoming(Packet::ConnAck(ack)) => Heard::Connected { session_present: ack.session_present },
+                    Event::Incoming(Packet::SubAck(ack)) => {
+                        Heard::Subscribed(ack.return_codes.iter().all(|code| matches!(code, SubscribeReasonCode::Success(_))))
+                    }
                     Event::Incoming(Packet::Publish(publish)) => Heard::Message(Delivery::V5(Box::new(publish))),
                     _ => Heard::Other,
                 })

@@ -18,25 +18,18 @@ use super::uplink::{add_uplink, tls_listener, uplink_section};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn start_ingest(dir: &Path, url: &str, ca: &Path, database: &Postgres, log: &str) -> Process {
-    let ingest = Process::start(
-        &binary("netbar-agent"),
-        &[
-            "regulator",
-            "ingest",
-            "--broker",
-            url,
-            "--ca",
-            ca.to_str().unwrap(),
-            "--region",
-            "310104",
-            "--database",
-            &database.connection(),
-            "--session",
-            "ingest-test",
-        ],
-        dir.join(log),
-    );
-    wait_for("the ingest to connect", WAIT, || ingest.stderr().contains("connected to"));
+    start_ingest_as(dir, &["--broker", url, "--ca", ca.to_str().unwrap()], &[], database, log)
+}
+
+/// `regulator ingest` with these broker arguments and environment, once it
+/// subscribed.
+fn start_ingest_as(dir: &Path, broker: &[&str], env: &[(&str, &str)], database: &Postgres, log: &str) -> Process {
+    let connection = database.connection();
+    let mut args = vec!["regulator", "ingest"];
+    args.extend_from_slice(broker);
+    args.extend(["--region", "310104", "--database", &connection, "--session", "ingest-test"]);
+    let ingest = Process::start_with(&binary("netbar-agent"), &args, dir.join(log), netbar_tests::Stdin::Null, env);
+    wait_for("the ingest to subscribe", WAIT, || ingest.stderr().contains("subscribed to"));
     ingest
 }
 
@@ -70,6 +63,32 @@ fn forged(kind: Kind, seq: u64, change: impl FnOnce(&mut Message)) -> Vec<u8> {
 fn feed_of(database: &Postgres, venue: &str) -> Vec<String> {
     let rows = database.rows(&format!("SELECT expected, received, missing, duplicates FROM netbar.venue_feed WHERE venue = '{venue}'"));
     rows.into_iter().next().unwrap_or_default()
+}
+
+/// Stops `venue` once its broker acknowledged all it queued, then waits
+/// for all of it in the database: contiguous from 1, no gap left open, and
+/// `check_ins` records (every fourth refused), each once.
+fn stop_and_check_whole(database: &Postgres, venue: &mut Venue, name: &str, check_ins: usize) {
+    let (last, _) = sequence_numbers(venue);
+    wait_for(&format!("{name}'s broker to acknowledge its feed"), WAIT, || sequence_numbers(venue).1 >= last);
+    venue.agent.as_mut().unwrap().terminate();
+    let (_, acknowledged) = sequence_numbers(venue);
+    // A broker sends again what an ingest that died had not acknowledged
+    // when its session resumes, or (NATS) after its ack_wait of 30 s.
+    wait_for(&format!("{name}'s feed up to #{acknowledged} in the database, nothing missing"), WAIT, || {
+        let feed = feed_of(database, name);
+        feed.first().is_some_and(|expected| expected.parse::<i64>().unwrap() >= acknowledged) && feed[2] == "0"
+    });
+    let feed = feed_of(database, name);
+    let of_venue = format!("JOIN netbar.venues v ON v.id = venue_id WHERE v.venue = '{name}'");
+    let gaps = database.rows(&format!("SELECT first_seq, last_seq, closed_at IS NULL FROM netbar.gaps {of_venue}"));
+    assert_eq!(feed[2], "0", "{name}: the sequence in the database is contiguous from 1: {feed:?}, gaps {gaps:?}");
+    assert_eq!(database.value(&format!("SELECT min(seq) FROM netbar.feed {of_venue}")), "1");
+    assert_eq!(database.value(&format!("SELECT count(*) FROM netbar.gaps {of_venue} AND closed_at IS NULL")), "0", "{name}: a gap open");
+    let records = database
+        .value(&format!("SELECT count(*), count(DISTINCT log_index), count(*) FILTER (WHERE NOT allowed) FROM netbar.records {of_venue}"));
+    let refused = (0..check_ins).filter(|n| n % 4 == 3).count();
+    assert_eq!(records, format!("{check_ins}|{check_ins}|{refused}"), "{name}: records, distinct positions, refusals");
 }
 
 #[test]
@@ -121,32 +140,8 @@ fn the_feed_lands_in_postgres_once_with_its_gaps_through_a_killed_ingest() {
 
     // The venues stop once their broker has everything; all of it must
     // arrive, once.
-    for venue in [&mut one, &mut two] {
-        let (last, _) = sequence_numbers(venue);
-        wait_for("the broker to acknowledge the venue's feed", WAIT, || sequence_numbers(venue).1 >= last);
-        venue.agent.as_mut().unwrap().terminate();
-    }
-    for (venue, name) in [(&one, "venue-1"), (&two, "venue-2")] {
-        let (_, acknowledged) = sequence_numbers(venue);
-        wait_for(&format!("{name}'s feed up to #{acknowledged} in the database"), WAIT, || {
-            let feed = feed_of(&database, name);
-            feed.first().is_some_and(|expected| expected.parse::<i64>().unwrap() >= acknowledged)
-        });
-        let feed = feed_of(&database, name);
-        assert_eq!(feed[2], "0", "{name}: the sequence in the database is contiguous from 1: {feed:?}");
-        assert_eq!(
-            database.value(&format!("SELECT min(seq) FROM netbar.feed JOIN netbar.venues v ON v.id = venue_id WHERE v.venue = '{name}'")),
-            "1"
-        );
-        let open = format!(
-            "SELECT count(*) FROM netbar.gaps g JOIN netbar.venues v ON v.id = g.venue_id WHERE v.venue = '{name}' AND closed_at IS NULL"
-        );
-        assert_eq!(database.value(&open), "0", "{name}: no gap left open");
-        // 30 check-ins, 30 records, each once.
-        let records = database.value(&format!(
-            "SELECT count(*), count(DISTINCT log_index), sum(CASE WHEN allowed THEN 0 ELSE 1 END) FROM netbar.records r JOIN netbar.venues v ON v.id = r.venue_id WHERE v.venue = '{name}'"
-        ));
-        assert_eq!(records, "30|30|7", "{name}: records, distinct positions, refusals");
+    for (venue, name) in [(&mut one, "venue-1"), (&mut two, "venue-2")] {
+        stop_and_check_whole(&database, venue, name, 30);
     }
     // The outage was seen, waited out, and cost nothing (above).
     let said = ingest.stderr();
@@ -243,4 +238,115 @@ fn the_feed_lands_in_postgres_once_with_its_gaps_through_a_killed_ingest() {
     assert!(x[0][1].contains("critical incident open") && x[0][1].contains("2 uncleared finding(s)"), "{x:?}");
     let two_grade = grade("venue-2");
     assert_eq!(two_grade[0][0], "green", "venue-2 sent everything, nothing open: {two_grade:?}");
+}
+
+/// One node of a three-node NATS cluster, made from
+/// deploy/regulator/jetstream-cluster.conf with only its names, addresses
+/// and files replaced.
+struct NatsNode {
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    mqtt_port: u16,
+    process: Option<Process>,
+}
+
+impl NatsNode {
+    fn start(&mut self) {
+        let program = netbar_tests::installed(&["/usr/sbin/nats-server", "/usr/bin/nats-server"], "nats-server");
+        let process = Process::start(&program, &["-c", self.config.to_str().unwrap()], self.log.clone());
+        let port = self.mqtt_port;
+        wait_for("a NATS node's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        self.process = Some(process);
+    }
+
+    /// Dies at once (SIGKILL).
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+}
+
+fn nats_cluster(dir: &Path, cert: &Path, key: &Path) -> Vec<NatsNode> {
+    let deployed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/jetstream-cluster.conf")).unwrap();
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route = |port: u16| format!("nats-route://127.0.0.1:{port}");
+    (0..3)
+        .map(|n| {
+            let (client_port, mqtt_port) = (free_port(), free_port());
+            let node = dir.join(format!("nats-{}", n + 1));
+            std::fs::create_dir_all(&node).unwrap();
+            let config = deployed
+                .replace("server_name: netbar_feed_1", &format!("server_name: netbar_feed_{}", n + 1))
+                .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{client_port}"))
+                .replace("listen: 0.0.0.0:6222", &format!("listen: 127.0.0.1:{}", routes[n]))
+                .replace("nats-route://feed-2.regulator.example:6222", &format!("{}\n    {}", route(routes[0]), route(routes[1])))
+                .replace("nats-route://feed-3.regulator.example:6222", &route(routes[2]))
+                .replace("listen: 0.0.0.0:8883", &format!("listen: 127.0.0.1:{mqtt_port}"))
+                .replace("/var/lib/nats/jetstream", node.join("jetstream").to_str().unwrap())
+                .replace("/etc/nats/feed-broker.pem", cert.to_str().unwrap())
+                .replace("/etc/nats/feed-broker.key", key.to_str().unwrap());
+            assert!(
+                !config.lines().any(|line| !line.trim_start().starts_with('#') && (line.contains("/etc/") || line.contains("0.0.0.0"))),
+                "{config}"
+            );
+            let path = node.join("nats.conf");
+            std::fs::write(&path, config).unwrap();
+            NatsNode { config: path, log: node.join("nats.log"), mqtt_port, process: None }
+        })
+        .collect()
+}
+
+/// The feed through a three-node NATS JetStream cluster (R3) into
+/// PostgreSQL: the ingest on node 1, the venue on node 2; node 3 killed and
+/// back mid-run, then the ingest killed -9 and back, then the venue's node
+/// gone for a while (its uplink cut). Afterwards the venue's sequence in
+/// the database is contiguous from 1.
+#[test]
+fn the_feed_crosses_a_nats_cluster_losing_a_node_into_postgres_whole() {
+    let dir = TempDir::new("ingest-nats");
+    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
+    let mut nodes = nats_cluster(dir.path(), &cert, &key);
+    for node in &mut nodes {
+        node.start();
+    }
+    let database = Postgres::start(dir.path());
+    let node_url = |node: &NatsNode| format!("mqtts://127.0.0.1:{}", node.mqtt_port);
+    let ingest_url = node_url(&nodes[0]);
+    let broker = ["--broker", &ingest_url, "--ca", ca.to_str().unwrap(), "--username", "regulator"];
+    let password = [("NETBAR_REGULATOR_PASSWORD", "change-me-regulator")];
+    // The subscription exists before the venue publishes: JetStream keeps
+    // QoS 1 messages only for a subscription that exists.
+    let mut ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-1.log");
+
+    let mut venue = Venue::new("ingest-nats-venue");
+    let section = uplink_section(&node_url(&nodes[1]), &ca, None, "3.1.1");
+    add_uplink(&venue, &format!("{section}username = \"venue-1\"\npassword = \"change-me-venue-1\"\n"));
+    venue.start();
+    let token = venue.sign_in("desk", "cashier");
+    let mut n = 0;
+    let mut check_ins = |count: usize| {
+        for _ in 0..count {
+            check_in(&venue, &token, n);
+            n += 1;
+        }
+    };
+    check_ins(10);
+    wait_for("the venue's first records in the database", WAIT, || {
+        feed_of(&database, "venue-1").first().is_some_and(|expected| expected.parse::<i64>().unwrap() >= 10)
+    });
+    // A node of the cluster dies and comes back: two of three keep quorum.
+    nodes[2].kill();
+    check_ins(10);
+    nodes[2].start();
+    // The ingest dies and comes back to its session.
+    ingest.kill();
+    check_ins(10);
+    let _ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-2.log");
+    // The venue's node goes away: the venue keeps its outbox until it is back.
+    nodes[1].kill();
+    check_ins(10);
+    nodes[1].start();
+    stop_and_check_whole(&database, &mut venue, "venue-1", 40);
 }
