@@ -250,7 +250,11 @@ struct NatsNode {
     process: Option<Process>,
 }
 
-impl NatsNode {
+impl Node for NatsNode {
+    fn mqtt_port(&self) -> u16 {
+        self.mqtt_port
+    }
+
     fn start(&mut self) {
         let program = netbar_tests::installed(&["/usr/sbin/nats-server", "/usr/bin/nats-server"], "nats-server");
         let process = Process::start(&program, &["-c", self.config.to_str().unwrap()], self.log.clone());
@@ -259,7 +263,6 @@ impl NatsNode {
         self.process = Some(process);
     }
 
-    /// Dies at once (SIGKILL).
     fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
@@ -298,31 +301,35 @@ fn nats_cluster(dir: &Path, cert: &Path, key: &Path) -> Vec<NatsNode> {
         .collect()
 }
 
-/// The feed through a three-node NATS JetStream cluster (R3) into
-/// PostgreSQL: the ingest on node 1, the venue on node 2; node 3 killed and
-/// back mid-run, then the ingest killed -9 and back, then the venue's node
-/// gone for a while (its uplink cut). Afterwards the venue's sequence in
-/// the database is contiguous from 1.
-#[test]
-fn the_feed_crosses_a_nats_cluster_losing_a_node_into_postgres_whole() {
-    let dir = TempDir::new("ingest-nats");
-    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
-    let mut nodes = nats_cluster(dir.path(), &cert, &key);
-    for node in &mut nodes {
-        node.start();
-    }
-    let database = Postgres::start(dir.path());
-    let node_url = |node: &NatsNode| format!("mqtts://127.0.0.1:{}", node.mqtt_port);
-    let ingest_url = node_url(&nodes[0]);
-    let broker = ["--broker", &ingest_url, "--ca", ca.to_str().unwrap(), "--username", "regulator"];
-    let password = [("NETBAR_REGULATOR_PASSWORD", "change-me-regulator")];
-    // The subscription exists before the venue publishes: JetStream keeps
-    // QoS 1 messages only for a subscription that exists.
-    let mut ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-1.log");
+/// A node of a three-node cluster of the regulator's, killed and started
+/// again by the test.
+trait Node {
+    /// Its MQTT listener (TLS) on 127.0.0.1.
+    fn mqtt_port(&self) -> u16;
+    /// Dies at once (SIGKILL).
+    fn kill(&mut self);
+    fn start(&mut self);
+}
 
-    let mut venue = Venue::new("ingest-nats-venue");
-    let section = uplink_section(&node_url(&nodes[1]), &ca, None, "3.1.1");
-    add_uplink(&venue, &format!("{section}username = \"venue-1\"\npassword = \"change-me-venue-1\"\n"));
+fn url(node: &impl Node) -> String {
+    format!("mqtts://127.0.0.1:{}", node.mqtt_port())
+}
+
+/// The feed through a cluster into PostgreSQL: the ingest on node 1 (as
+/// `regulator`), a venue on node 2 (as `venue-1`, with `password`); node 3
+/// killed and back mid-run, then the ingest killed -9 and back, then the
+/// venue's own node gone for a while (its uplink cut). Afterwards the
+/// venue's sequence in the database is contiguous from 1, every record once.
+fn the_feed_crosses(cluster: &mut [impl Node], dir: &Path, ca: &Path, regulator_password: &str, venue_password: &str) {
+    let database = Postgres::start(dir);
+    let ingest_url = url(&cluster[0]);
+    let broker = ["--broker", &ingest_url, "--ca", ca.to_str().unwrap(), "--username", "regulator"];
+    let password = [("NETBAR_REGULATOR_PASSWORD", regulator_password)];
+    let mut ingest = start_ingest_as(dir, &broker, &password, &database, "ingest-1.log");
+
+    let mut venue = Venue::new("ingest-cluster-venue");
+    let section = uplink_section(&url(&cluster[1]), ca, None, "3.1.1");
+    add_uplink(&venue, &format!("{section}username = \"venue-1\"\npassword = \"{venue_password}\"\n"));
     venue.start();
     let token = venue.sign_in("desk", "cashier");
     let mut n = 0;
@@ -337,16 +344,175 @@ fn the_feed_crosses_a_nats_cluster_losing_a_node_into_postgres_whole() {
         feed_of(&database, "venue-1").first().is_some_and(|expected| expected.parse::<i64>().unwrap() >= 10)
     });
     // A node of the cluster dies and comes back: two of three keep quorum.
-    nodes[2].kill();
+    cluster[2].kill();
     check_ins(10);
-    nodes[2].start();
+    cluster[2].start();
     // The ingest dies and comes back to its session.
     ingest.kill();
     check_ins(10);
-    let _ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-2.log");
+    let _ingest = start_ingest_as(dir, &broker, &password, &database, "ingest-2.log");
     // The venue's node goes away: the venue keeps its outbox until it is back.
-    nodes[1].kill();
+    cluster[1].kill();
     check_ins(10);
-    nodes[1].start();
+    cluster[1].start();
     stop_and_check_whole(&database, &mut venue, "venue-1", 40);
+}
+
+/// Through a three-node NATS JetStream cluster (R3).
+#[test]
+fn the_feed_crosses_a_nats_cluster_losing_a_node_into_postgres_whole() {
+    let dir = TempDir::new("ingest-nats");
+    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
+    let mut nodes = nats_cluster(dir.path(), &cert, &key);
+    for node in &mut nodes {
+        node.start();
+    }
+    // JetStream keeps QoS 1 messages only for a subscription that exists:
+    // the ingest subscribes before the venue publishes.
+    the_feed_crosses(&mut nodes, dir.path(), &ca, "change-me-regulator", "change-me-venue-1");
+}
+
+/// One node of a three-node RabbitMQ cluster, made from
+/// deploy/regulator/rabbitmq.conf with only its names, addresses and files
+/// replaced; the nodes share the test's Erlang cookie.
+struct RabbitNode {
+    name: String,
+    dir: std::path::PathBuf,
+    home: std::path::PathBuf,
+    dist_port: u16,
+    mqtt_port: u16,
+    process: Option<Process>,
+}
+
+const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+impl RabbitNode {
+    fn env(&self) -> Vec<(String, String)> {
+        let path = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
+        vec![
+            ("HOME".into(), self.home.to_str().unwrap().to_owned()),
+            ("RABBITMQ_NODENAME".into(), self.name.clone()),
+            ("RABBITMQ_DIST_PORT".into(), self.dist_port.to_string()),
+            ("RABBITMQ_MNESIA_BASE".into(), path("mnesia")),
+            ("RABBITMQ_LOG_BASE".into(), path("log")),
+            ("RABBITMQ_CONFIG_FILE".into(), path("rabbitmq")),
+            ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), path("enabled_plugins")),
+            ("RABBITMQ_PID_FILE".into(), path("rabbitmq.pid")),
+        ]
+    }
+
+    /// A rabbitmqctl (or rabbitmq-queues) command against this node; what it printed.
+    fn ctl(&self, tool: &str, args: &[&str]) -> String {
+        let env = self.env();
+        let output = Run::new(Path::new(RABBITMQ_BIN).join(tool))
+            .args(["-n", &self.name])
+            .args(args)
+            .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{tool} {args:?}: {said}{}", String::from_utf8_lossy(&output.stderr));
+        said
+    }
+
+    /// The JSON a `--formatter json` command printed.
+    fn ctl_json(&self, tool: &str, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["--formatter", "json"]);
+        let said = self.ctl(tool, &args);
+        let start = said.find(['[', '{']).unwrap_or(0);
+        serde_json::from_str(said[start..].trim()).unwrap_or_else(|error| panic!("{tool} {args:?} printed {said:?}: {error}"))
+    }
+}
+
+impl Node for RabbitNode {
+    fn mqtt_port(&self) -> u16 {
+        self.mqtt_port
+    }
+
+    fn start(&mut self) {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+        let program = netbar_tests::installed(&["/usr/lib/rabbitmq/bin/rabbitmq-server"], "rabbitmq-server");
+        self.process = Some(Process::start_with(&program, &[], self.dir.join("out.log"), netbar_tests::Stdin::Null, &env));
+        let port = self.mqtt_port;
+        wait_for("a RabbitMQ node's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    /// The Erlang VM itself gets SIGKILL.
+    fn kill(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("rabbitmq.pid")) {
+            let _ = Run::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+        let _ = std::fs::remove_file(self.dir.join("rabbitmq.pid"));
+    }
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rabbitmq_cluster(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Vec<RabbitNode> {
+    let deployed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq.conf")).unwrap();
+    let home = dir.join("erlang");
+    std::fs::create_dir_all(&home).unwrap();
+    let cookie = home.join(".erlang.cookie");
+    std::fs::write(&cookie, format!("netbar-test-{}", std::process::id())).unwrap();
+    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    let names: Vec<String> = (1..=3).map(|n| format!("netbar-feed-{n}-{}@localhost", std::process::id())).collect();
+    (0..3)
+        .map(|n| {
+            let node = dir.join(format!("rabbitmq-{}", n + 1));
+            std::fs::create_dir_all(&node).unwrap();
+            let mqtt_port = free_port();
+            let config = deployed
+                .replace("mqtt.listeners.ssl.default = 8883", &format!("mqtt.listeners.ssl.default = 127.0.0.1:{mqtt_port}"))
+                .replace("/etc/rabbitmq/feed-ca.pem", ca.to_str().unwrap())
+                .replace("/etc/rabbitmq/feed-broker.pem", cert.to_str().unwrap())
+                .replace("/etc/rabbitmq/feed-broker.key", key.to_str().unwrap())
+                .replace("rabbit@feed-1", &names[0])
+                .replace("rabbit@feed-2", &names[1])
+                .replace("rabbit@feed-3", &names[2]);
+            assert!(!config.lines().any(|line| !line.trim_start().starts_with('#') && line.contains("/etc/")), "{config}");
+            std::fs::write(node.join("rabbitmq.conf"), config).unwrap();
+            std::fs::write(node.join("enabled_plugins"), "[rabbitmq_mqtt].\n").unwrap();
+            RabbitNode { name: names[n].clone(), dir: node, home: home.clone(), dist_port: free_port(), mqtt_port, process: None }
+        })
+        .collect()
+}
+
+/// Through a three-node RabbitMQ cluster, the regulator's quorum queue
+/// declared (deploy/regulator/rabbitmq-definitions.json) before any venue
+/// publishes, its users set up as rabbitmq.conf says.
+#[test]
+fn the_feed_crosses_a_rabbitmq_cluster_losing_a_node_into_postgres_whole() {
+    let dir = TempDir::new("ingest-rabbitmq");
+    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "rabbitmq", "venue-1");
+    let mut nodes = rabbitmq_cluster(dir.path(), &ca, &cert, &key);
+    for node in &mut nodes {
+        node.start();
+    }
+    wait_for("the three nodes to form one cluster", WAIT, || {
+        nodes[0].ctl_json("rabbitmqctl", &["cluster_status"])["running_nodes"].as_array().is_some_and(|nodes| nodes.len() == 3)
+    });
+    let definitions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq-definitions.json");
+    nodes[0].ctl("rabbitmqctl", &["import_definitions", definitions.to_str().unwrap()]);
+    let members = nodes[0].ctl_json("rabbitmq-queues", &["quorum_status", "mqtt-subscription-netbar-ingestqos1"]);
+    assert_eq!(members.as_array().map(Vec::len), Some(3), "the regulator's queue on every node: {members}");
+    // The users, exactly as rabbitmq.conf says to make them.
+    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq.conf")).unwrap();
+    for line in conf.lines().filter_map(|line| line.strip_prefix("#   rabbitmqctl ")) {
+        let words: Vec<String> = line.split(' ').map(|word| word.trim_matches('\'').replace("'...'", "")).collect();
+        let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
+        if args[0] == "add_user" {
+            args[2] = if args[1] == "regulator" { "regulator-password" } else { "venue-1-password" };
+        }
+        nodes[0].ctl("rabbitmqctl", &args);
+    }
+    the_feed_crosses(&mut nodes, dir.path(), &ca, "regulator-password", "venue-1-password");
 }
