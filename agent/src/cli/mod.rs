@@ -9,6 +9,7 @@ use netbar_host::service::AGENT as SERVICE;
 use crate::config::{self, Config};
 
 pub(crate) mod check_id;
+mod city;
 #[cfg(feature = "demo")]
 mod demo;
 mod enroll;

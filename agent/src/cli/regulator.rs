@@ -33,6 +33,10 @@ pub(crate) enum Command {
     /// once, gaps as rows, log heads, and views for a dashboard. A message
     /// is acknowledged to the broker only once its transaction committed.
     Ingest(IngestArgs),
+    /// A city's venues in one process, each with the agent's real store
+    /// and sender: the load for the regulator's side (benchmarks).
+    #[command(hide = true)]
+    City(super::city::CityArgs),
 }
 
 /// Where the feed is read: the broker, its TLS and login, and which part.
@@ -392,6 +396,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<std::process::ExitCode> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(tail(args))
         }
+        Command::City(args) => super::city::run(args),
         Command::Ingest(args) => {
             let broker = args.feed.resolve()?;
             let protocol = if args.protocol == "5" { crate::config::MqttVersion::V5 } else { crate::config::MqttVersion::V311 };

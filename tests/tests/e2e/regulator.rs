@@ -516,3 +516,30 @@ fn the_feed_crosses_a_rabbitmq_cluster_losing_a_node_into_postgres_whole() {
     }
     the_feed_crosses(&mut nodes, dir.path(), &ca, "regulator-password", "venue-1-password");
 }
+
+/// The city load generator: 50 venues, each with the agent's real store and
+/// sender, through mosquitto into PostgreSQL by the ingest: every venue's
+/// ten records, each once, its GA code, its sequence contiguous from 1.
+#[test]
+fn a_city_of_generated_venues_lands_whole() {
+    let dir = TempDir::new("ingest-city");
+    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "city", "venue-1");
+    let tls_port = free_port();
+    let _broker = Mosquitto::start_persistent(&tls_listener(tls_port, &ca, &cert, &key, false));
+    let database = Postgres::start(dir.path());
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let _ingest = start_ingest(dir.path(), &url, &ca, &database, "ingest.log");
+    let venues_dir = dir.path().join("venues");
+    let args =
+        ["regulator", "city", "--venues", "50", "--broker", &url, "--ca", ca.to_str().unwrap(), "--dir", venues_dir.to_str().unwrap()];
+    let pace = ["--pace", "240", "--summary-period", "2", "--heartbeat-period", "2", "--check-ins", "10"];
+    let city = Process::start(&binary("netbar-agent"), &[&args[..], &pace[..]].concat(), dir.path().join("city.log"));
+    let whole = "SELECT count(*) FROM netbar.venue_feed f WHERE f.missing = 0 AND f.ga_code IS NOT NULL \
+                 AND (SELECT count(*) FROM netbar.records r WHERE r.venue_id = f.venue_id) = 10";
+    wait_for("fifty venues' ten records each, nothing missing", WAIT, || database.value(whole) == "50");
+    assert!(city.stderr().contains("50 venues running"), "{}", city.stderr());
+    assert_eq!(database.value("SELECT count(*) FROM netbar.records"), "500");
+    assert_eq!(database.value("SELECT count(*) FROM netbar.records WHERE NOT allowed"), "100");
+    assert_eq!(database.value("SELECT venue_key FROM netbar.venue_feed WHERE venue = 'v00007'"), "31010410000007");
+    assert_eq!(database.value("SELECT count(*) FROM netbar.rejected"), "0");
+}
