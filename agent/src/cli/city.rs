@@ -15,14 +15,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use netbar_protocol::identity::BirthDateSource;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::{Disclosure, MqttVersion, TlsFiles, UplinkSettings};
 use crate::feed::sender::{LinkView, Uplink};
 use crate::feed::{Feed, Period, Standing, Tally};
-use crate::journal::{CheckIn, CheckInOutcome, LogEntry};
+use crate::journal::LogEntry;
 use crate::store::Store;
 use crate::store::thread::StoreHandle;
 
@@ -177,18 +176,6 @@ async fn venue_life(feed: Feed, store: StoreHandle, n: u32, pace: f64, summary_p
 
 /// The `count`th check-in of venue `n`; every fourth a refused child.
 fn check_in(n: u32, count: u64) -> LogEntry {
-    let refused = count % 4 == 3;
-    LogEntry::CheckIn(CheckIn {
-        outcome: if refused { CheckInOutcome::Refused } else { CheckInOutcome::Admitted },
-        document_kind: "other".into(),
-        number: format!("C{n:05}{count:07}"),
-        birth_date: jiff::civil::date(if refused { 2014 } else { 1990 }, 1, 1),
-        birth_date_source: BirthDateSource::EnteredByHand,
-        age: if refused { 12 } else { 36 },
-        guardian: false,
-        ticket: (!refused).then(|| format!("T{n:05}{count:07}")),
-        reasons: if refused { vec!["under_age".into()] } else { Vec::new() },
-        until: None,
-        name: None,
-    })
+    let ticket = (count % 4 != 3).then(|| format!("T{n:05}{count:07}"));
+    super::synthetic::check_in(format!("C{n:05}{count:07}"), ticket)
 }

@@ -59,22 +59,7 @@ pub(crate) fn write(path: &Path, days: u32, per_day: u32, stations: u32, now: Ti
         }
         let ticket = format!("T{n:07}");
         let refused = n % 20 == 19;
-        pending.push((
-            at,
-            LogEntry::CheckIn(CheckIn {
-                outcome: if refused { CheckInOutcome::Refused } else { CheckInOutcome::Admitted },
-                document_kind: "other".into(),
-                number: format!("SYN{n:09}"),
-                birth_date: jiff::civil::date(if refused { 2012 } else { 1990 }, 1, 1),
-                birth_date_source: BirthDateSource::EnteredByHand,
-                age: if refused { 14 } else { 36 },
-                guardian: false,
-                ticket: (!refused).then(|| ticket.clone()),
-                reasons: if refused { vec!["under_age".into()] } else { vec![] },
-                until: None,
-                name: None,
-            }),
-        ));
+        pending.push((at, check_in(format!("SYN{n:09}"), (!refused).then(|| ticket.clone()))));
         if !refused {
             let session = format!("s-{}-{n}", at.as_second());
             let seat = station(n);
@@ -137,4 +122,23 @@ pub(crate) fn write(path: &Path, days: u32, per_day: u32, stations: u32, now: Ti
     pending.extend(later.into_iter().map(|((due, _), entry)| (due, entry)));
     flush(&mut store, &mut pending)?;
     Ok(written)
+}
+
+/// A made-up check-in of document `number`: an adult admitted with
+/// `ticket`, or without one a 14-year-old refused.
+pub(crate) fn check_in(number: String, ticket: Option<String>) -> LogEntry {
+    let refused = ticket.is_none();
+    LogEntry::CheckIn(CheckIn {
+        outcome: if refused { CheckInOutcome::Refused } else { CheckInOutcome::Admitted },
+        document_kind: "other".into(),
+        number,
+        birth_date: jiff::civil::date(if refused { 2012 } else { 1990 }, 1, 1),
+        birth_date_source: BirthDateSource::EnteredByHand,
+        age: if refused { 14 } else { 36 },
+        guardian: false,
+        ticket,
+        reasons: if refused { vec!["under_age".into()] } else { vec![] },
+        until: None,
+        name: None,
+    })
 }
