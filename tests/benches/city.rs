@@ -13,7 +13,8 @@
 //! peak memory.
 //!
 //! Figures are printed, never asserted. `NETBAR_BENCH_VENUES` (default
-//! 1000) sets N. Run with `cargo bench -p netbar-tests --bench city`.
+//! 1000) sets N, `NETBAR_BENCH_PROTOCOL` (3.1.1 or 5) the ingest's MQTT.
+//! Run with `cargo bench -p netbar-tests --bench city`.
 
 #[cfg(unix)]
 fn main() {
@@ -34,8 +35,12 @@ fn main() {
     let database = Postgres::start(dir.path());
     let url = format!("mqtts://127.0.0.1:{tls_port}");
     let connection = database.connection();
+    // NETBAR_BENCH_PROTOCOL=5: the ingest speaks MQTT 5 and lets the broker
+    // send 1,000 unacknowledged messages (3.1.1: mosquitto's 20).
+    let protocol = std::env::var("NETBAR_BENCH_PROTOCOL").unwrap_or_else(|_| "3.1.1".into());
+    let ca_arg = ca.to_str().expect("UTF-8");
     let ingest_args =
-        ["regulator", "ingest", "--broker", &url, "--ca", ca.to_str().expect("UTF-8"), "--database", &connection, "--session", "bench"];
+        ["regulator", "ingest", "--broker", &url, "--ca", ca_arg, "--database", &connection, "--session", "bench", "--protocol", &protocol];
     let ingest = Process::start(&binary("netbar-agent"), &ingest_args, dir.path().join("ingest.log"));
     wait_for("the ingest's subscription", Duration::from_secs(60), || ingest.stderr().contains("subscribed to"));
     broker.shut_down();
@@ -102,7 +107,9 @@ fn main() {
     let city_cpu = cpu_seconds(city.id()) - city_cpu;
     let city_rss = peak_rss_kib(city.id()) / 1024.0;
 
-    println!("city: {venues} venues (the agent's real store and sender each) over TLS to mosquitto, `regulator ingest` into PostgreSQL");
+    println!(
+        "city: {venues} venues (the agent's real store and sender each) over TLS to mosquitto, `regulator ingest` (MQTT {protocol}) into PostgreSQL"
+    );
     println!(
         "  backlog: {expected_backlog} messages ({CHECK_INS} records and 12 summaries a venue) queued in {fill_secs:.0} s with the broker away"
     );
