@@ -11,7 +11,6 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use netbar_protocol::{Prefix, Topic};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// The migrations, in order; `netbar.migrations` says how many ran.
@@ -75,16 +74,12 @@ pub(crate) fn check(prefix: &Prefix, topic: &str, payload: &[u8]) -> Checked {
 }
 
 /// Whether a failed write may succeed if tried again as it is (the
-/// connection, the server, a lock), rather than failing on what it wrote.
+/// connection, the server, a lock, a schema someone broke: the messages
+/// wait, unacknowledged), rather than failing on what it wrote (a data
+/// exception, an integrity violation, PL/pgSQL's own raise: that message
+/// alone goes to `rejected`).
 pub(crate) fn transient(error: &tokio_postgres::Error) -> bool {
-    match error.code() {
-        None => true,
-        Some(code) => {
-            let class = &code.code()[..2];
-            // Data exceptions, integrity violations, PL/pgSQL's own raise.
-            !matches!(class, "22" | "23" | "P0") && *code != SqlState::UNDEFINED_FUNCTION
-        }
-    }
+    error.code().is_none_or(|code| !matches!(&code.code()[..2], "22" | "23" | "P0"))
 }
 
 /// A connection to the regulator's database, migrated, with the feed's
