@@ -12,7 +12,6 @@
 //! five seconds).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -106,7 +105,6 @@ async fn city(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
         stores.push(store);
     }
     eprintln!("{} venues running", args.venues);
-    let stores = Arc::new(stores);
     // Connections every second, the outboxes (a question to each store)
     // every fifth.
     let mut report = tokio::time::interval(Duration::from_secs(1));

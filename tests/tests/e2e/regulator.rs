@@ -13,7 +13,7 @@ use netbar_tests::postgres::Postgres;
 use netbar_tests::{Client, Mosquitto, Process, TempDir, binary, free_port, wait_for};
 
 use super::agent::Venue;
-use super::uplink::{add_uplink, tls_listener, uplink_section};
+use super::uplink::{add_uplink, nats_config, nats_server, tls_listener, uplink_section};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -91,14 +91,20 @@ fn stop_and_check_whole(database: &Postgres, venue: &mut Venue, name: &str, chec
     assert_eq!(records, format!("{check_ins}|{check_ins}|{refused}"), "{name}: records, distinct positions, refusals");
 }
 
+/// The regulator's side over mosquitto: a CA (the returned path), a
+/// persistent mosquitto with a TLS listener signed by it, a PostgreSQL of
+/// the test's own, and the listener's URL.
+fn regulator_over_mosquitto(dir: &Path, name: &str) -> (std::path::PathBuf, Mosquitto, Postgres, String) {
+    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir, name, "venue-1");
+    let tls_port = free_port();
+    let broker = Mosquitto::start_persistent(&tls_listener(tls_port, &ca, &cert, &key, false));
+    (ca, broker, Postgres::start(dir), format!("mqtts://127.0.0.1:{tls_port}"))
+}
+
 #[test]
 fn the_feed_lands_in_postgres_once_with_its_gaps_through_a_killed_ingest() {
     let dir = TempDir::new("ingest");
-    let (ca, [server_cert, server_key, ..]) = netbar_tests::certificates(dir.path(), "regulator", "venue-1");
-    let tls_port = free_port();
-    let broker = Mosquitto::start_persistent(&tls_listener(tls_port, &ca, &server_cert, &server_key, false));
-    let database = Postgres::start(dir.path());
-    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let (ca, broker, database, url) = regulator_over_mosquitto(dir.path(), "regulator");
     let mut ingest = start_ingest(dir.path(), &url, &ca, &database, "ingest-1.log");
     // The schema was made by the ingest itself.
     assert_eq!(database.value("SELECT max(version) FROM netbar.migrations"), "1");
@@ -256,8 +262,7 @@ impl Node for NatsNode {
     }
 
     fn start(&mut self) {
-        let program = netbar_tests::installed(&["/usr/sbin/nats-server", "/usr/bin/nats-server"], "nats-server");
-        let process = Process::start(&program, &["-c", self.config.to_str().unwrap()], self.log.clone());
+        let process = Process::start(&nats_server(), &["-c", self.config.to_str().unwrap()], self.log.clone());
         let port = self.mqtt_port;
         wait_for("a NATS node's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         self.process = Some(process);
@@ -280,20 +285,12 @@ fn nats_cluster(dir: &Path, cert: &Path, key: &Path) -> Vec<NatsNode> {
             let (client_port, mqtt_port) = (free_port(), free_port());
             let node = dir.join(format!("nats-{}", n + 1));
             std::fs::create_dir_all(&node).unwrap();
-            let config = deployed
+            let deployed = deployed
                 .replace("server_name: netbar_feed_1", &format!("server_name: netbar_feed_{}", n + 1))
-                .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{client_port}"))
                 .replace("listen: 0.0.0.0:6222", &format!("listen: 127.0.0.1:{}", routes[n]))
                 .replace("nats-route://feed-2.regulator.example:6222", &format!("{}\n    {}", route(routes[0]), route(routes[1])))
-                .replace("nats-route://feed-3.regulator.example:6222", &route(routes[2]))
-                .replace("listen: 0.0.0.0:8883", &format!("listen: 127.0.0.1:{mqtt_port}"))
-                .replace("/var/lib/nats/jetstream", node.join("jetstream").to_str().unwrap())
-                .replace("/etc/nats/feed-broker.pem", cert.to_str().unwrap())
-                .replace("/etc/nats/feed-broker.key", key.to_str().unwrap());
-            assert!(
-                !config.lines().any(|line| !line.trim_start().starts_with('#') && (line.contains("/etc/") || line.contains("0.0.0.0"))),
-                "{config}"
-            );
+                .replace("nats-route://feed-3.regulator.example:6222", &route(routes[2]));
+            let config = nats_config(&deployed, client_port, mqtt_port, &node, cert, key);
             let path = node.join("nats.conf");
             std::fs::write(&path, config).unwrap();
             NatsNode { config: path, log: node.join("nats.log"), mqtt_port, process: None }
@@ -523,11 +520,7 @@ fn the_feed_crosses_a_rabbitmq_cluster_losing_a_node_into_postgres_whole() {
 #[test]
 fn a_city_of_generated_venues_lands_whole() {
     let dir = TempDir::new("ingest-city");
-    let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "city", "venue-1");
-    let tls_port = free_port();
-    let _broker = Mosquitto::start_persistent(&tls_listener(tls_port, &ca, &cert, &key, false));
-    let database = Postgres::start(dir.path());
-    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let (ca, _broker, database, url) = regulator_over_mosquitto(dir.path(), "city");
     // The ingest over MQTT 5 here (3.1.1 in the other tests).
     let broker = ["--broker", &url, "--ca", ca.to_str().unwrap(), "--protocol", "5"];
     let _ingest = start_ingest_as(dir.path(), &broker, &[], &database, "ingest.log");
