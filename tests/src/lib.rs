@@ -2,6 +2,8 @@
 //! outside.
 
 pub mod browser;
+#[cfg(unix)]
+pub mod cluster;
 pub mod display;
 #[cfg(unix)]
 pub mod postgres;

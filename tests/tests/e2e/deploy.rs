@@ -211,6 +211,34 @@ pub(super) fn deploy_broker(
     files: &[(&str, &Path)],
     addresses: &[(&str, String)],
 ) -> (netbar_tests::Process, u16) {
+    let (config_path, port) = deploy_config(dir, folder, confs, location, files, addresses);
+    (deploy_start(&config_path, port), port)
+}
+
+/// mosquitto on the configuration `config_path` written by [`deploy_config`]
+/// (its log beside it), once it listens on `port`.
+pub(super) fn deploy_start(config_path: &Path, port: u16) -> netbar_tests::Process {
+    let broker = netbar_tests::Process::start(
+        &netbar_tests::mosquitto_binary(),
+        &["-c", config_path.to_str().unwrap()],
+        std::path::PathBuf::from(format!("{}.log", config_path.display())),
+    );
+    netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    broker
+}
+
+/// The configuration [`deploy_broker`] runs, written into `dir`: its path
+/// and port.
+pub(super) fn deploy_config(
+    dir: &TempDir,
+    folder: &str,
+    confs: &[&str],
+    location: &str,
+    files: &[(&str, &Path)],
+    addresses: &[(&str, String)],
+) -> (std::path::PathBuf, u16) {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(folder);
     let port = netbar_tests::free_port();
     let mut config: String = confs.iter().map(|conf| std::fs::read_to_string(deploy.join(conf)).unwrap() + "\n").collect();
@@ -237,15 +265,7 @@ pub(super) fn deploy_broker(
     assert!(!config.lines().any(|line| !line.starts_with('#') && line.contains("/etc/")), "every location replaced:\n{config}");
     let config_path = dir.path().join(confs[0]);
     std::fs::write(&config_path, config).unwrap();
-    let broker = netbar_tests::Process::start(
-        &netbar_tests::mosquitto_binary(),
-        &["-c", config_path.to_str().unwrap()],
-        dir.path().join(format!("{}.log", confs[0])),
-    );
-    netbar_tests::wait_for("mosquitto with the deploy config", std::time::Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (broker, port)
+    (config_path, port)
 }
 
 /// Runs `netbar-agent` with the venue's config; its stdout, or the failure.

@@ -13,7 +13,10 @@ use netbar_tests::postgres::Postgres;
 use netbar_tests::{Client, Mosquitto, Process, TempDir, binary, free_port, wait_for};
 
 use super::agent::Venue;
-use super::uplink::{add_uplink, nats_config, nats_server, tls_listener, uplink_section};
+use netbar_tests::cluster::{Node, nats_cluster, rabbitmq_cluster, url};
+
+use super::deploy::{deploy_config, deploy_start};
+use super::uplink::{add_uplink, tls_listener, uplink_section};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -246,78 +249,12 @@ fn the_feed_lands_in_postgres_once_with_its_gaps_through_a_killed_ingest() {
     assert_eq!(two_grade[0][0], "green", "venue-2 sent everything, nothing open: {two_grade:?}");
 }
 
-/// One node of a three-node NATS cluster, made from
-/// deploy/regulator/jetstream-cluster.conf with only its names, addresses
-/// and files replaced.
-struct NatsNode {
-    config: std::path::PathBuf,
-    log: std::path::PathBuf,
-    mqtt_port: u16,
-    process: Option<Process>,
-}
-
-impl Node for NatsNode {
-    fn mqtt_port(&self) -> u16 {
-        self.mqtt_port
-    }
-
-    fn start(&mut self) {
-        let process = Process::start(&nats_server(), &["-c", self.config.to_str().unwrap()], self.log.clone());
-        let port = self.mqtt_port;
-        wait_for("a NATS node's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        self.process = Some(process);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-    }
-}
-
-fn nats_cluster(dir: &Path, cert: &Path, key: &Path) -> Vec<NatsNode> {
-    let deployed =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/jetstream-cluster.conf")).unwrap();
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let route = |port: u16| format!("nats-route://127.0.0.1:{port}");
-    (0..3)
-        .map(|n| {
-            let (client_port, mqtt_port) = (free_port(), free_port());
-            let node = dir.join(format!("nats-{}", n + 1));
-            std::fs::create_dir_all(&node).unwrap();
-            let deployed = deployed
-                .replace("server_name: netbar_feed_1", &format!("server_name: netbar_feed_{}", n + 1))
-                .replace("listen: 0.0.0.0:6222", &format!("listen: 127.0.0.1:{}", routes[n]))
-                .replace("nats-route://feed-2.regulator.example:6222", &format!("{}\n    {}", route(routes[0]), route(routes[1])))
-                .replace("nats-route://feed-3.regulator.example:6222", &route(routes[2]));
-            let config = nats_config(&deployed, client_port, mqtt_port, &node, cert, key);
-            let path = node.join("nats.conf");
-            std::fs::write(&path, config).unwrap();
-            NatsNode { config: path, log: node.join("nats.log"), mqtt_port, process: None }
-        })
-        .collect()
-}
-
-/// A node of a three-node cluster of the regulator's, killed and started
-/// again by the test.
-trait Node {
-    /// Its MQTT listener (TLS) on 127.0.0.1.
-    fn mqtt_port(&self) -> u16;
-    /// Dies at once (SIGKILL).
-    fn kill(&mut self);
-    fn start(&mut self);
-}
-
-fn url(node: &impl Node) -> String {
-    format!("mqtts://127.0.0.1:{}", node.mqtt_port())
-}
-
 /// The feed through a cluster into PostgreSQL: the ingest on node 1 (as
 /// `regulator`), a venue on node 2 (as `venue-1`, with `password`); node 3
 /// killed and back mid-run, then the ingest killed -9 and back, then the
 /// venue's own node gone for a while (its uplink cut). Afterwards the
 /// venue's sequence in the database is contiguous from 1, every record once.
-fn the_feed_crosses(cluster: &mut [impl Node], dir: &Path, ca: &Path, regulator_password: &str, venue_password: &str) {
+fn the_feed_crosses(cluster: &mut [impl Node], dir: &Path, ca: &Path, regulator_password: &str, venue_password: &str) -> Postgres {
     let database = Postgres::start(dir);
     let ingest_url = url(&cluster[0]);
     let broker = ["--broker", &ingest_url, "--ca", ca.to_str().unwrap(), "--username", "regulator"];
@@ -353,6 +290,7 @@ fn the_feed_crosses(cluster: &mut [impl Node], dir: &Path, ca: &Path, regulator_
     check_ins(10);
     cluster[1].start();
     stop_and_check_whole(&database, &mut venue, "venue-1", 40);
+    database
 }
 
 /// Through a three-node NATS JetStream cluster (R3).
@@ -360,127 +298,10 @@ fn the_feed_crosses(cluster: &mut [impl Node], dir: &Path, ca: &Path, regulator_
 fn the_feed_crosses_a_nats_cluster_losing_a_node_into_postgres_whole() {
     let dir = TempDir::new("ingest-nats");
     let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
-    let mut nodes = nats_cluster(dir.path(), &cert, &key);
-    for node in &mut nodes {
-        node.start();
-    }
+    let mut nodes = nats_cluster(dir.path(), &cert, &key, "");
     // JetStream keeps QoS 1 messages only for a subscription that exists:
     // the ingest subscribes before the venue publishes.
     the_feed_crosses(&mut nodes, dir.path(), &ca, "change-me-regulator", "change-me-venue-1");
-}
-
-/// One node of a three-node RabbitMQ cluster, made from
-/// deploy/regulator/rabbitmq.conf with only its names, addresses and files
-/// replaced; the nodes share the test's Erlang cookie.
-struct RabbitNode {
-    name: String,
-    dir: std::path::PathBuf,
-    home: std::path::PathBuf,
-    dist_port: u16,
-    mqtt_port: u16,
-    process: Option<Process>,
-}
-
-const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
-
-impl RabbitNode {
-    fn env(&self) -> Vec<(String, String)> {
-        let path = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
-        vec![
-            ("HOME".into(), self.home.to_str().unwrap().to_owned()),
-            ("RABBITMQ_NODENAME".into(), self.name.clone()),
-            ("RABBITMQ_DIST_PORT".into(), self.dist_port.to_string()),
-            ("RABBITMQ_MNESIA_BASE".into(), path("mnesia")),
-            ("RABBITMQ_LOG_BASE".into(), path("log")),
-            ("RABBITMQ_CONFIG_FILE".into(), path("rabbitmq")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), path("enabled_plugins")),
-            ("RABBITMQ_PID_FILE".into(), path("rabbitmq.pid")),
-        ]
-    }
-
-    /// A rabbitmqctl (or rabbitmq-queues) command against this node; what it printed.
-    fn ctl(&self, tool: &str, args: &[&str]) -> String {
-        let env = self.env();
-        let output = Run::new(Path::new(RABBITMQ_BIN).join(tool))
-            .args(["-n", &self.name])
-            .args(args)
-            .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "{tool} {args:?}: {said}{}", String::from_utf8_lossy(&output.stderr));
-        said
-    }
-
-    /// The JSON a `--formatter json` command printed.
-    fn ctl_json(&self, tool: &str, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.extend(["--formatter", "json"]);
-        let said = self.ctl(tool, &args);
-        let start = said.find(['[', '{']).unwrap_or(0);
-        serde_json::from_str(said[start..].trim()).unwrap_or_else(|error| panic!("{tool} {args:?} printed {said:?}: {error}"))
-    }
-}
-
-impl Node for RabbitNode {
-    fn mqtt_port(&self) -> u16 {
-        self.mqtt_port
-    }
-
-    fn start(&mut self) {
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
-        let program = netbar_tests::installed(&["/usr/lib/rabbitmq/bin/rabbitmq-server"], "rabbitmq-server");
-        self.process = Some(Process::start_with(&program, &[], self.dir.join("out.log"), netbar_tests::Stdin::Null, &env));
-        let port = self.mqtt_port;
-        wait_for("a RabbitMQ node's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-    }
-
-    /// The Erlang VM itself gets SIGKILL.
-    fn kill(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("rabbitmq.pid")) {
-            let _ = Run::new("kill").args(["-KILL", pid.trim()]).status();
-        }
-        if let Some(mut process) = self.process.take() {
-            process.kill();
-        }
-        let _ = std::fs::remove_file(self.dir.join("rabbitmq.pid"));
-    }
-}
-
-impl Drop for RabbitNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn rabbitmq_cluster(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Vec<RabbitNode> {
-    let deployed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq.conf")).unwrap();
-    let home = dir.join("erlang");
-    std::fs::create_dir_all(&home).unwrap();
-    let cookie = home.join(".erlang.cookie");
-    std::fs::write(&cookie, format!("netbar-test-{}", std::process::id())).unwrap();
-    std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
-    let names: Vec<String> = (1..=3).map(|n| format!("netbar-feed-{n}-{}@localhost", std::process::id())).collect();
-    (0..3)
-        .map(|n| {
-            let node = dir.join(format!("rabbitmq-{}", n + 1));
-            std::fs::create_dir_all(&node).unwrap();
-            let mqtt_port = free_port();
-            let config = deployed
-                .replace("mqtt.listeners.ssl.default = 8883", &format!("mqtt.listeners.ssl.default = 127.0.0.1:{mqtt_port}"))
-                .replace("/etc/rabbitmq/feed-ca.pem", ca.to_str().unwrap())
-                .replace("/etc/rabbitmq/feed-broker.pem", cert.to_str().unwrap())
-                .replace("/etc/rabbitmq/feed-broker.key", key.to_str().unwrap())
-                .replace("rabbit@feed-1", &names[0])
-                .replace("rabbit@feed-2", &names[1])
-                .replace("rabbit@feed-3", &names[2]);
-            assert!(!config.lines().any(|line| !line.trim_start().starts_with('#') && line.contains("/etc/")), "{config}");
-            std::fs::write(node.join("rabbitmq.conf"), config).unwrap();
-            std::fs::write(node.join("enabled_plugins"), "[rabbitmq_mqtt].\n").unwrap();
-            RabbitNode { name: names[n].clone(), dir: node, home: home.clone(), dist_port: free_port(), mqtt_port, process: None }
-        })
-        .collect()
 }
 
 /// Through a three-node RabbitMQ cluster, the regulator's quorum queue
@@ -490,28 +311,25 @@ fn rabbitmq_cluster(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Vec<Rabbi
 fn the_feed_crosses_a_rabbitmq_cluster_losing_a_node_into_postgres_whole() {
     let dir = TempDir::new("ingest-rabbitmq");
     let (ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "rabbitmq", "venue-1");
-    let mut nodes = rabbitmq_cluster(dir.path(), &ca, &cert, &key);
-    for node in &mut nodes {
-        node.start();
-    }
-    wait_for("the three nodes to form one cluster", WAIT, || {
-        nodes[0].ctl_json("rabbitmqctl", &["cluster_status"])["running_nodes"].as_array().is_some_and(|nodes| nodes.len() == 3)
+    let mut nodes = rabbitmq_cluster(dir.path(), &ca, &cert, &key, "regulator-password", "venue-1-password");
+    let database = the_feed_crosses(&mut nodes, dir.path(), &ca, "regulator-password", "venue-1-password");
+
+    // venue-1's login writing as venue-2: the cluster refuses it, and
+    // nothing of venue-2 reaches the database.
+    let mut rival = Venue::new("ingest-rabbitmq-rival");
+    let text = std::fs::read_to_string(&rival.config).unwrap().replace("id = \"venue-1\"", "id = \"venue-2\"");
+    std::fs::write(&rival.config, text).unwrap();
+    let section = uplink_section(&url(&nodes[1]), &ca, None, "3.1.1");
+    add_uplink(&rival, &format!("{section}username = \"venue-1\"\npassword = \"venue-1-password\"\n"));
+    rival.start();
+    let token = rival.sign_in("desk", "cashier");
+    check_in(&rival, &token, 0);
+    wait_for("the cluster to refuse venue-1 writing as venue-2", WAIT, || {
+        let log = nodes[1].log();
+        log.contains("venue-1") && log.contains("netbar.feed.310104.venue-2") && log.contains("refused")
     });
-    let definitions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq-definitions.json");
-    nodes[0].ctl("rabbitmqctl", &["import_definitions", definitions.to_str().unwrap()]);
-    let members = nodes[0].ctl_json("rabbitmq-queues", &["quorum_status", "mqtt-subscription-netbar-ingestqos1"]);
-    assert_eq!(members.as_array().map(Vec::len), Some(3), "the regulator's queue on every node: {members}");
-    // The users, exactly as rabbitmq.conf says to make them.
-    let conf = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/rabbitmq.conf")).unwrap();
-    for line in conf.lines().filter_map(|line| line.strip_prefix("#   rabbitmqctl ")) {
-        let words: Vec<String> = line.split(' ').map(|word| word.trim_matches('\'').replace("'...'", "")).collect();
-        let mut args: Vec<&str> = words.iter().map(String::as_str).collect();
-        if args[0] == "add_user" {
-            args[2] = if args[1] == "regulator" { "regulator-password" } else { "venue-1-password" };
-        }
-        nodes[0].ctl("rabbitmqctl", &args);
-    }
-    the_feed_crosses(&mut nodes, dir.path(), &ca, "regulator-password", "venue-1-password");
+    assert_eq!(sequence_numbers(&rival).1, 0, "nothing of the rival's acknowledged");
+    assert_eq!(database.value("SELECT count(*) FROM netbar.venues WHERE venue = 'venue-2'"), "0");
 }
 
 /// The city load generator: 50 venues, each with the agent's real store and
@@ -537,4 +355,127 @@ fn a_city_of_generated_venues_lands_whole() {
     assert_eq!(database.value("SELECT count(*) FROM netbar.records WHERE NOT allowed"), "100");
     assert_eq!(database.value("SELECT venue_key FROM netbar.venue_feed WHERE venue = 'v00007'"), "31010410000007");
     assert_eq!(database.value("SELECT count(*) FROM netbar.rejected"), "0");
+}
+
+/// The district topology: venues → their district's mosquitto (exactly
+/// deploy/regulator/district.conf, district.acl and bridge-cluster.conf,
+/// persistent as Debian's mosquitto.conf makes it) → its bridge → the
+/// three-node NATS cluster → the ingest → PostgreSQL. The node the bridge
+/// uses is killed and comes back, the ingest is killed -9 and comes back,
+/// then the district broker stops for a while: every venue's uplink cut.
+/// Meanwhile two of venue-2's messages are taken out of its outbox before
+/// they were sent. Afterwards venue-1 is contiguous from 1, venue-2 has
+/// exactly those two reported as an open gap, and every record is there once.
+#[test]
+fn a_district_bridged_to_the_cluster_lands_whole_and_a_real_gap_shows() {
+    let dir = TempDir::new("ingest-district");
+    let (central_ca, [cert, key, ..]) = netbar_tests::certificates(dir.path(), "nats", "venue-1");
+    let mut nodes = nats_cluster(dir.path(), &cert, &key, "");
+    let database = Postgres::start(dir.path());
+    let ingest_url = url(&nodes[2]);
+    let broker = ["--broker", &ingest_url, "--ca", central_ca.to_str().unwrap(), "--username", "regulator"];
+    let password = [("NETBAR_REGULATOR_PASSWORD", "change-me-regulator")];
+    let mut ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-1.log");
+
+    // The district broker, its bridge to the three nodes in the deployed order.
+    let (district_ca, server, clients) = netbar_tests::certificates_for(dir.path(), "district", &["venue-1", "venue-2"]);
+    let files = [
+        ("ca.pem", district_ca.as_path()),
+        ("broker.pem", server.0.as_path()),
+        ("broker.key", server.1.as_path()),
+        ("central-ca.pem", central_ca.as_path()),
+    ];
+    let names: Vec<String> = (1..=3).map(|n| format!("feed-{n}.regulator.example:8883")).collect();
+    let addresses: Vec<(&str, String)> =
+        names.iter().zip(&nodes).map(|(name, node)| (name.as_str(), format!("127.0.0.1:{}", node.mqtt_port()))).collect();
+    let confs = ["district.conf", "bridge-cluster.conf"];
+    let (config, port) = deploy_config(&dir, "regulator", &confs, "/etc/mosquitto/netbar-feed", &files, &addresses);
+    let store = dir.path().join("district-store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("persistence true\npersistence_location {}/\n", store.display()));
+    std::fs::write(&config, text).unwrap();
+    let mut district = deploy_start(&config, port);
+
+    // Two real agents at the district, each with its certificate.
+    let district_url = format!("mqtts://127.0.0.1:{port}");
+    let mut venues: Vec<Venue> = clients
+        .iter()
+        .enumerate()
+        .map(|(n, (cert, key))| {
+            let venue = Venue::new(&format!("district-venue-{}", n + 1));
+            let id = format!("venue-{}", n + 1);
+            let text = std::fs::read_to_string(&venue.config).unwrap().replace("id = \"venue-1\"", &format!("id = \"{id}\""));
+            std::fs::write(&venue.config, text).unwrap();
+            add_uplink(&venue, &uplink_section(&district_url, &district_ca, Some((cert.as_path(), key.as_path())), "3.1.1"));
+            venue
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for venue in &mut venues {
+        venue.start();
+        tokens.push(venue.sign_in("desk", "cashier"));
+    }
+    let mut made = [0, 0];
+    let mut check_ins = |venues: &[Venue], tokens: &[String], count: usize| {
+        for (v, venue) in venues.iter().enumerate() {
+            for _ in 0..count {
+                check_in(venue, &tokens[v], made[v]);
+                made[v] += 1;
+            }
+        }
+    };
+    check_ins(&venues, &tokens, 10);
+    wait_for("both venues' first records through the bridge", WAIT, || {
+        ["venue-1", "venue-2"].iter().all(|name| feed_of(&database, name).first().is_some_and(|expected| expected != "0"))
+    });
+    // The node the bridge uses dies; the bridge goes on to the next.
+    nodes[0].kill();
+    check_ins(&venues, &tokens, 10);
+    nodes[0].start();
+    // The ingest dies and comes back to its session.
+    ingest.kill();
+    check_ins(&venues, &tokens, 10);
+    let _ingest = start_ingest_as(dir.path(), &broker, &password, &database, "ingest-2.log");
+    // The district broker stops: every venue's uplink is cut and the
+    // venues keep their feed in their outboxes.
+    district.terminate();
+    check_ins(&venues, &tokens, 10);
+    // Two of venue-2's waiting messages are lost before they were sent.
+    venues[1].agent.take().unwrap().terminate();
+    let outbox = rusqlite::Connection::open(venues[1].dir.path().join("data").join("netbar.sqlite")).unwrap();
+    let waiting: Vec<(i64, String)> = outbox
+        .prepare("SELECT seq, channel FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(waiting.len() >= 4, "venue-2's outbox while its district is away: {waiting:?}");
+    let dropped = &waiting[1..3];
+    outbox.execute("DELETE FROM outbox WHERE seq IN (?1, ?2)", [dropped[0].0, dropped[1].0]).unwrap();
+    drop(outbox);
+    let dropped_records = dropped.iter().filter(|(_, channel)| channel == "record").count();
+    venues[1].start();
+    let _district = deploy_start(&config, port);
+
+    let [one, two] = &mut venues[..] else { unreachable!() };
+    stop_and_check_whole(&database, one, "venue-1", made[0]);
+    // venue-2: everything it still had arrives, and the two never will.
+    let (last, _) = sequence_numbers(two);
+    wait_for("venue-2's broker to acknowledge its feed", WAIT, || sequence_numbers(two).1 >= last);
+    two.agent.as_mut().unwrap().terminate();
+    let (_, acknowledged) = sequence_numbers(two);
+    wait_for("venue-2's feed up to its last acknowledged message in the database, two missing", WAIT, || {
+        let feed = feed_of(&database, "venue-2");
+        feed.first().is_some_and(|expected| expected.parse::<i64>().unwrap() >= acknowledged) && feed[2] == "2"
+    });
+    let of_venue = "JOIN netbar.venues v ON v.id = venue_id WHERE v.venue = 'venue-2'";
+    let gaps = database.rows(&format!("SELECT first_seq, last_seq, closed_at IS NULL FROM netbar.gaps {of_venue}"));
+    let open = vec![dropped[0].0.to_string(), dropped[1].0.to_string(), "t".to_owned()];
+    assert_eq!(gaps, vec![open], "venue-2's one real gap, open");
+    let records = database.value(&format!("SELECT count(*), count(DISTINCT log_index) FROM netbar.records {of_venue}"));
+    let expected = made[1] - dropped_records;
+    assert_eq!(records, format!("{expected}|{expected}"), "venue-2's records, each once, but the dropped");
 }

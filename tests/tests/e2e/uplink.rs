@@ -2,7 +2,7 @@
 //! certificates generated here, and NATS's MQTT listener.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Run;
 use std::time::Duration;
 
@@ -272,35 +272,14 @@ struct Nats {
     mqtt_port: u16,
 }
 
-pub(super) fn nats_server() -> PathBuf {
-    netbar_tests::installed(&["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"], "nats-server")
-}
-
-/// A deployed NATS configuration with its listeners on loopback ports, its
-/// JetStream store under `dir` and the test's certificate; nothing of the
-/// deployed machine's addresses or files left.
-pub(super) fn nats_config(deployed: &str, client_port: u16, mqtt_port: u16, dir: &Path, cert: &Path, key: &Path) -> String {
-    let config = deployed
-        .replace("listen: 0.0.0.0:4222", &format!("listen: 127.0.0.1:{client_port}"))
-        .replace("listen: 0.0.0.0:8883", &format!("listen: 127.0.0.1:{mqtt_port}"))
-        .replace("/var/lib/nats/jetstream", dir.join("jetstream").to_str().unwrap())
-        .replace("/etc/nats/feed-broker.pem", cert.to_str().unwrap())
-        .replace("/etc/nats/feed-broker.key", key.to_str().unwrap());
-    assert!(
-        !config.lines().any(|line| !line.trim_start().starts_with('#') && (line.contains("/etc/") || line.contains("0.0.0.0"))),
-        "{config}"
-    );
-    config
-}
-
 impl Nats {
     fn start(dir: &Path, cert: &Path, key: &Path) -> Nats {
         let (client_port, mqtt_port) = (free_port(), free_port());
         let deployed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/regulator/jetstream.conf")).unwrap();
-        let config = nats_config(&deployed, client_port, mqtt_port, dir, cert, key);
+        let config = netbar_tests::cluster::nats_config(&deployed, client_port, mqtt_port, dir, cert, key);
         let path = dir.join("jetstream.conf");
         std::fs::write(&path, config).unwrap();
-        let process = Process::start(&nats_server(), &["-c", path.to_str().unwrap()], dir.join("nats.log"));
+        let process = Process::start(&netbar_tests::cluster::nats_server(), &["-c", path.to_str().unwrap()], dir.join("nats.log"));
         wait_for("NATS's MQTT listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", mqtt_port)).is_ok());
         Nats { _process: process, mqtt_port }
     }
