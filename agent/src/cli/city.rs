@@ -6,10 +6,15 @@
 //! `--summary-period` seconds. The load the regulator's broker and ingest
 //! are benchmarked against.
 //!
-//! Venue `n` is `v{n:05}` with the GA 557-2005 code `{region}10{n:06}`.
-//! Every fourth check-in is a refused child. It prints every second how
-//! many venues are connected, and what their outboxes hold (counted every
-//! five seconds).
+//! Venue `n` (from `--first`) is `v{n:05}` with the GA 557-2005 code
+//! `{region}10{n:06}`, and uses the `n`th of the `--broker`s given, round
+//! the list: a cluster's nodes, or one broker's several listening
+//! addresses (one machine has about 28,000 ephemeral ports per destination
+//! address). Every fourth check-in is a refused child. It prints every
+//! second how many venues are connected, and what their outboxes hold
+//! (counted every five seconds). `--hold-until` keeps every uplink down
+//! until a file exists: the venues queue their feed as in an outage, then
+//! all come back at once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,9 +34,19 @@ pub(crate) struct CityArgs {
     /// How many venues.
     #[arg(long)]
     venues: u32,
-    /// The regulator's broker: mqtts://host:port.
-    #[arg(long, value_name = "URL")]
-    broker: String,
+    /// The number of the first venue (several generators side by side).
+    #[arg(long, default_value_t = 0)]
+    first: u32,
+    /// The regulator's broker: mqtts://host:port; given again, the venues
+    /// are spread over them.
+    #[arg(long, value_name = "URL", required = true)]
+    broker: Vec<String>,
+    /// Every venue's broker login (password from NETBAR_VENUE_PASSWORD).
+    #[arg(long)]
+    username: Option<String>,
+    /// The venues' uplinks start only once this file exists.
+    #[arg(long, value_name = "FILE")]
+    hold_until: Option<PathBuf>,
     /// The CA that signed the broker's certificate.
     #[arg(long, value_name = "FILE")]
     ca: PathBuf,
@@ -62,23 +77,31 @@ pub(crate) fn run(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn city(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
-    let (_, host, port) = crate::config::broker_address(&args.broker).map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    let brokers = args
+        .broker
+        .iter()
+        .map(|url| crate::config::broker_address(url).map(|(_, host, port)| (url, host, port)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--broker: {e}"))?;
+    let password = std::env::var("NETBAR_VENUE_PASSWORD").ok();
     std::fs::create_dir_all(&args.dir)?;
+    let (release, held) = watch::channel(args.hold_until.is_none());
     let clock = Clock::default();
     let mut links = Vec::new();
     let mut stores = Vec::new();
-    for n in 0..args.venues {
+    for n in args.first..args.first + args.venues {
+        let (url, host, port) = &brokers[n as usize % brokers.len()];
         let venue: netbar_protocol::VenueId = format!("v{n:05}").parse()?;
         let ga_code: netbar_protocol::GaCode = format!("{}10{n:06}", args.region).parse()?;
         let store = StoreHandle::start(Store::open(&args.dir.join(format!("{venue}.sqlite")), 180)?, 100_000)?;
         let settings = UplinkSettings {
-            url: args.broker.clone(),
+            url: (*url).clone(),
             host: host.clone(),
-            port,
+            port: *port,
             tls: Some(TlsFiles { ca_file: args.ca.clone(), client_cert: None, client_key: None }),
             protocol: MqttVersion::V311,
-            username: None,
-            password: None,
+            username: args.username.clone(),
+            password: password.clone(),
             client_id: format!("netbar-{venue}"),
             prefix: netbar_protocol::Prefix::new("netbar/feed").map_err(|e| anyhow::anyhow!("{e}"))?,
             region: args.region.clone(),
@@ -91,7 +114,13 @@ async fn city(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
             ga_code: Some(ga_code.clone()),
         };
         let (view, link) = watch::channel(LinkView::default());
-        tokio::spawn(Uplink { settings, store: store.clone(), view, clock }.run());
+        let uplink = Uplink { settings, store: store.clone(), view, clock };
+        let mut held = held.clone();
+        tokio::spawn(async move {
+            if held.wait_for(|released| *released).await.is_ok() {
+                uplink.run().await;
+            }
+        });
         let feed = Feed {
             venue,
             clock,
@@ -105,6 +134,9 @@ async fn city(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
         stores.push(store);
     }
     eprintln!("{} venues running", args.venues);
+    if let Some(file) = &args.hold_until {
+        tokio::spawn(hold(file.clone(), release));
+    }
     // Connections every second, the outboxes (a question to each store)
     // every fifth.
     let mut report = tokio::time::interval(Duration::from_secs(1));
@@ -125,6 +157,18 @@ async fn city(args: CityArgs) -> anyhow::Result<std::process::ExitCode> {
             () = netbar_host::shutdown() => return Ok(std::process::ExitCode::SUCCESS),
         }
     }
+}
+
+/// Lets the uplinks go once `file` exists.
+async fn hold(file: PathBuf, release: watch::Sender<bool>) {
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    while !file.exists() {
+        poll.tick().await;
+    }
+    eprintln!("the uplinks start");
+    release.send_replace(true);
+    // The venues' copies of the receiver outlive this task.
+    release.closed().await;
 }
 
 /// One venue's desk and summaries: check-ins at `pace` a minute (started

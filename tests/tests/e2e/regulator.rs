@@ -30,7 +30,8 @@ fn start_ingest_as(dir: &Path, broker: &[&str], env: &[(&str, &str)], database: 
     let connection = database.connection();
     let mut args = vec!["regulator", "ingest"];
     args.extend_from_slice(broker);
-    args.extend(["--region", "310104", "--database", &connection, "--session", "ingest-test"]);
+    // The deployed session name (RabbitMQ's queue for it is declared beforehand).
+    args.extend(["--region", "310104", "--database", &connection]);
     let ingest = Process::start_with(&binary("netbar-agent"), &args, dir.join(log), netbar_tests::Stdin::Null, env);
     wait_for("the ingest to subscribe", WAIT, || ingest.stderr().contains("subscribed to"));
     ingest
