@@ -65,8 +65,9 @@ pub(crate) struct CityArgs {
     /// Seconds between a venue's heartbeats.
     #[arg(long, default_value_t = 30)]
     heartbeat_period: u64,
-    /// Stop the check-ins after this many each (the senders go on until
-    /// the process is stopped).
+    /// Stop the check-ins after this many each, and the summaries after
+    /// the one that closes their period (the senders and their heartbeats
+    /// go on until the process is stopped).
     #[arg(long)]
     check_ins: Option<u64>,
 }
@@ -181,9 +182,11 @@ async fn venue_life(feed: Feed, store: StoreHandle, n: u32, pace: f64, summary_p
     let mut summaries = tokio::time::interval_at(tokio::time::Instant::now() + summary_period, summary_period);
     let mut period = Period { start: feed.clock.now(), tally: Tally::default() };
     let mut count = 0_u64;
+    let desk_open = |count: u64| limit.is_none_or(|limit| count < limit);
+    let mut summarising = true;
     loop {
         tokio::select! {
-            _ = desk.tick(), if limit.is_none_or(|limit| count < limit) => {
+            _ = desk.tick(), if desk_open(count) => {
                 let now = feed.clock.now();
                 let entry = check_in(n, count);
                 period.tally.observe(&entry);
@@ -193,7 +196,7 @@ async fn venue_life(feed: Feed, store: StoreHandle, n: u32, pace: f64, summary_p
                 }
                 count += 1;
             }
-            _ = summaries.tick() => {
+            _ = summaries.tick(), if summarising => {
                 let now = feed.clock.now();
                 let pending = store.facts().await.ok().map(|facts| facts.pending);
                 let standing = Standing {
@@ -211,7 +214,9 @@ async fn venue_life(feed: Feed, store: StoreHandle, n: u32, pace: f64, summary_p
                 if let Ok(Some(_)) = store.enqueue(now, feed.summary(summary), Some(now)).await {
                     period = Period { start: now, tally: Tally::default() };
                 }
+                summarising = desk_open(count);
             }
+            else => return,
         }
     }
 }
