@@ -218,6 +218,8 @@ pub fn rabbitmq_cluster(dir: &Path, ca: &Path, cert: &Path, key: &Path, regulato
     std::fs::create_dir_all(&home).expect("the Erlang home");
     let cookie = home.join(".erlang.cookie");
     std::fs::write(&cookie, format!("netbar-test-{}", std::process::id())).expect("the Erlang cookie");
+    // Erlang refuses a cookie others may read.
+    #[cfg(unix)]
     std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400)).expect("the Erlang cookie");
     let names: Vec<String> = (1..=3).map(|n| format!("netbar-feed-{n}-{}@localhost", std::process::id())).collect();
     let mut nodes: Vec<RabbitNode> = (0..3)

@@ -2,7 +2,6 @@
 //! outside.
 
 pub mod browser;
-#[cfg(unix)]
 pub mod cluster;
 pub mod display;
 #[cfg(unix)]
