@@ -37,6 +37,14 @@ fn start_ingest_as(dir: &Path, broker: &[&str], env: &[(&str, &str)], database: 
     ingest
 }
 
+/// A venue whose agent is configured as venue `id` (Venue::new makes venue-1).
+fn venue_as(name: &str, id: &str) -> Venue {
+    let venue = Venue::new(name);
+    let text = std::fs::read_to_string(&venue.config).unwrap().replace("id = \"venue-1\"", &format!("id = \"{id}\""));
+    std::fs::write(&venue.config, text).unwrap();
+    venue
+}
+
 /// (last sequence, last acknowledged) of a venue's `uplink status`.
 fn sequence_numbers(venue: &Venue) -> (i64, i64) {
     let output = Run::new(binary("netbar-agent")).args(["uplink", "--config", venue.config.to_str().unwrap(), "status"]).output().unwrap();
@@ -117,9 +125,7 @@ fn the_feed_lands_in_postgres_once_with_its_gaps_through_a_killed_ingest() {
     let section = uplink_section(&url, &ca, None, "3.1.1");
     let mut one = Venue::new("ingest-one");
     add_uplink(&one, &format!("{section}ga_code = \"31010410000001\"\n"));
-    let mut two = Venue::new("ingest-two");
-    let text = std::fs::read_to_string(&two.config).unwrap().replace("id = \"venue-1\"", "id = \"venue-2\"");
-    std::fs::write(&two.config, text).unwrap();
+    let mut two = venue_as("ingest-two", "venue-2");
     add_uplink(&two, &section);
     one.start();
     two.start();
@@ -317,9 +323,7 @@ fn the_feed_crosses_a_rabbitmq_cluster_losing_a_node_into_postgres_whole() {
 
     // venue-1's login writing as venue-2: the cluster refuses it, and
     // nothing of venue-2 reaches the database.
-    let mut rival = Venue::new("ingest-rabbitmq-rival");
-    let text = std::fs::read_to_string(&rival.config).unwrap().replace("id = \"venue-1\"", "id = \"venue-2\"");
-    std::fs::write(&rival.config, text).unwrap();
+    let mut rival = venue_as("ingest-rabbitmq-rival", "venue-2");
     let section = uplink_section(&url(&nodes[1]), &ca, None, "3.1.1");
     add_uplink(&rival, &format!("{section}username = \"venue-1\"\npassword = \"venue-1-password\"\n"));
     rival.start();
@@ -405,10 +409,7 @@ fn a_district_bridged_to_the_cluster_lands_whole_and_a_real_gap_shows() {
         .iter()
         .enumerate()
         .map(|(n, (cert, key))| {
-            let venue = Venue::new(&format!("district-venue-{}", n + 1));
-            let id = format!("venue-{}", n + 1);
-            let text = std::fs::read_to_string(&venue.config).unwrap().replace("id = \"venue-1\"", &format!("id = \"{id}\""));
-            std::fs::write(&venue.config, text).unwrap();
+            let venue = venue_as(&format!("district-venue-{}", n + 1), &format!("venue-{}", n + 1));
             add_uplink(&venue, &uplink_section(&district_url, &district_ca, Some((cert.as_path(), key.as_path())), "3.1.1"));
             venue
         })
