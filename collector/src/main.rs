@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 mod actions;
@@ -85,6 +85,8 @@ enum Command {
     /// Entry point for the Windows service control manager.
     #[command(hide = true)]
     Service,
+    #[command(flatten)]
+    Generate(netbar_manual::Generate),
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(simulate::run(base, args))
         }
+        Some(Command::Generate(ref what)) => Ok(what.run(Cli::command())?),
         Some(Command::Run) | None => run_service(cli.config.as_deref(), false, netbar_host::shutdown()),
     }
 }

@@ -74,6 +74,9 @@ if (Get-Service -Name $name -ErrorAction SilentlyContinue) {
 }
 New-Item -ItemType Directory -Force -Path $programDir, $dataDir | Out-Null
 Copy-Item -Force $built $exe
+# Its PowerShell completion beside it (README: how to load it).
+$completion = Join-Path $Source "$name-completion.ps1"
+if (Test-Path $completion) { Copy-Item -Force $completion $programDir }
 
 # Only SYSTEM (S-1-5-18) and Administrators (S-1-5-32-544) may touch the
 # records and keys; the agent's own account is added below.

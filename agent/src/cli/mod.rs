@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use netbar_host::service::AGENT as SERVICE;
 
 use crate::config::{self, Config};
@@ -121,6 +121,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<std::path::PathBuf>,
     },
+    #[command(flatten)]
+    Generate(netbar_manual::Generate),
 }
 
 /// Runs the command line's command; the exit code to leave with.
@@ -178,6 +180,7 @@ pub(crate) fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => service::check_config(config.as_deref()),
+        Command::Generate(what) => what.run(Cli::command()).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use netbar_protocol::local::Language;
 
 mod app;
@@ -29,6 +29,10 @@ struct Cli {
     /// Start in this language (zh, en, ko) instead of the venue's first.
     #[arg(long, value_parser = language)]
     language: Option<Language>,
+    /// Write this program's manual page into DIR and exit (what the
+    /// collector's package installs).
+    #[arg(long, value_name = "DIR", hide = true)]
+    write_manual: Option<std::path::PathBuf>,
 }
 
 fn language(text: &str) -> Result<Language, String> {
@@ -37,6 +41,15 @@ fn language(text: &str) -> Result<Language, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.write_manual {
+        return match netbar_manual::write_manuals(Cli::command(), dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("netbar-lockscreen: {error}");
+                ExitCode::from(1)
+            }
+        };
+    }
     // One connection to the display server, for the window's extent and
     // for raising it later.
     let desktop = desktop::Desktop::open();

@@ -208,9 +208,19 @@ fn a_venue_on_windows_from_its_zip() {
         "agent.toml",
         "collector.toml",
         "README.md",
+        "netbar-agent-completion.ps1",
+        "netbar-collector-completion.ps1",
     ] {
         assert!(folder.join(file).is_file(), "the package holds {file}");
     }
+    // The completions come from the packaged binaries: the agent's offers
+    // its subcommands, and not the demo, which the package leaves out.
+    let completion = std::fs::read_to_string(folder.join("netbar-agent-completion.ps1")).unwrap();
+    assert!(completion.contains("Register-ArgumentCompleter -Native -CommandName 'netbar-agent'"), "{completion}");
+    assert!(completion.contains("'check-id'") && completion.contains("'ingest'"), "{completion}");
+    assert!(!completion.contains("'demo'"), "the packaged agent has no demo: {completion}");
+    let completion = std::fs::read_to_string(folder.join("netbar-collector-completion.ps1")).unwrap();
+    assert!(completion.contains("-CommandName 'netbar-collector'") && completion.contains("'simulate'"), "{completion}");
     let program = wine.host_path(r"C:\Program Files\netbar");
     let data = wine.host_path(r"C:\ProgramData\netbar");
     std::fs::create_dir_all(&program).unwrap();
