@@ -13,7 +13,9 @@ use crate::store::{Format, Store};
 /// `records` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Write the entries between two dates (UTC days, `--to` inclusive).
+    /// Write the entries between two dates (days in --tz, `--to` inclusive),
+    /// each with its time as hashed (`at`, UTC) and in --tz with its offset
+    /// (`at_local`).
     Export {
         /// The registration log database.
         #[arg(long, value_name = "FILE")]
@@ -27,6 +29,10 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
+        /// The venue's time zone (its `venue.zone`, e.g. Asia/Shanghai):
+        /// whose days --from and --to are, and whose local time `at_local` is.
+        #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = zone)]
+        tz: jiff::tz::TimeZone,
     },
     /// Check the hash chain, and the log against the last entry ever
     /// committed (its anchor) and, with --heads, against the heads the
@@ -90,19 +96,24 @@ fn open(db: &std::path::Path) -> anyhow::Result<Store> {
     Store::inspect(db).with_context(|| format!("cannot open {}", db.display()))
 }
 
-fn day_start(date: Date) -> anyhow::Result<Timestamp> {
-    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+fn day_start(date: Date, zone: &jiff::tz::TimeZone) -> anyhow::Result<Timestamp> {
+    Ok(date.to_zoned(zone.clone())?.timestamp())
+}
+
+/// A time zone named on the command line.
+fn zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|error| format!("{name:?} is not a known time zone: {error}"))
 }
 
 /// Runs a `records` subcommand.
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Export { db, from, to, format } => {
+        Command::Export { db, from, to, format, tz } => {
             anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
             let store = open(&db)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let count = store.export(day_start(from)?, day_start(to.tomorrow()?)?, format.into(), &mut out)?;
+            let count = store.export(day_start(from, &tz)?, day_start(to.tomorrow()?, &tz)?, &tz, format.into(), &mut out)?;
             out.flush()?;
             eprintln!("{count} entries exported");
             Ok(ExitCode::SUCCESS)

@@ -51,11 +51,11 @@ pub(super) async fn records(
             format!("The access could not be logged, so no records are shown: {error}"),
         )
     })?;
-    let database = api.database.clone();
+    let (database, zone) = (api.database.clone(), api.zone.clone());
     let exported = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let store = crate::store::Store::inspect(&database).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
-        store.export(from, to, format.unwrap_or(crate::store::Format::Jsonl), &mut out).map_err(|e| e.to_string())?;
+        store.export(from, to, &zone, format.unwrap_or(crate::store::Format::Jsonl), &mut out).map_err(|e| e.to_string())?;
         Ok(out)
     })
     .await

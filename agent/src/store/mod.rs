@@ -172,6 +172,13 @@ pub(crate) enum Format {
     Csv,
 }
 
+/// The columns of a CSV export. `at` is the instant as stored and hashed
+/// (UTC), so an auditor re-verifies the chain from the export as it is;
+/// `at_local` is the same instant in the venue's zone with its offset,
+/// what the law's local time reads, added last so that the columns before
+/// it keep their places.
+const CSV_HEADER: &str = "seq,at,kind,body,prev_hash,hash,at_local";
+
 /// A message queued for the regulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Queued {
@@ -901,27 +908,40 @@ impl Store {
         Ok(removed)
     }
 
-    /// Writes the entries between `from` (inclusive) and `to` (exclusive).
-    pub(crate) fn export(&self, from: Timestamp, to: Timestamp, format: Format, out: &mut dyn Write) -> Result<u64, ExportError> {
+    /// Writes the entries between `from` (inclusive) and `to` (exclusive),
+    /// each with its time as stored (`at`, UTC: what the hash covers) and in
+    /// `zone`, the venue's, with its offset (`at_local`).
+    pub(crate) fn export(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        zone: &jiff::tz::TimeZone,
+        format: Format,
+        out: &mut dyn Write,
+    ) -> Result<u64, ExportError> {
         let mut statement = self
             .connection
             .prepare("SELECT seq, at, kind, body, prev_hash, hash FROM log WHERE at_unix >= ?1 AND at_unix < ?2 ORDER BY seq")?;
         let mut rows = statement.query(params![from.as_second(), to.as_second()])?;
         if format == Format::Csv {
-            writeln!(out, "seq,at,kind,body,prev_hash,hash")?;
+            writeln!(out, "{CSV_HEADER}")?;
         }
         let mut count = 0;
         while let Some(row) = rows.next()? {
             let (seq, at, kind, body, prev_hash, hash): (i64, String, String, String, String, String) =
                 (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?);
+            let at_local = local_time(&at, zone);
             match format {
                 Format::Jsonl => {
                     let body: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
-                    let line =
-                        serde_json::json!({ "seq": seq, "at": at, "kind": kind, "body": body, "prev_hash": prev_hash, "hash": hash });
+                    let line = serde_json::json!({
+                        "seq": seq, "at": at, "at_local": at_local, "kind": kind, "body": body, "prev_hash": prev_hash, "hash": hash
+                    });
                     writeln!(out, "{line}")?;
                 }
-                Format::Csv => writeln!(out, "{seq},{at},{},{},{prev_hash},{hash}", csv_field(&kind), csv_field(&body))?,
+                Format::Csv => {
+                    writeln!(out, "{seq},{at},{},{},{prev_hash},{hash},{at_local}", csv_field(&kind), csv_field(&body))?;
+                }
             }
             count += 1;
         }
@@ -957,6 +977,12 @@ impl From<rusqlite::Error> for ExportError {
     fn from(error: rusqlite::Error) -> ExportError {
         ExportError::Store(error.into())
     }
+}
+
+/// A stored time (RFC 3339, UTC) in `zone` with its offset, as
+/// 2026-11-20T18:00:00+08:00; empty when the stored text is no instant.
+fn local_time(at: &str, zone: &jiff::tz::TimeZone) -> String {
+    at.parse::<Timestamp>().map(|instant| instant.display_with_offset(zone.to_offset(instant)).to_string()).unwrap_or_default()
 }
 
 fn csv_field(text: &str) -> String {
@@ -1071,7 +1097,7 @@ mod tests {
         assert_eq!((verified.entries, verified.head), (3, (3, third.hash)));
         // Read back as the types they were written as.
         let mut export = Vec::new();
-        store.export(at("2026-11-22T00:00:00Z"), at("2026-11-23T00:00:00Z"), Format::Jsonl, &mut export).unwrap();
+        store.export(at("2026-11-22T00:00:00Z"), at("2026-11-23T00:00:00Z"), &jiff::tz::TimeZone::UTC, Format::Jsonl, &mut export).unwrap();
         let line: serde_json::Value = serde_json::from_str(String::from_utf8(export).unwrap().lines().next().unwrap()).unwrap();
         let entry = LogEntry::from_parts(line["kind"].as_str().unwrap(), &line["body"].to_string()).unwrap();
         assert_eq!(entry, admitted("K7QM2A"));
@@ -1376,20 +1402,71 @@ mod tests {
         store.append(at("2026-11-20T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "a,\"b\"".into(), reason: None })).unwrap();
         store.append(at("2026-11-21T10:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "K7Q".into(), reason: None })).unwrap();
         store.append(at("2026-11-22T10:00:00Z"), &out(3)).unwrap();
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
         let mut jsonl = Vec::new();
-        let count = store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), Format::Jsonl, &mut jsonl).unwrap();
+        let count = store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), &shanghai, Format::Jsonl, &mut jsonl).unwrap();
         assert_eq!(count, 2);
         let lines: Vec<serde_json::Value> = String::from_utf8(jsonl).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[1]["body"]["ticket"], "K7Q");
+        assert_eq!((&lines[1]["at"], &lines[1]["at_local"]), (&"2026-11-21T10:00:00Z".into(), &"2026-11-21T18:00:00+08:00".into()));
         let mut csv = Vec::new();
-        store.export(at("2026-11-20T00:00:00Z"), at("2026-11-21T00:00:00Z"), Format::Csv, &mut csv).unwrap();
+        store.export(at("2026-11-20T00:00:00Z"), at("2026-11-21T00:00:00Z"), &shanghai, Format::Csv, &mut csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(
             csv.starts_with(
-                "seq,at,kind,body,prev_hash,hash\n1,2026-11-20T10:00:00Z,check_out,\"{\"\"ticket\"\":\"\"a,\\\"\"b\\\"\"\"\"}\","
+                "seq,at,kind,body,prev_hash,hash,at_local\n1,2026-11-20T10:00:00Z,check_out,\"{\"\"ticket\"\":\"\"a,\\\"\"b\\\"\"\"\"}\","
             ),
             "{csv}"
         );
+        assert!(csv.ends_with(",2026-11-20T18:00:00+08:00\n"), "{csv}");
+    }
+
+    /// The columns of a CSV export, each row a list of its fields.
+    fn csv_rows(text: &str) -> Vec<Vec<String>> {
+        let (mut rows, mut row, mut field, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);
+        let mut characters = text.chars().peekable();
+        while let Some(character) = characters.next() {
+            match (quoted, character) {
+                (true, '"') if characters.peek() == Some(&'"') => {
+                    field.push('"');
+                    characters.next();
+                }
+                (true, '"') | (false, '"') => quoted = !quoted,
+                (false, ',') => row.push(std::mem::take(&mut field)),
+                (false, '\n') => {
+                    row.push(std::mem::take(&mut field));
+                    rows.push(std::mem::take(&mut row));
+                }
+                (_, other) => field.push(other),
+            }
+        }
+        rows
+    }
+
+    /// An auditor re-verifies the chain from a CSV export alone: each
+    /// row's hash is that of its previous hash, position, `at` (as stored,
+    /// UTC), kind and body, whatever the venue's zone adds beside it.
+    #[test]
+    fn a_csv_export_is_enough_to_verify_the_chain() {
+        let scratch = Scratch::new("export-verify");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        store.append(at("2026-11-20T15:59:59.5Z"), &admitted("K7QM2A")).unwrap();
+        store.append(at("2026-11-20T16:00:00Z"), &LogEntry::CheckOut(CheckOut { ticket: "a,\"b\"\n".into(), reason: None })).unwrap();
+        store.append(at("2026-11-21T01:00:00Z"), &out(3)).unwrap();
+        let shanghai = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let mut csv = Vec::new();
+        assert_eq!(store.export(at("2026-11-20T00:00:00Z"), at("2026-11-22T00:00:00Z"), &shanghai, Format::Csv, &mut csv).unwrap(), 3);
+        let rows = csv_rows(&String::from_utf8(csv).unwrap());
+        assert_eq!(rows[0], CSV_HEADER.split(',').collect::<Vec<_>>());
+        let mut previous = GENESIS.to_owned();
+        for row in &rows[1..] {
+            let [seq, at, kind, body, prev_hash, hash, _] = row.as_slice() else { panic!("{row:?}") };
+            assert_eq!(*prev_hash, previous, "{row:?}");
+            assert_eq!(entry_hash(prev_hash, seq.parse().unwrap(), at, kind, body), *hash, "{row:?}");
+            previous = hash.clone();
+        }
+        let local: Vec<&str> = rows[1..].iter().map(|row| row[6].as_str()).collect();
+        assert_eq!(local, ["2026-11-20T23:59:59.5+08:00", "2026-11-21T00:00:00+08:00", "2026-11-21T09:00:00+08:00"]);
     }
 
     /// Regression: any one old open matter stopped the retention purge for

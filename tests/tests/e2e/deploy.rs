@@ -30,6 +30,28 @@ fn user_version(db: &Path) -> i64 {
     rusqlite::Connection::open(db).unwrap().query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap()
 }
 
+/// `records export --tz` reads its days in the zone given and writes each
+/// entry's time there, with its offset, beside the UTC time the hash covers.
+#[test]
+fn an_export_reads_days_and_local_times_in_the_zone_given() {
+    let dir = TempDir::new("export-zone");
+    let db = dir.path().join("netbar.sqlite");
+    std::fs::copy(PREVIOUS_RELEASE, &db).unwrap();
+    let day = |date: &str, zone: &str| {
+        let output = records("export", &db, &["--from", date, "--to", date, "--format", "csv", "--tz", zone]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The fixture's entries are from 13:13 UTC on 26 November: 03:13 on
+    // the 27th at UTC+14.
+    assert_eq!(day("2026-11-26", "Pacific/Kiritimati"), "seq,at,kind,body,prev_hash,hash,at_local\n");
+    let csv = day("2026-11-27", "Pacific/Kiritimati");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.starts_with("1,2026-11-26T13:13:26.788189587Z,") && first.ends_with(",2026-11-27T03:13:26.788189587+14:00"), "{first}");
+    assert_eq!(day("2026-11-26", "UTC").lines().count(), 5);
+}
+
 /// The previous release's database opens in this one: migrated to the
 /// current schema, its chain intact, and the agent appends to it.
 #[test]
