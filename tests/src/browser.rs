@@ -1,16 +1,25 @@
 //! A headless Chromium driven over the W3C WebDriver protocol by Debian's
 //! chromedriver: enough of the protocol for the console's tests, spoken with
-//! the crate's small HTTP client.
+//! the crate's small HTTP client, and axe-core run in its pages.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Process, TempDir, free_port, http_text, installed, wait_for};
+use crate::{Process, Stdin, TempDir, free_port, http_text, installed, wait_for};
 
 /// WebDriver's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The browser's own time zone: far from every venue's zone the tests
+/// configure, so a time shown in the browser's zone instead of the venue's
+/// is seen.
+pub const ZONE: &str = "America/Los_Angeles";
+
+/// Where tests/setup installs axe-core, the accessibility engine the
+/// console is checked with (it has no Debian package).
+pub const AXE: &str = "/usr/local/share/netbar-tests/axe-core/axe.min.js";
 
 /// One browser session; the browser and its driver stop when it is dropped.
 #[derive(Debug)]
@@ -23,15 +32,22 @@ pub struct Browser {
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile,
-    /// its language English.
+    /// its language English, its time zone [`ZONE`].
     pub fn start() -> Browser {
         let driver_binary = installed(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"], "chromium-driver");
         let chromium = installed(&["/usr/bin/chromium", "/usr/bin/chromium-browser"], "chromium");
         let profile = TempDir::new("chromium");
         let port = free_port();
-        let driver = Process::start(&driver_binary, &[&format!("--port={port}")], profile.path().join("chromedriver.log"));
+        let driver = Process::start_with(
+            &driver_binary,
+            &[&format!("--port={port}")],
+            profile.path().join("chromedriver.log"),
+            Stdin::Null,
+            &[("TZ", ZONE)],
+        );
         wait_for("chromedriver", Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        // A minute for a script that waits (axe-core on a busy machine).
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "timeouts": {"script": 60_000}, "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,1000",
                      "--lang=en-US", &format!("--user-data-dir={}", profile.path().join("profile").display())],
@@ -59,6 +75,58 @@ impl Browser {
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its result.
     pub fn run(&self, script: &str, args: Value) -> Value {
         self.command("POST", "/execute/sync", Some(json!({ "script": script, "args": args })))
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`, then the
+    /// function to call with the result) and returns what it is called with.
+    pub fn run_async(&self, script: &str, args: Value) -> Value {
+        self.command("POST", "/execute/async", Some(json!({ "script": script, "args": args })))
+    }
+
+    /// What axe-core finds on the page as it is now, every rule it runs by
+    /// default: one line per violation (its id, impact and help, then each
+    /// failing element's selector and what fails). Panics when axe-core is
+    /// not installed: tests/setup installs it.
+    pub fn accessibility_violations(&self) -> Vec<String> {
+        let loaded = self.run("return typeof window.axe === 'object';", json!([]));
+        if loaded != Value::Bool(true) {
+            let source = std::fs::read_to_string(AXE)
+                .unwrap_or_else(|error| panic!("axe-core is not installed at {AXE} ({error}): run tests/setup, which installs it"));
+            // The script itself, not eval: the console's content security
+            // policy forbids eval, and WebDriver's scripts are not bound by it.
+            self.run(&source, json!([]));
+        }
+        let found = self.run_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then((results) => done(results.violations.map((violation) => ({
+                 id: violation.id, impact: violation.impact, help: violation.help,
+                 nodes: violation.nodes.map((node) => `${node.target.join(' ')}: ${(node.failureSummary || '').replace(/\\s+/g, ' ')}`),
+               }))))
+               .catch((error) => done(`axe-core failed: ${error}`));",
+            json!([]),
+        );
+        let violations = found.as_array().unwrap_or_else(|| panic!("{found}"));
+        violations
+            .iter()
+            .map(|violation| {
+                let nodes: Vec<&str> = violation["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                format!(
+                    "{} ({}): {}\n    {}",
+                    violation["id"].as_str().unwrap_or("?"),
+                    violation["impact"].as_str().unwrap_or("no impact given"),
+                    violation["help"].as_str().unwrap_or("?"),
+                    nodes.join("\n    ")
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts that axe-core finds nothing on the page (`view` names it in
+    /// the failure, with every violation found).
+    pub fn assert_accessible(&self, view: &str) {
+        let violations = self.accessibility_violations();
+        assert!(violations.is_empty(), "axe-core finds {} violation(s) on {view}:\n{}", violations.len(), violations.join("\n"));
     }
 
     fn element(&self, selector: &str) -> String {
