@@ -319,6 +319,7 @@ mod tests {
         assert_eq!(status, 200, "{login}");
         let token = login["token"].as_str().expect("a token").to_owned();
         assert_eq!(login["today"], "2031-05-07", "the console's dates start from the venue's today, in its zone");
+        assert_eq!(login["zone"], "Asia/Shanghai", "the console shows times in the venue's zone");
         let (status, floor) = http(port, "GET", "/api/v1/floor", Some(&token), "").await;
         assert_eq!(status, 200, "{floor}");
         let now: Timestamp = floor["now"].as_str().and_then(|now| now.parse().ok()).expect("the floor's clock");

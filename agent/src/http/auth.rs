@@ -285,7 +285,9 @@ pub(super) async fn login(State(api): State<Api>, Json(credentials): Json<Creden
         sessions.insert(token.clone(), Session { user: credentials.name.clone(), role, expires, csrf: csrf.clone() });
     }
     let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", super::SESSION_HOURS * 3600);
-    let body = json!({ "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires, "today": api.today() });
+    let body = json!({
+        "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires, "today": api.today(), "zone": api.zone_name()
+    });
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
@@ -301,8 +303,10 @@ pub(super) async fn logout(State(api): State<Api>, headers: HeaderMap) -> ApiRes
 
 pub(super) async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let session = api.session(&headers)?;
-    Ok(Json(json!({ "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf, "today": api.today() }))
-        .into_response())
+    Ok(Json(json!({
+        "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf, "today": api.today(), "zone": api.zone_name()
+    }))
+    .into_response())
 }
 
 impl Api {
@@ -310,6 +314,12 @@ impl Api {
     /// date fields start from, whatever the browser's own zone.
     pub(super) fn today(&self) -> jiff::civil::Date {
         self.clock.now().to_zoned(self.zone.clone()).date()
+    }
+
+    /// The venue's zone by its IANA name: the console shows every time in
+    /// it, whatever the cashier PC's own zone.
+    pub(super) fn zone_name(&self) -> Option<&str> {
+        self.zone.iana_name()
     }
 
     /// Whether `token` is a session signed in now.

@@ -28,11 +28,31 @@ fn sign_in(browser: &Browser, name: &str, password: &str) {
     browser.click("#login-submit");
 }
 
+/// The venue's zone: the agent's default configuration's, not the browser's.
+const VENUE_ZONE: &str = "Asia/Shanghai";
+
+/// Checks that the `<time>` element `selector` names shows its instant as
+/// the venue's clock reads it (HH:MM:SS, after the date when there is one),
+/// and returns the instant.
+fn shows_venue_time(browser: &Browser, selector: &str) -> jiff::Timestamp {
+    let shown = browser.run(
+        "const e = document.querySelector(arguments[0]); return e ? [e.getAttribute('datetime'), e.textContent] : null;",
+        json!([selector]),
+    );
+    let (datetime, text) = (shown[0].as_str().unwrap_or_else(|| panic!("no time at {selector}: {shown}")), shown[1].as_str().unwrap());
+    let instant: jiff::Timestamp = datetime.parse().unwrap();
+    let at_venue = instant.to_zoned(jiff::tz::TimeZone::get(VENUE_ZONE).unwrap());
+    assert!(text.ends_with(&at_venue.strftime("%H:%M:%S").to_string()), "{selector} shows {text:?} for {datetime}: not the venue's time");
+    instant
+}
+
 /// Wrong passwords are refused, and the fifth locks the user out even
 /// for the right one; another user signs in, checks in an adult and sees a
 /// minor refused in plain words, watches a station go into session when
 /// the customer logs in at it, acknowledges a smoke alarm, switches to
-/// Chinese and signs out.
+/// Chinese and signs out. Every time is the venue's (Asia/Shanghai), not
+/// the browser's (America/Los_Angeles), and axe-core finds nothing on any
+/// view: signed out, the floor, an alarm, the records, in both languages.
 #[test]
 fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     let mut venue = Venue::new("console");
@@ -46,6 +66,9 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     browser.open(&format!("http://127.0.0.1:{}/", venue.http));
     browser.wait_text("#login-submit", "Sign in", WAIT);
     screenshot(&browser, "console-sign-in");
+    browser.assert_accessible("the signed-out page");
+    let browser_zone = browser.run("return Intl.DateTimeFormat().resolvedOptions().timeZone;", json!([]));
+    assert_eq!(browser_zone, netbar_tests::browser::ZONE, "the browser's own zone is not the venue's");
 
     // A wrong password is refused; the fifth in a row locks zhao out.
     sign_in(&browser, "zhao", "wrong");
@@ -64,6 +87,7 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     // The manager signs in: the floor shows the station, free.
     sign_in(&browser, "li", "correct horse battery");
     browser.wait_text("#who", "li (manager)", WAIT);
+    browser.wait_text("#venue-zone", &format!("Times in {VENUE_ZONE}"), WAIT);
     browser.wait_text("[data-station='st-1']", "Free", WAIT);
     browser.wait_text("#count-sensors", "1/1", WAIT);
 
@@ -94,6 +118,7 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     browser.wait_text("[data-station='st-1']", ticket.trim(), WAIT);
     browser.wait_text("#count-sessions", "1", WAIT);
     screenshot(&browser, "console-floor");
+    browser.assert_accessible("the floor");
 
     // Smoke: the banner cannot be missed, until someone acknowledges it.
     std::fs::write(&smoke, "1\n").unwrap();
@@ -105,6 +130,8 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
         WAIT,
     );
     screenshot(&browser, "console-alarm");
+    shows_venue_time(&browser, "#incidents .incident time");
+    browser.assert_accessible("the floor with an alarm");
     browser.click("#alarm-ack");
     browser.wait_until("the banner to go", "return document.getElementById('alarm').hidden;", json!([]), WAIT);
     browser.wait_text("#incidents", "acknowledged by li", WAIT);
@@ -112,15 +139,38 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     // The records of today, for the manager; the search itself is logged.
     browser.click("#records-form button[type=submit]");
     browser.wait_text("#records-table", "check_in", WAIT);
+    shows_venue_time(&browser, "#records-table tbody time");
+    browser.assert_accessible("the records");
+    // The export the console links to: each entry's time as hashed (UTC)
+    // and the same instant at the venue, with its offset.
+    let csv = browser.run_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(document.getElementById('records-csv').href).then((answer) => answer.text()).then(done, (error) => done(String(error)));",
+        json!([]),
+    );
+    let csv = csv.as_str().unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("seq,at,kind,body,prev_hash,hash,at_local"), "{csv}");
+    let mut rows = 0;
+    for line in lines {
+        let at: jiff::Timestamp = line.split(',').nth(1).unwrap().parse().unwrap();
+        let at_local = line.rsplit(',').next().unwrap();
+        assert_eq!(at_local, at.display_with_offset(jiff::tz::offset(8)).to_string(), "{line}");
+        rows += 1;
+    }
+    assert!(rows >= 2, "{csv}");
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(export.contains("\"kind\":\"personal_data_access\"") && export.contains("\"by\":\"li\""), "{export}");
 
     // 中文, then sign out.
     browser.click("#app-view .lang-switch");
     browser.wait_text("#checkin-submit", "登记", WAIT);
+    browser.wait_text("#venue-zone", &format!("时间均为 {VENUE_ZONE} 时区"), WAIT);
     screenshot(&browser, "console-chinese");
+    browser.assert_accessible("the floor and the records in Chinese");
     browser.click("#logout");
     browser.wait_text("#login-submit", "登录", WAIT);
+    browser.assert_accessible("the signed-out page in Chinese");
     let (status, _) = netbar_tests::http(venue.http, "GET", "/api/v1/me", None, None);
     assert_eq!(status, 401);
 }

@@ -8,7 +8,7 @@ const TEXT = {
     "login.title": "Front desk", "login.name": "User", "login.password": "Password", "login.submit": "Sign in",
     "login.bad": "Unknown user or wrong password.",
     "login.locked": "Too many wrong passwords. Try again in a few minutes, or ask a manager.",
-    "logout": "Sign out",
+    "logout": "Sign out", "zone": "Times in {zone}",
     "counts.customers": "Customers", "counts.sessions": "In session", "counts.online": "Online", "counts.sensors": "Sensors healthy",
     "uplink.none": "No regulator feed", "uplink.ok": "Regulator: connected", "uplink.down": "Regulator: NOT connected",
     "uplink.backlog": "waiting", "uplink.warning": "The regulator outbox holds {backlog} messages (warned from half of {max}). Check the internet connection to the regulator. Nothing is dropped: check-ins go on, and are refused only if the disk fills up.",
@@ -36,6 +36,7 @@ const TEXT = {
     "alarm.prefix": "ALARM",
     "records.title": "Registration records", "records.from": "From", "records.to": "To", "records.search": "Search", "records.csv": "Export CSV",
     "records.logged": "Every search and export is recorded in the log.", "records.none": "No records in this period.",
+    "records.seq": "No.", "records.at": "Time", "records.kind": "Entry", "records.what": "Details",
     "reason.under_age": "Under the minimum age: minors may not be admitted.",
     "reason.youth_hours": "Outside the hours in which young people may be admitted without a guardian.",
     "reason.closed": "The venue is closed at this hour.",
@@ -51,7 +52,7 @@ const TEXT = {
     "login.title": "前台", "login.name": "用户名", "login.password": "密码", "login.submit": "登录",
     "login.bad": "用户名或密码错误。",
     "login.locked": "密码错误次数过多，请几分钟后再试，或联系店长。",
-    "logout": "退出",
+    "logout": "退出", "zone": "时间均为 {zone} 时区",
     "counts.customers": "在场顾客", "counts.sessions": "上机中", "counts.online": "在线", "counts.sensors": "传感器正常",
     "uplink.none": "未配置监管上报", "uplink.ok": "监管平台：已连接", "uplink.down": "监管平台：未连接",
     "uplink.backlog": "条待发", "uplink.warning": "监管上报队列积压 {backlog} 条（达到上限 {max} 的一半即提示）。请检查到监管平台的网络连接。不会丢弃任何记录：登记照常进行，仅在磁盘写满时拒绝登记。",
@@ -79,6 +80,7 @@ const TEXT = {
     "alarm.prefix": "告警",
     "records.title": "上网登记记录", "records.from": "从", "records.to": "到", "records.search": "查询", "records.csv": "导出 CSV",
     "records.logged": "每次查询和导出都会记入日志。", "records.none": "此期间没有记录。",
+    "records.seq": "序号", "records.at": "时间", "records.kind": "类型", "records.what": "内容",
     "reason.under_age": "未达到最低年龄：不得接纳未成年人。",
     "reason.youth_hours": "不在未成年人无监护人可上网的时段内。",
     "reason.closed": "此时段不营业。",
@@ -100,6 +102,7 @@ let selected = null;
 let events = null;
 let beeper = null;
 let showHistory = false;
+let records = null;
 
 const $ = (id) => document.getElementById(id);
 const t = (key, values = {}) => (TEXT[lang][key] || TEXT.en[key] || key).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
@@ -114,12 +117,50 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 
+// Every time is shown in the venue's zone, which the agent names at sign-in,
+// never in the browser's: the cashier PC's zone may differ, and the log and
+// the law use the venue's. The header names the zone once.
+let venueZone = "UTC";
+let venueClock = null;
+
+function useZone(zone) {
+  const options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+  try {
+    venueClock = new Intl.DateTimeFormat("en-US", { ...options, timeZone: zone });
+    venueZone = zone;
+  } catch (error) {
+    // A zone this browser does not know: UTC, which the header then names.
+    venueClock = new Intl.DateTimeFormat("en-US", { ...options, timeZone: "UTC" });
+    venueZone = "UTC";
+  }
+}
+useZone("UTC");
+
+// An instant (ISO text or milliseconds) at the venue: its date
+// (YYYY-MM-DD), time (HH:MM:SS) and clock (HH:MM).
+function atVenue(instant) {
+  const parts = {};
+  for (const part of venueClock.formatToParts(typeof instant === "string" ? Date.parse(instant) : instant)) parts[part.type] = part.value;
+  return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}:${parts.second}`, clock: `${parts.hour}:${parts.minute}` };
+}
+
+// An instant as a <time> element: the venue's time of day, with its date
+// when that is not the venue's today (or always, with `full`).
+function timeView(iso, full = false) {
+  const at = atVenue(iso);
+  const today = atVenue(Date.now() + clockOffset).date;
+  return el("time", { datetime: iso }, full || at.date !== today ? `${at.date} ${at.time}` : at.time);
+}
+
 function translatePage() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
+  for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
   for (const node of document.querySelectorAll(".lang-switch")) node.textContent = t("lang.other");
+  $("venue-zone").textContent = t("zone", { zone: venueZone });
   if (floor) render(floor);
+  if (records) renderRecords(records);
 }
 
 async function api(method, path, body) {
@@ -169,13 +210,15 @@ async function login(event) {
 function start(session) {
   me = session;
   csrf = session.csrf;
+  useZone(session.zone || "UTC");
+  $("venue-zone").textContent = t("zone", { zone: venueZone });
   document.body.classList.toggle("cashier", session.role !== "manager");
   $("who").textContent = `${session.user} (${session.role})`;
   $("login-view").hidden = true;
   $("app-view").hidden = false;
   // The venue's today (its zone), not the browser's or UTC's: the records
   // are searched by the venue's days.
-  const today = session.today || new Date().toISOString().slice(0, 10);
+  const today = session.today || atVenue(Date.now()).date;
   $("records-from").value = $("records-from").value || today;
   $("records-to").value = $("records-to").value || today;
   updateExportLink();
@@ -225,9 +268,10 @@ function render(data) {
     if (station.state === "in_session" && station.session) what += ` · ${t("minutes", { n: minutesSince(station.session.started) })}`;
     if (station.state === "locked" && station.held) what += ` · ${t("held." + station.held)}`;
     if (station.clock_skew_seconds) what += ` · ${t("clock.off", { n: station.clock_skew_seconds })}`;
-    const tile = el("div", { class: `tile ${station.state}${selected === station.id ? " selected" : ""}`, "data-station": station.id, "data-state": station.state,
-      onclick: () => select(station.id) }, el("div", { class: "id" }, station.id), el("div", { class: "what" }, what));
-    if (station.session) tile.append(el("div", { class: "what" }, station.session.ticket));
+    const tile = el("button", { type: "button", class: `tile ${station.state}${selected === station.id ? " selected" : ""}`,
+      "aria-pressed": String(selected === station.id), "data-station": station.id, "data-state": station.state,
+      onclick: () => select(station.id) }, el("span", { class: "id" }, station.id), el("span", { class: "what" }, what));
+    if (station.session) tile.append(el("span", { class: "what" }, station.session.ticket));
     return tile;
   });
   $("floor").replaceChildren(...tiles);
@@ -287,7 +331,7 @@ async function checkIn(event) {
     const station = freeStation();
     box.className = "result ok";
     box.append(el("div", {}, t("checkin.admitted")), el("div", { class: "ticket", id: "checkin-ticket" }, result.ticket));
-    if (result.until) box.append(el("div", {}, `${t("checkin.until")}: ${new Date(result.until).toLocaleTimeString()}`));
+    if (result.until) box.append(el("div", {}, `${t("checkin.until")}: `, timeView(result.until)));
     if (station) {
       box.append(el("div", {}, `${t("checkin.station")}: `, el("b", { id: "checkin-station" }, station), " ",
         el("button", { type: "button", onclick: async (e) => {
@@ -329,14 +373,14 @@ function incidentView(incident) {
   const node = el("div", { class: `incident ${incident.severity}`, "data-incident": incident.id },
     el("div", {}, el("b", {}, `${t("severity." + incident.severity)} · ${kind}`), incident.station ? ` · ${incident.station}` : ""),
     el("div", {}, incident.detail),
-    el("div", { class: "meta" }, `${t("incident.opened")} ${new Date(incident.opened).toLocaleTimeString()}`));
+    el("div", { class: "meta" }, `${t("incident.opened")} `, timeView(incident.opened)));
   if (incident.acknowledged) node.append(el("div", { class: "meta" }, t("incident.acknowledged", { by: incident.acknowledged[0] })));
   if (incident.resolved) node.append(el("div", { class: "meta" }, t("incident.resolved", { by: incident.resolved[0], note: incident.resolved[2] })));
   if (!incident.resolved) {
     const actions = el("div", { class: "actions" });
     if (!incident.acknowledged) actions.append(el("button", { type: "button", class: "acknowledge", onclick: () => acknowledge(incident.id) }, t("incident.acknowledge")));
     if (me && me.role === "manager") {
-      const note = el("input", { placeholder: t("incident.note"), class: "note" });
+      const note = el("input", { placeholder: t("incident.note"), "aria-label": t("incident.note"), class: "note" });
       actions.append(note, el("button", { type: "button", class: "resolve", onclick: () => resolve(incident.id, note.value) }, t("incident.resolve")));
     }
     node.append(actions);
@@ -427,8 +471,8 @@ async function loadOccupancy() {
     make("line", { class: "capacity", x1: left, x2: w - 6, y1: y(capacity), y2: y(capacity) }),
     make("text", { x: 2, y: y(capacity) + 4 }, String(capacity)),
     make("text", { x: 2, y: y(0) + 4 }, "0"),
-    make("text", { x: left, y: h - 4 }, new Date(first).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
-    make("text", { x: w - 60, y: h - 4 }, new Date(last).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+    make("text", { x: left, y: h - 4 }, atVenue(first).clock),
+    make("text", { x: w - 60, y: h - 4 }, atVenue(last).clock),
     make("text", { x: left + 60, y: h - 4 }, `— ${t("occupancy.customers")}  - - ${t("occupancy.sessions")}  ··· ${t("occupancy.capacity")}`),
     make("polyline", { class: "customers", points: line(1) }),
     make("polyline", { class: "sessions", points: line(2) }),
@@ -444,13 +488,19 @@ async function searchRecords(event) {
   event.preventDefault();
   const answer = await api("GET", `/api/v1/records?from=${$("records-from").value}&to=${$("records-to").value}`);
   const box = $("records-result");
-  if (answer.status !== 200) { box.replaceChildren(el("p", { class: "error" }, errorText(answer.body))); return; }
-  const rows = answer.body.entries.map((entry) => {
+  if (answer.status !== 200) { records = null; box.replaceChildren(el("p", { class: "error" }, errorText(answer.body))); return; }
+  renderRecords(answer.body.entries);
+}
+
+function renderRecords(entries) {
+  records = entries;
+  const rows = entries.map((entry) => {
     const body = entry.body || {};
     const what = [body.outcome, body.name, body.number, body.ticket, body.station, body.by].filter(Boolean).join(" · ");
-    return el("tr", {}, el("td", {}, String(entry.seq)), el("td", {}, new Date(entry.at).toLocaleString()), el("td", {}, entry.kind), el("td", {}, what));
+    return el("tr", {}, el("td", {}, String(entry.seq)), el("td", {}, timeView(entry.at, true)), el("td", {}, entry.kind), el("td", {}, what));
   });
-  box.replaceChildren(rows.length ? el("table", { id: "records-table" }, ...rows) : el("p", { class: "hint" }, t("records.none")));
+  const head = el("thead", {}, el("tr", {}, ...["records.seq", "records.at", "records.kind", "records.what"].map((key) => el("th", { scope: "col" }, t(key)))));
+  $("records-result").replaceChildren(rows.length ? el("table", { id: "records-table" }, head, el("tbody", {}, ...rows)) : el("p", { class: "hint" }, t("records.none")));
 }
 
 // --- wiring -------------------------------------------------------------------
