@@ -4,7 +4,8 @@
 
 .DESCRIPTION
     Unregisters the service with the binary's own `uninstall-service` and
-    removes %ProgramFiles%\netbar\netbar-<component>.exe. The configuration,
+    removes %ProgramFiles%\netbar\netbar-<component>.exe and its PowerShell
+    completion. The configuration,
     keys and the registration log in %ProgramData%\netbar stay (the law keeps
     the log for its retention period); -RemoveData deletes them too.
 
@@ -34,6 +35,8 @@ if (Get-Service -Name $name -ErrorAction SilentlyContinue) {
     }
 }
 if (Test-Path $exe) { Remove-Item -Force $exe }
+$completion = Join-Path (Join-Path $env:ProgramFiles 'netbar') "$name-completion.ps1"
+if (Test-Path $completion) { Remove-Item -Force $completion }
 if ($RemoveData) {
     Remove-Item -Recurse -Force (Join-Path $env:ProgramData 'netbar')
     Write-Host "$name removed, with its data."
