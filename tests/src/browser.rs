@@ -84,10 +84,11 @@ impl Browser {
     }
 
     /// What axe-core finds on the page as it is now, every rule it runs by
-    /// default: one line per violation (its id, impact and help, then each
-    /// failing element's selector and what fails). Panics when axe-core is
-    /// not installed: tests/setup installs it.
-    pub fn accessibility_violations(&self) -> Vec<String> {
+    /// default: one line per violation and per result it leaves for a
+    /// person to review (incomplete), with its id, impact and help, then
+    /// each element's selector and what fails. Panics when axe-core is not
+    /// installed: tests/setup installs it.
+    pub fn accessibility_findings(&self) -> Vec<String> {
         let loaded = self.run("return typeof window.axe === 'object';", json!([]));
         if loaded != Value::Bool(true) {
             let source = std::fs::read_to_string(AXE)
@@ -98,35 +99,38 @@ impl Browser {
         }
         let found = self.run_async(
             "const done = arguments[arguments.length - 1];
-             axe.run(document, { resultTypes: ['violations'] })
-               .then((results) => done(results.violations.map((violation) => ({
-                 id: violation.id, impact: violation.impact, help: violation.help,
-                 nodes: violation.nodes.map((node) => `${node.target.join(' ')}: ${(node.failureSummary || '').replace(/\\s+/g, ' ')}`),
-               }))))
+             const finding = (kind) => (result) => ({
+               kind, id: result.id, impact: result.impact, help: result.help,
+               nodes: result.nodes.map((node) => `${node.target.join(' ')}: ${(node.failureSummary || '').replace(/\\s+/g, ' ')}`),
+             });
+             axe.run(document)
+               .then((results) => done([...results.violations.map(finding('violation')), ...results.incomplete.map(finding('to review'))]))
                .catch((error) => done(`axe-core failed: ${error}`));",
             json!([]),
         );
-        let violations = found.as_array().unwrap_or_else(|| panic!("{found}"));
-        violations
+        let findings = found.as_array().unwrap_or_else(|| panic!("{found}"));
+        findings
             .iter()
-            .map(|violation| {
-                let nodes: Vec<&str> = violation["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            .map(|finding| {
+                let nodes: Vec<&str> = finding["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 format!(
-                    "{} ({}): {}\n    {}",
-                    violation["id"].as_str().unwrap_or("?"),
-                    violation["impact"].as_str().unwrap_or("no impact given"),
-                    violation["help"].as_str().unwrap_or("?"),
+                    "{} {} ({}): {}\n    {}",
+                    finding["kind"].as_str().unwrap_or("?"),
+                    finding["id"].as_str().unwrap_or("?"),
+                    finding["impact"].as_str().unwrap_or("no impact given"),
+                    finding["help"].as_str().unwrap_or("?"),
                     nodes.join("\n    ")
                 )
             })
             .collect()
     }
 
-    /// Asserts that axe-core finds nothing on the page (`view` names it in
-    /// the failure, with every violation found).
+    /// Asserts that axe-core finds nothing on the page, neither a violation
+    /// nor a result to review (`view` names it in the failure, with every
+    /// finding).
     pub fn assert_accessible(&self, view: &str) {
-        let violations = self.accessibility_violations();
-        assert!(violations.is_empty(), "axe-core finds {} violation(s) on {view}:\n{}", violations.len(), violations.join("\n"));
+        let findings = self.accessibility_findings();
+        assert!(findings.is_empty(), "axe-core finds {} thing(s) on {view}:\n{}", findings.len(), findings.join("\n"));
     }
 
     fn element(&self, selector: &str) -> String {

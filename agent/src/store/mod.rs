@@ -1421,6 +1421,23 @@ mod tests {
         assert!(csv.ends_with(",2026-11-20T18:00:00+08:00\n"), "{csv}");
     }
 
+    /// Across a change of clocks each entry carries the offset of its own
+    /// instant: Berlin's summer time ends at 03:00 on 2026-10-25, so 02:30
+    /// happens twice, once at +02:00 and once at +01:00.
+    #[test]
+    fn an_export_across_the_change_of_clocks_carries_each_entrys_offset() {
+        let scratch = Scratch::new("export-dst");
+        let mut store = Store::open(&scratch.db(), 60).unwrap();
+        for instant in ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-25T12:00:00Z"] {
+            store.append(at(instant), &out(1)).unwrap();
+        }
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let mut csv = Vec::new();
+        store.export(at("2026-10-24T22:00:00Z"), at("2026-10-25T23:00:00Z"), &berlin, Format::Csv, &mut csv).unwrap();
+        let local: Vec<String> = csv_rows(&String::from_utf8(csv).unwrap()).into_iter().skip(1).map(|row| row[6].clone()).collect();
+        assert_eq!(local, ["2026-10-25T02:30:00+02:00", "2026-10-25T02:30:00+01:00", "2026-10-25T13:00:00+01:00"]);
+    }
+
     /// The columns of a CSV export, each row a list of its fields.
     fn csv_rows(text: &str) -> Vec<Vec<String>> {
         let (mut rows, mut row, mut field, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);

@@ -595,7 +595,8 @@ impl Venue {
                 return effects;
             }
             (Reading::Silent { since }, _) => {
-                let detail = format!("sensor {} silent since {since}: a safety measure is switched off", reading.sensor);
+                let detail =
+                    format!("sensor {} silent since {}: a safety measure is switched off", reading.sensor, at_venue(&self.zone, *since));
                 effects.extend(self.open_incident(now, IncidentKind::SensorFault, Severity::Warning, Some(station), sensor, detail));
                 return effects;
             }
@@ -1038,7 +1039,7 @@ impl Venue {
                 entry.2 = true;
             }
             if open {
-                let detail = format!("emergency exit {sensor} locked since {since} while the venue is open");
+                let detail = format!("emergency exit {sensor} locked since {} while the venue is open", at_venue(&self.zone, since));
                 effects.extend(self.open_incident(
                     now,
                     IncidentKind::ExitBlocked,
@@ -1058,9 +1059,15 @@ impl Venue {
         for id in silent {
             let Some(station) = self.stations.get_mut(&id) else { continue };
             let detail = if station.awaited {
-                format!("the collector of station {id} has not reported since the agent restarted at {}", station.last_seen)
+                format!(
+                    "the collector of station {id} has not reported since the agent restarted at {}",
+                    at_venue(&self.zone, station.last_seen)
+                )
             } else {
-                format!("the collector of station {id} is silent since {}: a safety measure is switched off", station.last_seen)
+                format!(
+                    "the collector of station {id} is silent since {}: a safety measure is switched off",
+                    at_venue(&self.zone, station.last_seen)
+                )
             };
             station.online = false;
             station.awaited = false;
@@ -1130,6 +1137,13 @@ impl Venue {
         }
         effects
     }
+}
+
+/// An instant as the venue's clock reads it, with its offset
+/// (2026-11-20T18:00:00+08:00): what an incident's words say, since the
+/// console, the log and the law read the venue's time.
+fn at_venue(zone: &TimeZone, at: Timestamp) -> String {
+    at.display_with_offset(zone.to_offset(at)).to_string()
 }
 
 /// The evacuation notice for `incident` at `station`.
@@ -1462,6 +1476,8 @@ mod tests {
                 ..
             }))]
         ));
+        // Its words give the venue's time, as the console and the law read it.
+        assert!(format!("{due:?}").contains("door-1 locked since 2026-11-22T20:00:00+08:00 while"), "{due:?}");
         // Unlocked in time, nothing is raised.
         online(&mut venue2, t0, "st-1");
         venue2.on_message(t0, &st("st-1"), &locked);
@@ -1486,6 +1502,7 @@ mod tests {
             ),
             "{silent:?}"
         );
+        assert!(format!("{silent:?}").contains("is silent since 2026-11-22T20:00:30+08:00:"), "{silent:?}");
         assert_eq!(venue2.next_deadline(), None, "an offline station needs no timer");
     }
 

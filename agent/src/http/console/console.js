@@ -452,7 +452,7 @@ async function loadOccupancy() {
   const points = answer.body.points.map(([at, customers, sessions]) => [Date.parse(at), customers, sessions]);
   const capacity = answer.body.capacity;
   const svg = $("occupancy");
-  const [w, h, left, bottom] = [600, 160, 34, 20];
+  const [w, h, left, bottom] = [600, 160, 6, 6];
   const first = points.length ? points[0][0] : Date.now();
   const last = points.length ? points[points.length - 1][0] : first + 1;
   const span = Math.max(last - first, 60000);
@@ -467,15 +467,18 @@ async function loadOccupancy() {
     if (text !== undefined) node.textContent = text;
     return node;
   };
+  // Lines only in the picture; its words are HTML below it, where they
+  // are read and their contrast can be checked.
   svg.replaceChildren(
     make("line", { class: "capacity", x1: left, x2: w - 6, y1: y(capacity), y2: y(capacity) }),
-    make("text", { x: 2, y: y(capacity) + 4 }, String(capacity)),
-    make("text", { x: 2, y: y(0) + 4 }, "0"),
-    make("text", { x: left, y: h - 4 }, atVenue(first).clock),
-    make("text", { x: w - 60, y: h - 4 }, atVenue(last).clock),
-    make("text", { x: left + 60, y: h - 4 }, `— ${t("occupancy.customers")}  - - ${t("occupancy.sessions")}  ··· ${t("occupancy.capacity")}`),
     make("polyline", { class: "customers", points: line(1) }),
     make("polyline", { class: "sessions", points: line(2) }),
+  );
+  const clock = (at) => el("time", { datetime: new Date(at).toISOString() }, atVenue(at).clock);
+  $("occupancy-axis").replaceChildren(
+    clock(first),
+    el("span", {}, `— ${t("occupancy.customers")}  - - ${t("occupancy.sessions")}  ··· ${t("occupancy.capacity")} ${capacity}`),
+    clock(last),
   );
 }
 
