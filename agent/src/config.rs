@@ -374,14 +374,19 @@ pub(crate) struct Loaded {
     pub(crate) notices: Vec<String>,
 }
 
+/// The time zone of an IANA name (Asia/Shanghai), from the database
+/// compiled in; the error says which name is unknown.
+pub(crate) fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(name).map_err(|error| format!("{name:?} is not a known time zone: {error}"))
+}
+
 impl Config {
     /// Parses and checks `text`, read from `path` (policy files are relative to it).
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         let error = |key: &str, reason: String| ConfigError::new(path, key, reason);
         let (config, notices): (Config, _) =
             netbar_protocol::settings::from_versioned_toml(text, FORMAT, RETIRED).map_err(|e| error(&e.key, e.reason))?;
-        let zone = jiff::tz::TimeZone::get(&config.venue.zone)
-            .map_err(|e| error("venue.zone", format!("{:?} is not a known time zone: {e}", config.venue.zone)))?;
+        let zone = time_zone(&config.venue.zone).map_err(|reason| error("venue.zone", reason))?;
         let policy = match config.venue.policy.as_str() {
             "cn" | "kr" => Policy::preset(&config.venue.policy).map_err(|e| error("venue.policy", e.to_string()))?,
             file => {

@@ -106,7 +106,7 @@ struct Checker {
 impl Checker {
     fn new(args: &Args) -> anyhow::Result<Checker> {
         let zone_name = args.tz.as_deref().unwrap_or(args.jurisdiction.default_zone());
-        let zone = TimeZone::get(zone_name).map_err(|error| anyhow!("--tz {zone_name:?} is not a known time zone: {error}"))?;
+        let zone = crate::config::time_zone(zone_name).map_err(|reason| anyhow!("--tz {reason}"))?;
         let at = match &args.at {
             Some(text) => text
                 .parse::<Timestamp>()

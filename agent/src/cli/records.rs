@@ -31,7 +31,7 @@ pub(crate) enum Command {
         format: ExportFormat,
         /// The venue's time zone (its `venue.zone`, e.g. Asia/Shanghai):
         /// whose days --from and --to are, and whose local time `at_local` is.
-        #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = zone)]
+        #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = crate::config::time_zone)]
         tz: jiff::tz::TimeZone,
     },
     /// Check the hash chain, and the log against the last entry ever
@@ -96,15 +96,6 @@ fn open(db: &std::path::Path) -> anyhow::Result<Store> {
     Store::inspect(db).with_context(|| format!("cannot open {}", db.display()))
 }
 
-fn day_start(date: Date, zone: &jiff::tz::TimeZone) -> anyhow::Result<Timestamp> {
-    Ok(date.to_zoned(zone.clone())?.timestamp())
-}
-
-/// A time zone named on the command line.
-fn zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZone::get(name).map_err(|error| format!("{name:?} is not a known time zone: {error}"))
-}
-
 /// Runs a `records` subcommand.
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -113,7 +104,8 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let store = open(&db)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            let count = store.export(day_start(from, &tz)?, day_start(to.tomorrow()?, &tz)?, &tz, format.into(), &mut out)?;
+            let (start, end) = crate::store::days(from, to, &tz)?;
+            let count = store.export(start, end, &tz, format.into(), &mut out)?;
             out.flush()?;
             eprintln!("{count} entries exported");
             Ok(ExitCode::SUCCESS)

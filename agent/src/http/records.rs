@@ -39,8 +39,7 @@ pub(super) async fn records(
         "csv" => Some(crate::store::Format::Csv),
         other => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format", format!("{other:?}: json, jsonl or csv"))),
     };
-    let start = |date: jiff::civil::Date| date.to_zoned(api.zone.clone()).map(|zoned| zoned.timestamp()).map_err(|e| bad(e.to_string()));
-    let (from, to) = (start(query.from)?, start(query.to.tomorrow().map_err(|e| bad(e.to_string()))?)?);
+    let (from, to) = crate::store::days(query.from, query.to, &api.zone).map_err(|e| bad(e.to_string()))?;
     let action = if format.is_some() { "export" } else { "view" };
     let access =
         crate::journal::DataAccess { by: session.user, action: action.to_owned(), from: query.from, to: query.to, at: api.clock.now() };

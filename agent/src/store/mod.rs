@@ -979,6 +979,18 @@ impl From<rusqlite::Error> for ExportError {
     }
 }
 
+/// The period of the days `from` to `to` (inclusive) in `zone`: from the
+/// start of the first to the start of the day after the last, what an
+/// export or a search of the records covers.
+pub(crate) fn days(
+    from: jiff::civil::Date,
+    to: jiff::civil::Date,
+    zone: &jiff::tz::TimeZone,
+) -> Result<(Timestamp, Timestamp), jiff::Error> {
+    let start = |date: jiff::civil::Date| date.to_zoned(zone.clone()).map(|zoned| zoned.timestamp());
+    Ok((start(from)?, start(to.tomorrow()?)?))
+}
+
 /// A stored time (RFC 3339, UTC) in `zone` with its offset, as
 /// 2026-11-20T18:00:00+08:00; empty when the stored text is no instant.
 fn local_time(at: &str, zone: &jiff::tz::TimeZone) -> String {
