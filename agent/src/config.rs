@@ -59,6 +59,10 @@ pub(crate) struct Venue {
     pub(crate) capacity: u32,
     #[serde(default)]
     pub(crate) staff: u32,
+    /// The console's language until a cashier picks another; the policy's
+    /// without it.
+    #[serde(default)]
+    pub(crate) language: Option<netbar_protocol::local::Language>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -372,6 +376,14 @@ pub(crate) struct Loaded {
     pub(crate) uplink: Option<UplinkSettings>,
     /// What an older format's file should change (read as meant meanwhile).
     pub(crate) notices: Vec<String>,
+}
+
+impl Loaded {
+    /// The console's first language: the configuration's, else the
+    /// policy's, else English.
+    pub(crate) fn language(&self) -> netbar_protocol::local::Language {
+        self.config.venue.language.or(self.policy.language).unwrap_or(netbar_protocol::local::Language::En)
+    }
 }
 
 /// The time zone of an IANA name (Asia/Shanghai), from the database

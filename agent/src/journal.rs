@@ -40,6 +40,8 @@ pub(crate) enum LogEntry {
     Incident(IncidentEntry),
     /// Someone saw or exported registration records.
     PersonalDataAccess(DataAccess),
+    /// What the policy may not keep was cut out of entries written before.
+    Redaction(Redaction),
 }
 
 /// Whether a check-in admitted the customer.
@@ -69,9 +71,18 @@ pub(crate) struct CheckIn {
     pub(crate) reasons: Vec<String>,
     /// When the decision behind the admission ends, if it does.
     pub(crate) until: Option<Timestamp>,
-    /// The name on the document, when the desk typed it.
+    /// The name on the document, when the desk typed it and the policy
+    /// keeps names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
+    /// What the desk said of the person's enrolment, where the policy
+    /// counts students as minors (absent: it said nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) student: Option<bool>,
+    /// The cashier who checked the document (absent in entries written
+    /// before releases recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) by: Option<String>,
 }
 
 /// Why a check-in ended without the desk (absent: the desk checked it out).
@@ -215,6 +226,29 @@ pub(crate) struct DataAccess {
     pub(crate) at: Timestamp,
 }
 
+/// Document numbers and names that entries written earlier hold and the
+/// policy may not keep (개인정보 보호법 제24조의2 for Korean resident
+/// registration numbers), cut out of them. The entries from the first of
+/// them to the log's head then were chained again: their old hashes, each
+/// a function of a number with a million possible endings, would give the
+/// numbers back to anyone who tried them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Redaction {
+    /// The entries cut.
+    pub(crate) entries: Vec<u64>,
+    /// The first entry chained again (the first cut).
+    pub(crate) from: u64,
+    /// The last entry chained again: the log's head before this entry.
+    pub(crate) to: u64,
+    /// Messages waiting for the regulator that were cut the same way.
+    pub(crate) outbox: u64,
+    /// The policy whose registration rules were applied.
+    pub(crate) policy: String,
+    /// Who ran it: a user, or the upgrade at start-up.
+    pub(crate) by: String,
+    pub(crate) at: Timestamp,
+}
+
 /// Why an entry read back is not one of ours.
 #[derive(Debug, thiserror::Error)]
 #[error("entry of kind {kind:?} unreadable: {error}")]
@@ -276,6 +310,7 @@ impl LogEntry {
             LogEntry::StaffCommand(_) => "staff_command",
             LogEntry::Incident(_) => "incident",
             LogEntry::PersonalDataAccess(_) => "personal_data_access",
+            LogEntry::Redaction(_) => "redaction",
         }
     }
 

@@ -12,8 +12,8 @@ use crate::venue::CheckInOutcome;
 pub(crate) enum Request {
     CheckIn {
         document: netbar_protocol::identity::Document,
-        /// The customer's name as on the document, when the desk typed it.
-        name: Option<String>,
+        /// The name the desk typed, and who checked the document.
+        desk: crate::venue::AtTheDesk,
         circumstances: Circumstances,
         reply: oneshot::Sender<Result<CheckInOutcome, String>>,
     },

@@ -12,6 +12,7 @@
 //! [`decode`].
 
 pub mod auth;
+pub mod countries;
 pub mod decode;
 pub mod envelope;
 pub mod examples;

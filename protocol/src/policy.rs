@@ -10,9 +10,15 @@
 //! Age is never stored. It is computed for each decision from the birth date
 //! and the local date in the venue's zone: a person comes of age at local
 //! midnight of their birthday there, whatever UTC says.
+//!
+//! Besides who may enter and when, a policy says what the registration log
+//! keeps of a person ([`Registration`]): where a law forbids keeping document
+//! numbers (Korea), only what shows the check was done.
 
 use std::fmt;
 
+#[cfg(test)]
+use jiff::SignedDuration;
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan, Zoned};
@@ -42,6 +48,140 @@ pub struct Policy {
     /// How much of a person a record sent to the regulator discloses.
     #[serde(default)]
     pub upload: Upload,
+    /// Students who count as minors whatever their age, where the law says
+    /// so (none of today's presets: see `policies/kr-until-2023.toml`).
+    #[serde(default)]
+    pub students: Option<Students>,
+    /// What the registration log keeps of a person.
+    #[serde(default)]
+    pub registration: Registration,
+    /// The language the console starts in where the venue's configuration
+    /// names none.
+    #[serde(default)]
+    pub language: Option<crate::local::Language>,
+    /// The documents the desk takes, the usual one first.
+    #[serde(default = "every_document")]
+    pub documents: Vec<DeskDocument>,
+}
+
+/// A document the desk takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeskDocument {
+    /// A Chinese resident identity card or residence permit (a
+    /// permanent-residence card typed here is taken as one too).
+    CnId,
+    /// A Chinese foreign permanent resident ID card.
+    CnPrc,
+    /// A Korean resident registration number.
+    KrRrn,
+    /// Any other document, its birth date typed by hand.
+    Other,
+}
+
+impl DeskDocument {
+    /// Every document, in the order of a policy that names none.
+    pub const ALL: [DeskDocument; 4] = [DeskDocument::CnId, DeskDocument::CnPrc, DeskDocument::KrRrn, DeskDocument::Other];
+
+    /// The code the console and the API use.
+    pub fn code(self) -> &'static str {
+        match self {
+            DeskDocument::CnId => "cn_id",
+            DeskDocument::CnPrc => "cn_prc",
+            DeskDocument::KrRrn => "kr_rrn",
+            DeskDocument::Other => "other",
+        }
+    }
+
+    /// The document of a code.
+    pub fn from_code(code: &str) -> Option<DeskDocument> {
+        DeskDocument::ALL.into_iter().find(|document| document.code() == code)
+    }
+
+    /// The numbering scheme its number is validated against; `None` for a
+    /// document whose number says nothing (its birth date is typed).
+    pub fn numbering(self) -> Option<crate::identity::DocumentType> {
+        use crate::identity::DocumentType;
+        match self {
+            DeskDocument::CnId => Some(DocumentType::CnId),
+            DeskDocument::CnPrc => Some(DocumentType::CnPermanentResidence),
+            DeskDocument::KrRrn => Some(DocumentType::KrRrn),
+            DeskDocument::Other => None,
+        }
+    }
+}
+
+fn every_document() -> Vec<DeskDocument> {
+    DeskDocument::ALL.to_vec()
+}
+
+/// Students who count as minors whatever their age: those the desk says are
+/// enrolled, and, where the desk says nothing, those of the age at which
+/// most are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Students {
+    /// Where the desk does not say, a person born in year Y is presumed
+    /// enrolled until this day (venue time) of year Y + `years_after_birth_year`.
+    pub presumed_until: CohortDay,
+}
+
+/// A day of the year a number of years after a birth year: for a school
+/// cohort, the day its last school year ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CohortDay {
+    /// Years after the birth year, 1 to 40.
+    pub years_after_birth_year: u8,
+    /// The month, 1 to 12.
+    pub month: u8,
+    /// The day of the month (at most 28 in February).
+    pub day: u8,
+}
+
+impl CohortDay {
+    /// The day for a person born on `birth`.
+    fn for_birth(self, birth: Date) -> Option<Date> {
+        let year = birth.year().checked_add(i16::from(self.years_after_birth_year))?;
+        Date::new(year, i8::try_from(self.month).ok()?, i8::try_from(self.day).ok()?).ok()
+    }
+}
+
+/// What the registration log keeps of a person: the whole document (the
+/// default, what China's 第二十三条 asks), or only what shows that a document
+/// was checked (Korea, where 개인정보 보호법 제24조의2 forbids keeping resident
+/// registration numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Whether the document number is kept. Without it the log keeps the
+    /// document's kind and birth date, and of a Korean number only its first
+    /// seven digits (`YYMMDD-G`, the birth date and century).
+    #[serde(default = "yes")]
+    pub keep_number: bool,
+    /// Whether the name the desk types is kept.
+    #[serde(default = "yes")]
+    pub keep_name: bool,
+    /// One open check-in per document at a time (needs the number).
+    #[serde(default = "yes")]
+    pub one_check_in_per_document: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Registration {
+    fn default() -> Registration {
+        Registration { keep_number: true, keep_name: true, one_check_in_per_document: true }
+    }
+}
+
+impl Registration {
+    /// The document as the log may keep it.
+    pub fn kept(&self, document: &crate::identity::Document) -> crate::identity::Document {
+        if self.keep_number { document.clone() } else { document.keeping_birth_date_only() }
+    }
 }
 
 /// How age is counted.
@@ -225,6 +365,22 @@ impl Window {
     }
 }
 
+/// The rules table (`policies/rules.md`): every rule netbar enforces or
+/// keeps, the article it comes from and the test that shows it.
+pub const RULES: &str = include_str!("../policies/rules.md");
+
+/// The rules table's introduction and the section of one jurisdiction
+/// (`cn`, `kr`); the whole table for any other name.
+pub fn rules(jurisdiction: &str) -> String {
+    let heading = format!("({jurisdiction})");
+    let mut sections = RULES.split("\n## ");
+    let introduction = sections.next().unwrap_or_default();
+    match sections.find(|section| section.lines().next().is_some_and(|title| title.contains(&heading))) {
+        Some(section) => format!("{introduction}\n## {section}"),
+        None => RULES.to_owned(),
+    }
+}
+
 impl Policy {
     /// A built-in policy by name: `cn` or `kr`.
     pub fn preset(name: &str) -> Result<Policy, PolicyError> {
@@ -271,6 +427,27 @@ impl Policy {
         {
             return invalid("business_hours", format!("is an empty window {}–{}", hours.start, hours.end));
         }
+        if let Some(Students { presumed_until: day }) = self.students {
+            if !(1..=40).contains(&day.years_after_birth_year) {
+                return invalid(
+                    "students.presumed_until.years_after_birth_year",
+                    format!("is {}, must be between 1 and 40", day.years_after_birth_year),
+                );
+            }
+            // 2001 is a common year: a day that exists in it exists in every year.
+            if Date::new(2001, i8::try_from(day.month).unwrap_or(0), i8::try_from(day.day).unwrap_or(0)).is_err() {
+                return invalid("students.presumed_until", format!("month {} day {} is no day of every year", day.month, day.day));
+            }
+        }
+        if self.documents.is_empty() {
+            return invalid("documents", "is empty: the desk would take no document".to_owned());
+        }
+        if self.registration.one_check_in_per_document && !self.registration.keep_number {
+            return invalid(
+                "registration.one_check_in_per_document",
+                "needs keep_number = true: documents cannot be told apart without their numbers".to_owned(),
+            );
+        }
         Ok(())
     }
 }
@@ -280,6 +457,22 @@ impl Policy {
 pub struct Circumstances {
     /// A guardian is recorded as accompanying the person.
     pub guardian: bool,
+    /// What the desk said of the person's enrolment at a school whose
+    /// students count as minors; `None` when it said nothing (the policy's
+    /// presumption holds).
+    pub student: Option<bool>,
+}
+
+/// Why a person counts as a minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Youth {
+    /// Below the policy's age.
+    Age,
+    /// Enrolled as a student, as the desk said.
+    Student,
+    /// Of the age at which most are enrolled, and the desk did not say otherwise.
+    PresumedStudent,
 }
 
 /// Why access is refused.
@@ -319,6 +512,15 @@ pub struct Decision {
     pub age: i32,
     /// Whether the person counts as a minor under the policy.
     pub minor: bool,
+    /// Why, when they do.
+    pub youth: Option<Youth>,
+}
+
+impl Decision {
+    /// What the desk and the station act on: allowed or not, why, and until when.
+    pub fn outcome(self) -> (bool, Vec<Reason>, Option<Timestamp>) {
+        (self.allowed, self.reasons, self.until)
+    }
 }
 
 /// Whole years between `birth` and `today`, with 29 February birthdays
@@ -353,12 +555,34 @@ pub fn evaluate(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circ
     let minute = minute_of_day(&now);
     let age = full_years(birth, today, policy.leap_day);
     let adult_from = adult_from(policy, birth);
-    let minor = adult_from.is_some_and(|date| today < date);
+    let minor_by_age = adult_from.is_some_and(|date| today < date);
+    // Enrolled, as the desk said or as presumed, and the day the
+    // presumption ends (none when the desk said: its word holds).
+    let (enrolled, presumed_end) = match (policy.students, circumstances.student) {
+        (None, _) => (false, None),
+        (Some(_), Some(said)) => (said, None),
+        (Some(students), None) => {
+            let end = students.presumed_until.for_birth(birth);
+            (end.is_some_and(|end| today < end), end)
+        }
+    };
+    let youth = match (minor_by_age, enrolled, circumstances.student) {
+        (true, ..) => Some(Youth::Age),
+        (false, true, Some(_)) => Some(Youth::Student),
+        (false, true, None) => Some(Youth::PresumedStudent),
+        (false, false, _) => None,
+    };
+    let minor = youth.is_some();
 
     let mut reasons = Vec::new();
     let mut boundaries: Vec<Timestamp> = Vec::new();
     if minor {
-        boundaries.extend(adult_from.and_then(|date| start_of(date, tz)));
+        // A minor stops being one when every reason for it has ended: never
+        // while the desk says the person is enrolled.
+        if !(enrolled && presumed_end.is_none()) {
+            let ends = [minor_by_age.then_some(adult_from).flatten(), enrolled.then_some(presumed_end).flatten()];
+            boundaries.extend(ends.into_iter().flatten().max().and_then(|date| start_of(date, tz)));
+        }
         match &policy.minors {
             Minors::Forbidden => reasons.push(Reason::UnderAge),
             Minors::Windows { windows, guardian_exempt } => {
@@ -379,7 +603,28 @@ pub fn evaluate(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circ
         }
         boundaries.extend(next_boundary(&now, hours.start, hours.end));
     }
-    Decision { allowed: reasons.is_empty(), reasons, until: boundaries.into_iter().filter(|&b| b > at).min(), age, minor }
+    Decision { allowed: reasons.is_empty(), reasons, until: boundaries.into_iter().filter(|&b| b > at).min(), age, minor, youth }
+}
+
+/// Whether the desk should be asked if the person is enrolled: the policy
+/// counts students as minors, the answer changes the decision (allowed,
+/// why not, until when), and the
+/// person is of the cohort presumed enrolled or the one before it (a year
+/// repeated). An adult of any other age is not asked.
+pub fn asks_student(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circumstances: Circumstances) -> bool {
+    let Some(students) = policy.students else { return false };
+    let [yes, no] =
+        [true, false].map(|said| evaluate(policy, birth, at, tz, Circumstances { student: Some(said), ..circumstances }).outcome());
+    let today = at.to_zoned(tz.clone()).date();
+    let cohort_after = birth.checked_add(1.year()).ok().and_then(|later| students.presumed_until.for_birth(later));
+    yes != no && cohort_after.is_some_and(|end| today < end)
+}
+
+/// Whether the desk should be asked if a guardian accompanies the person:
+/// the answer changes the decision (allowed, why not, until when).
+pub fn asks_guardian(policy: &Policy, birth: Date, at: Timestamp, tz: &TimeZone, circumstances: Circumstances) -> bool {
+    let [yes, no] = [true, false].map(|guardian| evaluate(policy, birth, at, tz, Circumstances { guardian, ..circumstances }).outcome());
+    yes != no
 }
 
 /// Whether the venue is open at `at` under its enforced business hours
@@ -452,7 +697,7 @@ mod tests {
         Policy::preset("kr").unwrap()
     }
 
-    const ALONE: Circumstances = Circumstances { guardian: false };
+    const ALONE: Circumstances = Circumstances { guardian: false, student: None };
 
     #[test]
     fn presets_load() {
@@ -523,7 +768,7 @@ mod tests {
         assert_eq!(at_close.reasons, vec![Reason::YouthHours]);
         assert_eq!(at_close.until, Some(at("2026-11-23T00:00:00Z")));
         // A guardian lifts the window.
-        let guarded = evaluate(&policy, youth, at("2026-11-22T13:00:00Z"), &seoul(), Circumstances { guardian: true });
+        let guarded = evaluate(&policy, youth, at("2026-11-22T13:00:00Z"), &seoul(), Circumstances { guardian: true, student: None });
         assert!(guarded.allowed);
         assert!(guarded.minor);
         // An adult is never bound by it.
@@ -552,6 +797,146 @@ mod tests {
         let decision = evaluate(&full, birth, evening, &seoul(), ALONE);
         assert_eq!(decision.reasons, vec![Reason::YouthHours]);
         assert_eq!(decision.until, Some(at("2026-11-23T00:00:00Z")));
+    }
+
+    fn kr_until_2023() -> Policy {
+        Policy::from_toml(include_str!("../policies/kr-until-2023.toml")).unwrap()
+    }
+
+    /// Seoul's local time on a date, as an instant.
+    fn seoul_at(date: Date, time: &str) -> Timestamp {
+        date.to_datetime(time.parse().unwrap()).to_zoned(seoul()).unwrap().timestamp()
+    }
+
+    /// The youth rule of Korean PC bangs (게임산업진흥법 시행령 제16조 제2호 가목:
+    /// 09:00–22:00) at each end of the window, for a 17- and an 18-year-old,
+    /// student or not, across the new year and the end of the school year.
+    /// Under today's `kr` (게임산업진흥법 제2조 제10호 in force from
+    /// 2024-01-01 → 청소년 보호법 제2조 제1호) a youth is under 19 by calendar
+    /// year and school does not matter; under the text of 2023 and before
+    /// (kr-until-2023.toml) a high-school student stays a youth whatever the
+    /// age, and one born in 2008 is presumed enrolled until 1 March 2027.
+    #[test]
+    fn korean_youth_hours_for_17_and_18_year_olds_students_and_not_around_the_new_year_and_1_march() {
+        let seventeen = date(2009, 6, 15); // 17 from 2026-06-15 to 2027-06-14
+        let eighteen = date(2008, 6, 15); // 18 from 2026-06-15 to 2027-06-14
+        let days = [date(2026, 12, 31), date(2027, 1, 1), date(2027, 2, 28), date(2027, 3, 1)];
+        // (policy, person, what the desk said of school, on which of `days` a youth)
+        let rows: [(&str, Date, Option<bool>, [bool; 4]); 12] = [
+            ("kr", seventeen, None, [true, true, true, true]),
+            ("kr", seventeen, Some(true), [true, true, true, true]),
+            ("kr", seventeen, Some(false), [true, true, true, true]),
+            ("kr", eighteen, None, [true, false, false, false]),
+            ("kr", eighteen, Some(true), [true, false, false, false]),
+            ("kr", eighteen, Some(false), [true, false, false, false]),
+            ("kr-until-2023", seventeen, None, [true, true, true, true]),
+            ("kr-until-2023", seventeen, Some(true), [true, true, true, true]),
+            ("kr-until-2023", seventeen, Some(false), [true, true, true, true]),
+            ("kr-until-2023", eighteen, None, [true, true, true, false]),
+            ("kr-until-2023", eighteen, Some(true), [true, true, true, true]),
+            ("kr-until-2023", eighteen, Some(false), [false, false, false, false]),
+        ];
+        // (local time, inside the youth window)
+        let times = [("21:59:59", true), ("22:00:00", false), ("08:59:59", false), ("09:00:00", true)];
+        for (name, birth, student, youth_on) in rows {
+            let policy = if name == "kr" { kr() } else { kr_until_2023() };
+            for (day, youth) in days.into_iter().zip(youth_on) {
+                for (time, inside) in times {
+                    let at = seoul_at(day, time);
+                    let decision = evaluate(&policy, birth, at, &seoul(), Circumstances { guardian: false, student });
+                    let case = format!("{name}, born {birth}, student {student:?}, {day} {time}: {decision:?}");
+                    assert_eq!(decision.minor, youth, "{case}");
+                    assert_eq!(decision.allowed, !youth || inside, "{case}");
+                    assert_eq!(decision.reasons, if decision.allowed { vec![] } else { vec![Reason::YouthHours] }, "{case}");
+                    // A guardian lifts the window under both.
+                    let guarded = evaluate(&policy, birth, at, &seoul(), Circumstances { guardian: true, student });
+                    assert!(guarded.allowed, "{case} with a guardian");
+                }
+            }
+        }
+        // `until` is the next instant the decision can change.
+        let until = |policy: &Policy, birth, student, day, time| {
+            evaluate(policy, birth, seoul_at(day, time), &seoul(), Circumstances { guardian: false, student }).until
+        };
+        // Born 2008, at 22:00 on new year's eve: an adult at midnight, before the window opens.
+        assert_eq!(until(&kr(), eighteen, None, days[0], "22:00:00"), Some(seoul_at(days[1], "00:00:00")));
+        // Before 2024: presumed enrolled until 1 March, so refused until then, …
+        assert_eq!(until(&kr_until_2023(), eighteen, None, days[2], "22:00:00"), Some(seoul_at(days[3], "00:00:00")));
+        // … and admitted at 21:59:59 only until 22:00.
+        assert_eq!(until(&kr_until_2023(), eighteen, None, days[2], "21:59:59"), Some(seoul_at(days[2], "22:00:00")));
+        // Enrolled as the desk says: the next window, whatever the date.
+        assert_eq!(until(&kr_until_2023(), eighteen, Some(true), days[3], "22:00:00"), Some(seoul_at(date(2027, 3, 2), "09:00:00")));
+        // Not enrolled, 18: nothing ahead changes it.
+        assert_eq!(until(&kr_until_2023(), eighteen, Some(false), days[0], "22:00:00"), None);
+        // Presumed enrolled and under 18: until the later of the two, 1 March 2027 00:00, not the birthday.
+        let born_late = date(2008, 12, 31);
+        assert_eq!(
+            evaluate(&kr_until_2023(), born_late, seoul_at(date(2026, 12, 30), "12:00:00"), &seoul(), ALONE).youth,
+            Some(Youth::Age)
+        );
+        let refused = evaluate(&kr_until_2023(), born_late, seoul_at(date(2026, 12, 30), "23:00:00"), &seoul(), ALONE);
+        assert_eq!(refused.until, Some(seoul_at(date(2026, 12, 31), "09:00:00")));
+        let guarded = evaluate(
+            &kr_until_2023(),
+            born_late,
+            seoul_at(date(2026, 12, 30), "23:00:00"),
+            &seoul(),
+            Circumstances { guardian: true, student: None },
+        );
+        assert_eq!(guarded.until, Some(seoul_at(days[3], "00:00:00")));
+    }
+
+    #[test]
+    fn the_desk_is_asked_about_school_only_when_the_answer_changes_the_decision() {
+        let old = kr_until_2023();
+        let at_night = |day| seoul_at(day, "23:00:00");
+        // Today's Korean and Chinese rules never ask: school does not matter.
+        for policy in [kr(), cn()] {
+            assert!(!asks_student(&policy, date(2008, 6, 15), at_night(date(2027, 1, 15)), &seoul(), ALONE));
+        }
+        // Born 2008, 15 January 2027: presumed enrolled; "not a student" admits at night.
+        assert!(asks_student(&old, date(2008, 6, 15), at_night(date(2027, 1, 15)), &seoul(), ALONE));
+        // A 17-year-old is a youth either way: not asked.
+        assert!(!asks_student(&old, date(2009, 6, 15), at_night(date(2027, 1, 15)), &seoul(), ALONE));
+        // After 1 March the presumption has ended, but a year repeated is common: asked.
+        assert!(asks_student(&old, date(2008, 6, 15), at_night(date(2027, 3, 15)), &seoul(), ALONE));
+        // A 30-year-old is not asked.
+        assert!(!asks_student(&old, date(1996, 6, 15), at_night(date(2027, 3, 15)), &seoul(), ALONE));
+        // With a guardian the answer changes nothing at night.
+        assert!(!asks_student(
+            &old,
+            date(2008, 6, 15),
+            at_night(date(2027, 1, 15)),
+            &seoul(),
+            Circumstances { guardian: true, student: None }
+        ));
+        // The guardian is asked of a youth only.
+        assert!(asks_guardian(&kr(), date(2012, 6, 1), at_night(date(2027, 1, 15)), &seoul(), ALONE));
+        assert!(!asks_guardian(&kr(), date(1990, 6, 1), at_night(date(2027, 1, 15)), &seoul(), ALONE));
+        assert!(
+            !asks_guardian(&cn(), date(2012, 6, 1), at_night(date(2027, 1, 15)), &shanghai(), ALONE),
+            "no guardian admits a minor in China"
+        );
+    }
+
+    #[test]
+    fn what_the_log_keeps_follows_the_policy() {
+        let today = date(2026, 11, 22);
+        let number = "080315-3123454";
+        let document = crate::identity::validate_kr(number, today).unwrap();
+        // 개인정보 보호법 제24조의2: the kr preset keeps YYMMDD-G only, and no name.
+        let kr = kr().registration;
+        assert_eq!((kr.keep_number, kr.keep_name, kr.one_check_in_per_document), (false, false, false));
+        assert_eq!(kr.kept(&document).number, "080315-3");
+        // 第二十三条: the cn preset keeps the whole document.
+        let cn = cn().registration;
+        assert_eq!((cn.keep_number, cn.keep_name, cn.one_check_in_per_document), (true, true, true));
+        assert_eq!(cn.kept(&document).number, number);
+        // A policy written before the section keeps everything, as before.
+        let older = Policy::from_toml("name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"forbidden\"").unwrap();
+        assert_eq!(older.registration, Registration::default());
+        assert_eq!((older.students, older.language), (None, None));
+        assert_eq!((self::kr().language, self::cn().language), (Some(crate::local::Language::Ko), Some(crate::local::Language::Zh)));
     }
 
     #[test]
@@ -621,6 +1006,19 @@ mod tests {
                 "empty window",
             ),
             ("name = = 1", "(document)"),
+            (
+                "name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"forbidden\"\n[registration]\nkeep_number = false",
+                "registration.one_check_in_per_document",
+            ),
+            (
+                "name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"forbidden\"\n[students]\npresumed_until = { years_after_birth_year = 19, month = 2, day = 29 }",
+                "month 2 day 29",
+            ),
+            (
+                "name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"forbidden\"\n[students]\npresumed_until = { years_after_birth_year = 0, month = 3, day = 1 }",
+                "years_after_birth_year",
+            ),
+            ("name = \"x\"\nadult_age = 18\nretention_days = 60\nlanguage = \"fr\"\n[minors]\naccess = \"forbidden\"", "language"),
         ];
         for (text, expected) in cases {
             let error = Policy::from_toml(text).unwrap_err().to_string();
@@ -634,6 +1032,68 @@ mod tests {
         assert_eq!("09:05".parse::<ClockTime>().unwrap().to_string(), "09:05");
         for bad in ["24:01", "9:00", "09:60", "0900", "ab:cd", ""] {
             assert!(bad.parse::<ClockTime>().is_err(), "{bad}");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn policies() -> impl Strategy<Value = Policy> {
+            (0usize..4).prop_map(|which| match which {
+                0 => cn(),
+                1 => kr(),
+                2 => kr_until_2023(),
+                _ => {
+                    let mut open_hours = cn();
+                    open_hours.business_hours.as_mut().unwrap().enforced = true;
+                    open_hours
+                }
+            })
+        }
+
+        fn circumstances() -> impl Strategy<Value = Circumstances> {
+            (any::<bool>(), proptest::option::of(any::<bool>())).prop_map(|(guardian, student)| Circumstances { guardian, student })
+        }
+
+        proptest! {
+            /// `until` is exact: the decision holds from `at` until then, and
+            /// is another at `until`; with no `until` it holds for years.
+            #[test]
+            fn until_is_the_next_instant_the_decision_changes(
+                policy in policies(),
+                birth in (1995i16..=2015, 1i8..=12, 1i8..=28).prop_map(|(y, m, d)| date(y, m, d)),
+                at in 1_700_000_000i64..1_900_000_000,
+                zone in 0usize..3,
+                circumstances in circumstances(),
+                fraction in 0.0f64..1.0,
+            ) {
+                let tz = [shanghai(), seoul(), TimeZone::UTC][zone].clone();
+                let at = Timestamp::from_second(at).unwrap();
+                let decision = evaluate(&policy, birth, at, &tz, circumstances);
+                let outcome = |when: Timestamp| {
+                    let later = evaluate(&policy, birth, when, &tz, circumstances);
+                    (later.allowed, later.reasons, later.minor)
+                };
+                // Why a minor is one may change without the decision (an
+                // 18th birthday while presumed enrolled): not an `until`.
+                let now = (decision.allowed, decision.reasons.clone(), decision.minor);
+                match decision.until {
+                    Some(until) => {
+                        prop_assert!(until > at);
+                        let span = until.as_second() - at.as_second();
+                        let inside = Timestamp::from_second(at.as_second() + (span as f64 * fraction) as i64).unwrap();
+                        prop_assert_eq!(outcome(inside), now.clone(), "at {} inside [{}, {})", inside, at, until);
+                        prop_assert_eq!(outcome(until - SignedDuration::from_secs(1)), now.clone(), "just before {}", until);
+                        prop_assert_ne!(outcome(until), now, "at {}", until);
+                    }
+                    None => {
+                        let later = Timestamp::from_second(at.as_second() + (fraction * 3.0e8) as i64).unwrap();
+                        prop_assert_eq!(outcome(later), now, "at {}", later);
+                    }
+                }
+            }
         }
     }
 }

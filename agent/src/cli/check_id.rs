@@ -2,7 +2,11 @@
 //!
 //! Each number is validated as a document of the jurisdiction, and a valid
 //! one is run through the policy at the given instant in the venue's zone.
-//! One JSON object per number goes to standard output, in input order.
+//! One JSON object per number goes to standard output, in input order. Under
+//! a policy that keeps no document numbers (Korea's) the output holds no
+//! more of a number than the registration log would: the input is echoed
+//! cut to its first seven digits. `--explain` prints the rules table: each
+//! rule, the article it comes from and the test that shows it.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -19,7 +23,8 @@ use serde::Serialize;
 /// Whose rules apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Jurisdiction {
-    /// Mainland China: 18-character resident identity cards, no minors.
+    /// Mainland China: resident identity cards, residence permits and
+    /// permanent-residence cards; no minors.
     Cn,
     /// Korea: resident registration numbers, youth hours 09:00–22:00.
     Kr,
@@ -53,8 +58,12 @@ impl Jurisdiction {
 pub(crate) struct Args {
     /// Document numbers; `-` reads one number a line from standard input
     /// (blank lines are skipped).
-    #[arg(required = true, value_name = "NUMBER")]
+    #[arg(required_unless_present = "explain", value_name = "NUMBER")]
     numbers: Vec<String>,
+    /// Print the jurisdiction's rules (what netbar enforces and keeps, the
+    /// article each comes from, the test that shows it) and exit.
+    #[arg(long)]
+    explain: bool,
     /// Whose documents and rules.
     #[arg(long, value_enum, default_value = "cn")]
     jurisdiction: Jurisdiction,
@@ -71,11 +80,24 @@ pub(crate) struct Args {
     /// A guardian accompanies the person.
     #[arg(long)]
     guardian: bool,
+    /// Whether the person is enrolled at a school whose students the policy
+    /// counts as minors (without it: the policy's presumption).
+    #[arg(long, value_name = "yes|no", value_parser = yes_or_no)]
+    student: Option<bool>,
+}
+
+fn yes_or_no(text: &str) -> Result<bool, String> {
+    match text {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("{other:?} is neither yes nor no")),
+    }
 }
 
 /// One output line.
 #[derive(Debug, Serialize)]
 struct Line<'a> {
+    /// What was typed, as much of it as the policy keeps.
     input: &'a str,
     valid: bool,
     error: Option<&'static str>,
@@ -86,8 +108,16 @@ struct Line<'a> {
     sex: Option<identity::Sex>,
     converted_from_legacy: Option<bool>,
     check_digit_matches: Option<bool>,
+    /// For a permanent-residence card: the card's edition, the holder's
+    /// nationality (ISO 3166-1 alpha-3) and the accepting province.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permanent_residence: Option<serde_json::Value>,
     age: Option<i32>,
     minor: Option<bool>,
+    /// Why a minor is one: "age", "student" or "presumed_student".
+    youth: Option<policy::Youth>,
+    /// Whether the desk would be asked if the person is enrolled.
+    ask_student: bool,
     allowed: bool,
     reasons: Vec<&'static str>,
     until: Option<Timestamp>,
@@ -126,18 +156,30 @@ impl Checker {
             today: at.to_zoned(zone.clone()).date(),
             zone,
             at,
-            circumstances: Circumstances { guardian: args.guardian },
+            circumstances: Circumstances { guardian: args.guardian, student: args.student },
         })
     }
 
     fn check(&self, input: &str, out: &mut impl Write) -> io::Result<()> {
+        let kept = self.policy.registration;
+        // What may be echoed: under a policy that keeps no numbers, no more
+        // than a Korean number's first seven digits and its hyphen.
+        let echoed = if kept.keep_number { input.to_owned() } else { identity::repeatable_part(input) };
         let line = match identity::validate(self.document_type, input, self.today) {
             Ok(document) => {
+                let document = kept.kept(&document);
                 let decision = policy::evaluate(&self.policy, document.birth_date, self.at, &self.zone, self.circumstances);
-                return write_line(out, &valid_line(input, &document, &decision));
+                let ask_student = policy::asks_student(
+                    &self.policy,
+                    document.birth_date,
+                    self.at,
+                    &self.zone,
+                    Circumstances { student: None, ..self.circumstances },
+                );
+                return write_line(out, &valid_line(&echoed, &document, &decision, ask_student));
             }
             Err(error) => Line {
-                input,
+                input: &echoed,
                 valid: false,
                 error: Some(error.code()),
                 detail: Some(error.to_string()),
@@ -147,8 +189,11 @@ impl Checker {
                 sex: None,
                 converted_from_legacy: None,
                 check_digit_matches: None,
+                permanent_residence: None,
                 age: None,
                 minor: None,
+                youth: None,
+                ask_student: false,
                 allowed: false,
                 reasons: vec!["invalid_document"],
                 until: None,
@@ -158,7 +203,7 @@ impl Checker {
     }
 }
 
-fn valid_line<'a>(input: &'a str, document: &'a Document, decision: &Decision) -> Line<'a> {
+fn valid_line<'a>(input: &'a str, document: &'a Document, decision: &Decision, ask_student: bool) -> Line<'a> {
     Line {
         input,
         valid: true,
@@ -170,8 +215,19 @@ fn valid_line<'a>(input: &'a str, document: &'a Document, decision: &Decision) -
         sex: Some(document.sex),
         converted_from_legacy: Some(document.converted_from_legacy),
         check_digit_matches: document.check_digit_matches,
+        permanent_residence: document.permanent_residence.map(|card| {
+            serde_json::json!({
+                "edition": card.edition,
+                "nationality": card.nationality.alpha3,
+                "nationality_name": card.nationality.name,
+                "province": card.province.code,
+                "province_name": card.province.name_zh,
+            })
+        }),
         age: Some(decision.age),
         minor: Some(decision.minor),
+        youth: decision.youth,
+        ask_student,
         allowed: decision.allowed,
         reasons: decision.reasons.iter().map(|reason| reason.code()).collect(),
         until: decision.until,
@@ -185,6 +241,10 @@ fn write_line(out: &mut impl Write, line: &Line<'_>) -> io::Result<()> {
 
 /// Runs `check-id`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.explain {
+        print!("{}", policy::rules(args.jurisdiction.preset()));
+        return Ok(ExitCode::SUCCESS);
+    }
     let checker = Checker::new(&args)?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());

@@ -78,6 +78,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 400)]
         stations: u32,
     },
+    /// Cut out of the log what the venue's policy may not keep, where an
+    /// earlier release kept it (a Korean venue's resident registration
+    /// numbers, 개인정보 보호법 제24조의2): the entries are cut, the chain
+    /// from the first of them is made again, the redaction is itself an
+    /// entry, and the file keeps no trace. The agent does the same at start;
+    /// stop it first.
+    Redact {
+        /// The agent's configuration file (default: $NETBAR_AGENT_CONFIG, then the system path).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Put a verified backup in place of the database. Stop the agent first.
     Restore {
         /// The backup to restore.
@@ -135,6 +146,31 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             eprintln!("{written} entries written to {} in {:.1} s", db.display(), started.elapsed().as_secs_f64());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Redact { config } => {
+            let loaded = crate::config::Config::load(&crate::config::locate(config.as_deref()))?;
+            let _instance = crate::instance::hold(&loaded.config.data.dir)?;
+            let database = loaded.database();
+            anyhow::ensure!(database.is_file(), "{} does not exist", database.display());
+            let mut store =
+                Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
+            match crate::daemon::redact(&mut store, &loaded, Timestamp::now(), "records redact")? {
+                Some((seq, redaction)) => {
+                    println!(
+                        "{} entries cut to what policy {} keeps ({}), entries {} to {} chained again, {} messages for the regulator cut; recorded as entry {seq}",
+                        redaction.entries.len(),
+                        redaction.policy,
+                        entries(&redaction.entries),
+                        redaction.from,
+                        redaction.to,
+                        redaction.outbox
+                    );
+                    println!("backups made before this still hold what was cut: destroy them");
+                }
+                None => println!("nothing to cut: the log keeps nothing policy {} may not keep", loaded.policy.name),
+            }
+            drop(store);
+            verify(&database)
+        }
         Command::Restore { from, db } => {
             anyhow::ensure!(from.is_file(), "{} does not exist", from.display());
             if verify(&from)? != ExitCode::SUCCESS {
@@ -185,12 +221,18 @@ fn verify_heads(db: &std::path::Path, heads: &std::path::Path, venue: Option<&st
         println!("NOT AS RECEIVED: {finding}");
     }
     println!(
-        "heads the regulator received: {} match the log, {} purged after their retention period, {} do not match",
+        "heads the regulator received: {} match the log, {} purged after their retention period, {} chained again by a redaction the log records, {} do not match",
         checked.matched,
         checked.purged,
+        checked.rechained,
         checked.findings.len()
     );
     Ok(if checked.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Entry numbers, as "1, 2, 3".
+fn entries(seqs: &[u64]) -> String {
+    seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Verifies the chain of `db`: success, or 1 naming the first bad entry.
@@ -202,6 +244,17 @@ fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
                 "registration log intact: {} entries from checkpoint {} to entry {} (hash {})",
                 verified.entries, verified.from.0, verified.head.0, verified.head.1
             );
+            for (seq, redaction) in &verified.redactions {
+                println!(
+                    "redacted at entry {seq} ({}, by {}, policy {}): entries {} cut, entries {} to {} chained again",
+                    redaction.at,
+                    redaction.by,
+                    redaction.policy,
+                    entries(&redaction.entries),
+                    redaction.from,
+                    redaction.to
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(bad) => {

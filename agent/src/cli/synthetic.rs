@@ -140,5 +140,7 @@ pub(crate) fn check_in(number: String, ticket: Option<String>) -> LogEntry {
         reasons: if refused { vec!["under_age".into()] } else { vec![] },
         until: None,
         name: None,
+        student: None,
+        by: None,
     })
 }

@@ -232,8 +232,8 @@ impl Agent {
     async fn on_request(&mut self, request: Request) {
         let now = self.clock.now();
         match request {
-            Request::CheckIn { document, name, circumstances, reply } => {
-                let (outcome, effects) = self.venue.check_in(now, &document, circumstances, name, rand::random);
+            Request::CheckIn { document, desk, circumstances, reply } => {
+                let (outcome, effects) = self.venue.check_in(now, &document, circumstances, desk, rand::random);
                 let commits = self.apply(effects).await;
                 let undo = self.undo.clone();
                 self.after(commits, move |result| async move {

@@ -90,12 +90,47 @@ impl Parts {
         let instance = crate::instance::hold(&loaded.config.data.dir)?;
         let clock = Clock::from_env()?;
         let database = loaded.database();
-        let store = Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
+        let mut store =
+            Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
+        // The upgrade: what an earlier release kept and the policy may not
+        // (a Korean venue's resident registration numbers) is cut out now.
+        // A log that cannot be cut (one that does not verify) is kept as it
+        // is and the agent runs on: the venue must keep working.
+        match redact(&mut store, &loaded, clock.now(), "netbar-agent at start") {
+            Ok(Some((seq, redaction))) => tracing::warn!(
+                entry = seq,
+                cut = redaction.entries.len(),
+                rechained_from = redaction.from,
+                outbox = redaction.outbox,
+                "document numbers or names the policy may not keep were cut out of the registration log (개인정보 보호법 제24조의2); backups made before still hold them"
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "the registration log holds what the policy may not keep, and it could not be cut")
+            }
+        }
         let http = std::net::TcpListener::bind(loaded.config.http.listen)
             .with_context(|| format!("the HTTP API cannot listen on {}", loaded.config.http.listen))?;
         http.set_nonblocking(true)?;
         Ok(Parts { loaded, clock, store, http, instance })
     }
+}
+
+/// Cuts out of the registration log what the venue's policy may not keep,
+/// where an earlier release (or an earlier policy) kept it: at every start
+/// (which reads only entries not yet checked) and by `records redact`.
+/// Pending records for the regulator are cut too, their pseudonyms made
+/// again with the venue's key where it has one.
+pub(crate) fn redact(
+    store: &mut Store,
+    loaded: &Loaded,
+    now: Timestamp,
+    by: &str,
+) -> anyhow::Result<Option<(u64, crate::journal::Redaction)>> {
+    let key_path = loaded.config.data.dir.join("pseudonym.key");
+    let key = if key_path.exists() { Some(Feed::pseudonym_key(&key_path)?) } else { None };
+    let mut cut = |pending: crate::store::Pending<'_>| crate::feed::cut_queued(pending, key.as_ref());
+    Ok(store.redact(now, loaded.policy.registration, (&loaded.policy.name, by), &mut cut)?)
 }
 
 /// Runs the agent on `parts` until `shutdown` resolves: the store's thread,
@@ -209,7 +244,7 @@ pub(crate) async fn run(parts: Parts, shutdown: impl std::future::Future<Output 
         store.clone(),
         database.clone(),
         (refusals.clone(), bus_health),
-        (loaded.zone.clone(), clock),
+        crate::http::Rules { zone: loaded.zone.clone(), clock, policy: loaded.policy.clone(), language: loaded.language() },
         (feed_settings, uplink_watch.clone()),
         floor_watch,
     )

@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::AGENT;
 use crate::config::Disclosure;
 use crate::journal::{CheckIn, CheckInOutcome, IncidentEntry, LogEntry};
-use crate::store::{Head, Outbound};
+use crate::store::{Head, Outbound, Pending};
 
 pub(crate) mod sender;
 pub(crate) mod window;
@@ -76,9 +76,7 @@ impl Feed {
     }
 
     fn person_hash(&self, number: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.pseudonym_key).expect("HMAC takes any key length");
-        mac.update(number.as_bytes());
-        netbar_protocol::auth::hex(&mac.finalize().into_bytes())
+        pseudonym(&self.pseudonym_key, number)
     }
 
     /// The message for the regulator a log entry causes, if any.
@@ -130,6 +128,43 @@ impl Feed {
             Some(("summary", feed.envelope(seq, summary)))
         })
     }
+}
+
+/// The pseudonym of a document number under the venue's key.
+fn pseudonym(key: &[u8; 32], number: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(number.as_bytes());
+    netbar_protocol::auth::hex(&mac.finalize().into_bytes())
+}
+
+/// A message waiting in the outbox, cut as a redaction cut the log (see
+/// `store::redact`): a record of an entry chained again carries the entry's
+/// new hashes and the person as the entry now keeps them (a pseudonym made
+/// again from the number as cut, with `pseudonym_key`); a summary whose
+/// head was chained again, the new hash. `None` when nothing changes.
+pub(crate) fn cut_queued(pending: Pending<'_>, pseudonym_key: Option<&[u8; 32]>) -> Option<Vec<u8>> {
+    let mut envelope = netbar_protocol::decode(pending.payload).ok()?;
+    match &mut envelope.message {
+        Message::Record(record) => {
+            let (prev_hash, hash, cut) = (pending.rechained)(record.index)?;
+            (record.prev_hash, record.hash) = (prev_hash, hash);
+            match (&mut record.person, cut) {
+                (Person::Full { number, name, .. }, Some(cut)) => {
+                    *number = cut.number;
+                    *name = cut.name.unwrap_or_default();
+                }
+                (Person::Pseudonymised { person_hash, .. }, Some(cut)) => {
+                    if let Some(key) = pseudonym_key {
+                        *person_hash = pseudonym(key, &cut.number);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Message::Summary(summary) => summary.log_head.hash = (pending.rechained)(summary.log_head.index)?.1,
+        _ => return None,
+    }
+    Some(netbar_protocol::encode(&envelope).into_bytes())
 }
 
 /// The summary period under way: since when, and what happened in it.
@@ -280,6 +315,8 @@ mod tests {
             reasons: reasons.iter().map(|reason| (*reason).to_owned()).collect(),
             until: None,
             name: None,
+            student: None,
+            by: None,
         })
     }
 

@@ -286,7 +286,8 @@ pub(super) async fn login(State(api): State<Api>, Json(credentials): Json<Creden
     }
     let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", super::SESSION_HOURS * 3600);
     let body = json!({
-        "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires, "today": api.today(), "zone": api.zone_name()
+        "token": token, "csrf": csrf, "user": credentials.name, "role": role, "expires": expires, "today": api.today(), "zone": api.zone_name(),
+        "desk": api.desk()
     });
     Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
@@ -304,7 +305,8 @@ pub(super) async fn logout(State(api): State<Api>, headers: HeaderMap) -> ApiRes
 pub(super) async fn me(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
     let session = api.session(&headers)?;
     Ok(Json(json!({
-        "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf, "today": api.today(), "zone": api.zone_name()
+        "user": session.user, "role": session.role, "expires": session.expires, "csrf": session.csrf, "today": api.today(), "zone": api.zone_name(),
+        "desk": api.desk()
     }))
     .into_response())
 }
@@ -314,6 +316,17 @@ impl Api {
     /// date fields start from, whatever the browser's own zone.
     pub(super) fn today(&self) -> jiff::civil::Date {
         self.clock.now().to_zoned(self.zone.clone()).date()
+    }
+
+    /// What the console's desk needs of the venue's rules: its first
+    /// language, the documents it takes (the usual one first), whether it
+    /// keeps names, and the policy's name.
+    pub(super) fn desk(&self) -> serde_json::Value {
+        let documents: Vec<&str> = self.policy.documents.iter().map(|document| document.code()).collect();
+        json!({
+            "policy": self.policy.name, "language": self.language, "documents": documents,
+            "keeps_names": self.policy.registration.keep_name, "keeps_numbers": self.policy.registration.keep_number,
+        })
     }
 
     /// The venue's zone by its IANA name: the console shows every time in

@@ -5,29 +5,40 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use netbar_protocol::identity::{self, DocumentType};
-use netbar_protocol::policy::Circumstances;
+use netbar_protocol::identity::{self, Document};
+use netbar_protocol::policy::{self, Circumstances, DeskDocument};
 use serde::Deserialize;
 use serde_json::json;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{Api, ApiError, ApiResult};
 use crate::requests::{OpenFailure, Request};
-use crate::venue::CheckInOutcome;
+use crate::venue::{AtTheDesk, CheckInOutcome};
 
+/// A document as the desk typed it, in a check-in and in its questions.
+/// The number is wiped from memory when the request is dropped: under a
+/// policy that keeps no numbers it is read once, to validate it, and cut at
+/// once to what may be kept.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CheckInRequest {
-    /// "cn_id", "kr_rrn" or "other".
+    /// "cn_id", "cn_prc", "kr_rrn" or "other", among those the policy takes.
     document_type: String,
-    number: String,
+    number: Zeroizing<String>,
     /// For "other" documents: the birth date as typed from the document.
     #[serde(default)]
     birth_date: Option<jiff::civil::Date>,
-    /// The name on the document (kept in the registration log).
+    /// The name on the document (kept in the registration log where the
+    /// policy keeps names).
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
     guardian: bool,
+    /// Whether the person is enrolled at a school whose students count as
+    /// minors, where the policy has such a rule; absent: the policy's
+    /// presumption holds.
+    #[serde(default)]
+    student: Option<bool>,
 }
 
 /// What the cashier reads aloud for each refusal reason.
@@ -41,31 +52,45 @@ pub(super) fn explain(reason: &str) -> &'static str {
     }
 }
 
-pub(super) async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
-    let session = api.session(&headers)?;
-    let today = api.today();
-    let document = match (request.document_type.as_str(), request.birth_date) {
-        ("cn_id", _) => identity::validate(DocumentType::CnId, &request.number, today),
-        ("kr_rrn", _) => identity::validate(DocumentType::KrRrn, &request.number, today),
-        ("other", Some(birth_date)) => identity::other_document(&request.number, birth_date, today),
-        ("other", None) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "birth_date_required",
-                "Enter the birth date shown on the document.",
-            ));
-        }
-        (other, _) => {
+impl Api {
+    /// The typed document, validated and cut at once to what the policy's
+    /// registration keeps; the whole number is wiped.
+    fn document(&self, typed: &CheckInRequest) -> Result<Document, ApiError> {
+        let today = self.today();
+        let number = typed.number.as_str();
+        let offered = || self.policy.documents.iter().map(|document| document.code()).collect::<Vec<_>>().join(", ");
+        let document = DeskDocument::from_code(&typed.document_type).filter(|document| self.policy.documents.contains(document));
+        let Some(document) = document else {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "document_type",
-                format!("Unknown document type {other:?}: cn_id, kr_rrn or other."),
+                format!("This venue does not take document type {:?}: its policy takes {}.", typed.document_type, offered()),
             ));
-        }
-    };
-    let document = document
-        .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", format!("{} ({})", error, error.code())))?;
-    let name = request.name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty());
+        };
+        let validated = match (document.numbering(), typed.birth_date) {
+            (Some(numbering), _) => identity::validate(numbering, number, today),
+            (None, Some(birth_date)) => identity::other_document(number, birth_date, today),
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "birth_date_required",
+                    "Enter the birth date shown on the document.",
+                ));
+            }
+        };
+        let mut whole = validated.map_err(|error| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", format!("{} ({})", error, error.code()))
+        })?;
+        let kept = self.policy.registration.kept(&whole);
+        whole.number.zeroize();
+        Ok(kept)
+    }
+}
+
+pub(super) async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
+    let session = api.session(&headers)?;
+    let document = api.document(&request)?;
+    let name = request.name.map(|name| name.trim().to_owned()).filter(|name| !name.is_empty() && api.policy.registration.keep_name);
     if name.as_ref().is_some_and(|name| name.chars().count() > 100 || name.chars().any(char::is_control)) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -73,12 +98,11 @@ pub(super) async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(re
             "A name has at most 100 characters and no control characters.",
         ));
     }
-    let outcome = api
-        .ask(|reply| Request::CheckIn { document, name, circumstances: Circumstances { guardian: request.guardian }, reply })
-        .await?
-        .map_err(|error| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-in was NOT recorded: {error}"))
-        })?;
+    let desk = AtTheDesk { name, cashier: session.user.clone() };
+    let circumstances = Circumstances { guardian: request.guardian, student: request.student };
+    let outcome = api.ask(|reply| Request::CheckIn { document, desk, circumstances, reply }).await?.map_err(|error| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", format!("The check-in was NOT recorded: {error}"))
+    })?;
     let body = match &outcome {
         CheckInOutcome::Admitted { .. } => json!({ "checked_in_by": session.user, "result": outcome }),
         CheckInOutcome::Refused { reasons, .. } => {
@@ -88,6 +112,31 @@ pub(super) async fn check_in(State(api): State<Api>, headers: HeaderMap, Json(re
     };
     let status = if matches!(outcome, CheckInOutcome::Admitted { .. }) { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(body)).into_response())
+}
+
+/// What the desk should ask before checking this document in: whether a
+/// guardian is there, whether the person is enrolled at school, each only
+/// when the answer changes the decision now. It takes what a check-in
+/// takes (the name and answers given so far aside); nothing is recorded.
+pub(super) async fn questions(State(api): State<Api>, headers: HeaderMap, Json(request): Json<CheckInRequest>) -> ApiResult {
+    api.session(&headers)?;
+    let document = api.document(&request)?;
+    let (policy, zone, now) = (&*api.policy, &api.zone, api.clock.now());
+    let alone = Circumstances { guardian: request.guardian, student: None };
+    let decision = policy::evaluate(policy, document.birth_date, now, zone, alone);
+    Ok(Json(json!({
+        "kind": document.kind.as_str(),
+        "birth_date": document.birth_date,
+        "permanent_residence": document.permanent_residence.map(|card| json!({
+            "edition": card.edition,
+            "nationality": { "alpha2": card.nationality.alpha2, "alpha3": card.nationality.alpha3, "numeric": card.nationality.numeric, "name": card.nationality.name },
+            "province": { "code": card.province.code, "zh": card.province.name_zh, "en": card.province.name_en },
+        })),
+        "youth": decision.youth,
+        "student": policy::asks_student(policy, document.birth_date, now, zone, alone),
+        "guardian": policy::asks_guardian(policy, document.birth_date, now, zone, Circumstances { guardian: false, student: None }),
+    }))
+    .into_response())
 }
 
 pub(super) async fn check_out(State(api): State<Api>, headers: HeaderMap, Path(ticket): Path<String>) -> ApiResult {

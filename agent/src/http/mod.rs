@@ -75,6 +75,10 @@ pub(crate) struct Api {
     bus: Option<Arc<crate::bus::Health>>,
     zone: jiff::tz::TimeZone,
     clock: crate::clock::Clock,
+    /// The venue's rules: what the desk asks and what it may keep.
+    policy: Arc<netbar_protocol::policy::Policy>,
+    /// The console's first language.
+    language: netbar_protocol::local::Language,
     /// The regulator's broker and the outbox's bound, when there is a feed.
     uplink: Option<(String, u64)>,
     /// The regulator link, as the feed's sender publishes it.
@@ -93,6 +97,16 @@ impl std::fmt::Debug for Api {
     }
 }
 
+/// What the desk works by: the venue's zone and clock, its policy, and the
+/// console's first language.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) zone: jiff::tz::TimeZone,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) policy: netbar_protocol::policy::Policy,
+    pub(crate) language: netbar_protocol::local::Language,
+}
+
 const SESSION_HOURS: i64 = 12;
 
 impl Api {
@@ -101,7 +115,7 @@ impl Api {
         store: crate::store::thread::StoreHandle,
         database: std::path::PathBuf,
         (refusals, bus): (Arc<Refusals>, Option<Arc<crate::bus::Health>>),
-        (zone, clock): (jiff::tz::TimeZone, crate::clock::Clock),
+        Rules { zone, clock, policy, language }: Rules,
         (uplink, link): (Option<(String, u64)>, watch::Receiver<LinkView>),
         floor: watch::Receiver<Arc<serde_json::Value>>,
     ) -> Api {
@@ -116,6 +130,8 @@ impl Api {
             bus,
             zone,
             clock,
+            policy: Arc::new(policy),
+            language,
             uplink,
             link,
             floor: Arc::new(floor),
@@ -143,6 +159,7 @@ impl Api {
             .route("/api/v1/login", post(auth::login))
             .route("/api/v1/logout", post(auth::logout))
             .route("/api/v1/checkins", post(desk::check_in))
+            .route("/api/v1/checkins/questions", post(desk::questions))
             .route("/api/v1/checkins/{ticket}", delete(desk::check_out))
             .route("/api/v1/stations", get(desk::stations))
             .route("/api/v1/me", get(auth::me))

@@ -28,8 +28,11 @@ use sha2::{Digest, Sha256};
 use crate::journal::{LogEntry, Matter, Replayed};
 
 mod outbox;
+mod redact;
 mod registry;
 pub(crate) mod thread;
+
+pub(crate) use redact::Pending;
 
 /// A certificate the venue CA issued (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,9 @@ pub(crate) struct Verified {
     pub(crate) from: (u64, String),
     /// The last entry's position and hash.
     pub(crate) head: (u64, String),
+    /// The redactions the log records, by entry: what was cut and chained
+    /// again (every entry, those included, verified as it now is).
+    pub(crate) redactions: Vec<(u64, crate::journal::Redaction)>,
 }
 
 /// What a restart replays: entries in log order, and the entries that
@@ -159,6 +165,9 @@ pub(crate) struct HeadsChecked {
     pub(crate) matched: u64,
     /// Heads older than the checkpoint (purged after their retention period).
     pub(crate) purged: u64,
+    /// Heads of entries a redaction chained again (their old hashes were
+    /// a function of the numbers it cut): not comparable any more.
+    pub(crate) rechained: u64,
     /// Heads that do not match, each in words.
     pub(crate) findings: Vec<String>,
 }
@@ -522,6 +531,10 @@ impl Store {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Unwritable(format!("cannot create {}: {e}", parent.display())))?;
         }
         let mut connection = Connection::open(path)?;
+        // What is deleted or overwritten (an acknowledged message, a purged
+        // or redacted entry) is overwritten with zeros in the file, not left
+        // in a free page.
+        connection.pragma_update(None, "secure_delete", "ON")?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -559,6 +572,7 @@ impl Store {
     /// schema reads as it is; one of a newer schema is refused.
     pub(crate) fn inspect(path: &Path) -> Result<Store, StoreError> {
         let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        connection.pragma_update(None, "secure_delete", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let version = usize::try_from(version).unwrap_or(usize::MAX);
@@ -749,6 +763,7 @@ impl Store {
         let mut rows = statement.query([])?;
         let (mut expected_seq, mut prev) = (from.0 + 1, from.1.clone());
         let mut entries = 0;
+        let mut redactions = Vec::new();
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
             let (at, kind, body): (String, String, String) = (row.get(1)?, row.get(2)?, row.get(3)?);
@@ -768,6 +783,11 @@ impl Store {
             if entry_hash(&prev_hash, seq, &at, &kind, &body) != hash {
                 return bad("its content does not match its hash: the entry was altered".into());
             }
+            if kind == "redaction"
+                && let Ok(LogEntry::Redaction(redaction)) = LogEntry::from_parts(&kind, &body)
+            {
+                redactions.push((seq, redaction));
+            }
             prev = hash;
             expected_seq += 1;
             entries += 1;
@@ -782,7 +802,7 @@ impl Store {
         if let Some(disagreement) = self.live_disagreement()? {
             return Ok(Err(disagreement));
         }
-        Ok(Ok(Verified { entries, from, head }))
+        Ok(Ok(Verified { entries, from, head, redactions }))
     }
 
     /// Whether the table of open matters (what a restart replays) is what a
@@ -826,6 +846,15 @@ impl Store {
     pub(crate) fn check_heads(&self, heads: &[(u64, String)]) -> Result<HeadsChecked, StoreError> {
         let checkpoint = Store::checkpoint_of(&self.connection)?;
         let end = log_end(&self.connection)?;
+        // The ranges redactions chained again, by the entry that says so.
+        let mut rechained: Vec<(u64, u64, u64)> = Vec::new();
+        let mut redactions = self.connection.prepare("SELECT seq, body FROM log WHERE kind = 'redaction' ORDER BY seq")?;
+        for row in redactions.query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?)))? {
+            let (seq, body) = row?;
+            if let Ok(LogEntry::Redaction(redaction)) = LogEntry::from_parts("redaction", &body) {
+                rechained.push((redaction.from, redaction.to, seq));
+            }
+        }
         let mut checked = HeadsChecked::default();
         let mut statement = self.connection.prepare_cached("SELECT hash FROM log WHERE seq = ?1")?;
         for (index, hash) in heads {
@@ -841,16 +870,20 @@ impl Store {
             } else {
                 statement.query_row(params![*index as i64], |row| row.get(0)).optional()?
             };
-            match found {
-                Some(found) if found == *hash => checked.matched += 1,
-                Some(found) => checked
+            let redaction = rechained.iter().find(|(from, to, _)| (*from..=*to).contains(index)).map(|(.., seq)| *seq);
+            match (found, redaction) {
+                (Some(found), _) if found == *hash => checked.matched += 1,
+                (Some(_), Some(_)) => checked.rechained += 1,
+                (Some(found), None) => checked
                     .findings
                     .push(format!("entry {index} has hash {found}, but the regulator received {hash}: the log was rewritten")),
-                None if *index > end.0 => checked.findings.push(format!(
+                (None, _) if *index > end.0 => checked.findings.push(format!(
                     "the regulator received entry {index} (hash {hash}), but the log ends at entry {}: the log was truncated",
                     end.0
                 )),
-                None => checked.findings.push(format!("entry {index} (hash {hash}, received by the regulator) is missing from the log")),
+                (None, _) => {
+                    checked.findings.push(format!("entry {index} (hash {hash}, received by the regulator) is missing from the log"))
+                }
             }
         }
         Ok(checked)
@@ -959,7 +992,7 @@ impl Store {
     /// Runs raw SQL on the connection, for tests that play the intruder or
     /// the careless program.
     #[cfg(test)]
-    fn raw(&self, sql: &str) -> Result<usize, rusqlite::Error> {
+    pub(super) fn raw(&self, sql: &str) -> Result<usize, rusqlite::Error> {
         self.connection.execute(sql, [])
     }
 }
@@ -1008,15 +1041,15 @@ mod tests {
 
     use super::*;
 
-    struct Scratch(std::path::PathBuf);
+    pub(super) struct Scratch(std::path::PathBuf);
 
     impl Scratch {
-        fn new(name: &str) -> Scratch {
+        pub(super) fn new(name: &str) -> Scratch {
             let dir = std::env::temp_dir().join(format!("netbar-store-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             Scratch(dir)
         }
-        fn db(&self) -> std::path::PathBuf {
+        pub(super) fn db(&self) -> std::path::PathBuf {
             self.0.join("log.sqlite")
         }
     }
@@ -1027,12 +1060,12 @@ mod tests {
         }
     }
 
-    fn at(text: &str) -> Timestamp {
+    pub(super) fn at(text: &str) -> Timestamp {
         text.parse().unwrap()
     }
 
     /// A plain entry: a check-out of ticket T{n}.
-    fn out(n: u32) -> LogEntry {
+    pub(super) fn out(n: u32) -> LogEntry {
         LogEntry::CheckOut(CheckOut { ticket: format!("T{n}"), reason: None })
     }
 
@@ -1049,6 +1082,8 @@ mod tests {
             reasons: vec![],
             until: None,
             name: None,
+            student: None,
+            by: None,
         })
     }
 

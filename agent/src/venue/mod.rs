@@ -144,12 +144,23 @@ pub(crate) struct Session {
     pub(crate) confirmed: bool,
 }
 
+/// What the desk adds to a document at a check-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AtTheDesk {
+    /// The name on the document, when the cashier typed it.
+    pub(crate) name: Option<String>,
+    /// Who checked the customer in.
+    pub(crate) cashier: String,
+}
+
 /// An admitted customer.
 #[derive(Debug, Clone, PartialEq)]
 struct Ticket {
     document: String,
     birth_date: jiff::civil::Date,
     guardian: bool,
+    /// What the desk said of school, where the policy asks.
+    student: Option<bool>,
     station: Option<StationId>,
     /// Since when the customer has had no session (checked in, or left a station).
     idle_since: Timestamp,
@@ -241,11 +252,14 @@ impl Venue {
             match entry {
                 LogEntry::CheckIn(check_in) => {
                     let Some(code) = check_in.ticket.filter(|code| keeps(&Matter::Ticket(code.clone()))) else { continue };
-                    self.by_document.insert(check_in.number.clone(), code.clone());
+                    if self.policy.registration.one_check_in_per_document {
+                        self.by_document.insert(check_in.number.clone(), code.clone());
+                    }
                     let ticket = Ticket {
                         document: check_in.number,
                         birth_date: check_in.birth_date,
                         guardian: check_in.guardian,
+                        student: check_in.student,
                         station: None,
                         idle_since: at,
                     };
@@ -333,18 +347,23 @@ impl Venue {
     }
 
     /// Checks a customer in. `random` draws the ticket code (the caller owns
-    /// the random number generator).
+    /// the random number generator). What is recorded of the person is what
+    /// the policy's registration keeps: under a policy that keeps no numbers
+    /// (Korea's), a number the desk let through whole is cut here too.
     pub(crate) fn check_in(
         &mut self,
         now: Timestamp,
         document: &Document,
         circumstances: Circumstances,
-        name: Option<String>,
+        desk: AtTheDesk,
         mut random: impl FnMut() -> u64,
     ) -> (CheckInOutcome, Vec<Effect>) {
+        let registration = self.policy.registration;
+        let document = registration.kept(document);
+        let name = desk.name.filter(|_| registration.keep_name);
         let decision = policy::evaluate(&self.policy, document.birth_date, now, &self.zone, circumstances);
         let mut reasons: Vec<String> = decision.reasons.iter().map(|reason| reason.code().to_owned()).collect();
-        if self.by_document.contains_key(&document.number) {
+        if registration.one_check_in_per_document && self.by_document.contains_key(&document.number) {
             reasons.push("already_checked_in".to_owned());
         }
         let record = |outcome, ticket: Option<&str>, reasons: &[String]| {
@@ -360,6 +379,8 @@ impl Venue {
                 reasons: reasons.to_vec(),
                 until: decision.until,
                 name: name.clone(),
+                student: circumstances.student,
+                by: Some(desk.cashier.clone()),
             }))
         };
         if !reasons.is_empty() {
@@ -385,11 +406,14 @@ impl Venue {
                 document: document.number.clone(),
                 birth_date: document.birth_date,
                 guardian: circumstances.guardian,
+                student: circumstances.student,
                 station: None,
                 idle_since: now,
             },
         );
-        self.by_document.insert(document.number.clone(), ticket.clone());
+        if registration.one_check_in_per_document {
+            self.by_document.insert(document.number.clone(), ticket.clone());
+        }
         let effects = vec![record(journal::CheckInOutcome::Admitted, Some(&ticket), &[])];
         (CheckInOutcome::Admitted { ticket, until: decision.until, age: decision.age }, effects)
     }
@@ -929,7 +953,13 @@ impl Venue {
             let message = format!("This ticket is in use at station {other}.");
             return refuse(vec!["ticket_in_use"], message, Some(other.clone()), None);
         }
-        let decision = policy::evaluate(&self.policy, ticket.birth_date, now, &self.zone, Circumstances { guardian: ticket.guardian });
+        let decision = policy::evaluate(
+            &self.policy,
+            ticket.birth_date,
+            now,
+            &self.zone,
+            Circumstances { guardian: ticket.guardian, student: ticket.student },
+        );
         if !decision.allowed {
             let reasons: Vec<&str> = decision.reasons.iter().map(|reason| reason.code()).collect();
             let message = "Access is not allowed at this time. Please ask at the front desk.".into();
@@ -1175,6 +1205,7 @@ mod tests {
             birth_date_source: BirthDateSource::Document,
             converted_from_legacy: false,
             check_digit_matches: Some(true),
+            permanent_residence: None,
         }
     }
 
@@ -1220,12 +1251,13 @@ mod tests {
     fn check_in_login_session_and_check_out() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
-        let (outcome, effects) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 12345);
+        let (outcome, effects) =
+            venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 12345);
         let ticket = ticket_of(&outcome);
         assert_eq!(ticket.len(), 6);
         assert!(matches!(&effects[..], [Effect::Record(LogEntry::CheckIn(record))] if record.outcome == journal::CheckInOutcome::Admitted));
         // One document, one active check-in.
-        let (again, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 999);
+        let (again, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 999);
         assert_eq!(again, CheckInOutcome::Refused { reasons: vec!["already_checked_in".into()], age: Some(36) });
 
         let effects = login(&mut venue, now, "st-1", &ticket.to_lowercase());
@@ -1252,11 +1284,94 @@ mod tests {
         assert!(matches!(login(&mut venue, now, "st-1", &ticket)[0], Effect::Command { action: Action::RefuseLogin { .. }, .. }));
     }
 
+    fn recorded_check_in(effects: &[Effect]) -> journal::CheckIn {
+        match effects {
+            [Effect::Record(LogEntry::CheckIn(record))] => record.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// 개인정보 보호법 제24조의2 (no resident registration number), 제24조 and
+    /// 제16조 (no other identifier, the least data): under `kr` a whole number
+    /// that reaches the venue is cut to YYMMDD-G, no name is kept, and the
+    /// cashier is; without numbers no one-document rule can hold, so two
+    /// people born the same day are both admitted. Under `cn` (第二十三条)
+    /// number, name and cashier are all kept, and one document checks in once.
+    #[test]
+    fn a_korean_check_in_keeps_seven_digits_and_the_cashier_and_no_name() {
+        let now = at("2026-11-22T03:00:00Z"); // noon in Seoul
+        let desk = || AtTheDesk { name: Some("김철수".into()), cashier: "kim".into() };
+        let mut korean = venue("kr", "Asia/Seoul");
+        let (first, effects) = korean.check_in(now, &document("900101-1234568", date(1990, 1, 1)), Circumstances::default(), desk(), || 1);
+        let record = recorded_check_in(&effects);
+        assert_eq!((record.number.as_str(), record.name.as_deref(), record.by.as_deref()), ("900101-1", None, Some("kim")));
+        assert_eq!((record.document_kind.as_str(), record.birth_date), ("kr_resident_registration", date(1990, 1, 1)));
+        assert!(!format!("{effects:?}").contains("234568"));
+        let (second, _) = korean.check_in(now, &document("900101-1765432", date(1990, 1, 1)), Circumstances::default(), desk(), || 2);
+        assert!(matches!((&first, &second), (CheckInOutcome::Admitted { .. }, CheckInOutcome::Admitted { .. })), "{second:?}");
+
+        let mut chinese = venue("cn", "Asia/Shanghai");
+        let number = "11010519491231002X";
+        let (_, effects) = chinese.check_in(now, &document(number, date(1949, 12, 31)), Circumstances::default(), desk(), || 3);
+        let record = recorded_check_in(&effects);
+        assert_eq!((record.number.as_str(), record.name.as_deref(), record.by.as_deref()), (number, Some("김철수"), Some("kim")));
+        let (again, _) = chinese.check_in(now, &document(number, date(1949, 12, 31)), Circumstances::default(), desk(), || 4);
+        assert!(matches!(again, CheckInOutcome::Refused { ref reasons, .. } if reasons == &["already_checked_in"]));
+    }
+
+    /// Under a policy whose students count as youths (Korea's until 2023),
+    /// what the desk said of school goes with the ticket, into the log, and
+    /// back after a restart: "not a student" admits an 18-year-old at night
+    /// then and there, the presumption does not.
+    #[test]
+    fn what_the_desk_said_of_school_holds_at_the_station_and_after_a_restart() {
+        let policy = || Policy::from_toml(include_str!("../../../protocol/policies/kr-until-2023.toml")).unwrap();
+        let zone = TimeZone::get("Asia/Seoul").unwrap();
+        let afternoon = at("2027-01-15T06:00:00Z"); // 15:00 in Seoul
+        let night = at("2027-01-15T14:00:00Z"); // 23:00
+        let eighteen = date(2008, 6, 15);
+        let mut before = Venue::new(policy(), zone.clone(), thresholds());
+        let not_a_student = Circumstances { guardian: false, student: Some(false) };
+        let (left_school, effects) = before.check_in(afternoon, &document("080615-3", eighteen), not_a_student, AtTheDesk::default(), || 1);
+        assert!(matches!(left_school, CheckInOutcome::Admitted { until: None, .. }), "{left_school:?}");
+        assert_eq!(recorded_check_in(&effects).student, Some(false));
+        let replayed = |effects: &[Effect], ticket: &str| Replayed {
+            at: afternoon,
+            entry: match &effects[0] {
+                Effect::Record(entry) => entry.clone(),
+                other => panic!("{other:?}"),
+            },
+            keeps: vec![Matter::Ticket(ticket.to_owned())],
+            recent: false,
+        };
+        let presumed = Circumstances::default();
+        let (in_school, presumed_effects) =
+            before.check_in(afternoon, &document("080615-4", eighteen), presumed, AtTheDesk::default(), || 2);
+        assert!(matches!(in_school, CheckInOutcome::Admitted { until: Some(_), .. }), "admitted until 22:00: {in_school:?}");
+        let (left_school, in_school) = (ticket_of(&left_school), ticket_of(&in_school));
+        let mut after = Venue::new(policy(), zone, thresholds());
+        after.restore(night, [replayed(&effects, &left_school), replayed(&presumed_effects, &in_school)]);
+        for venue in [&mut before, &mut after] {
+            let admitted = login(venue, night, "st-1", &left_school);
+            assert!(matches!(&admitted[0], Effect::Command { action: Action::Unlock { until: None, .. }, .. }), "{admitted:?}");
+            let refused = login(venue, night, "st-2", &in_school);
+            assert!(
+                matches!(&refused[0], Effect::Command { action: Action::RefuseLogin { reasons, .. }, .. } if reasons == &["youth_hours"]),
+                "{refused:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_minor_is_refused_with_the_reason_and_recorded() {
         let mut venue = venue("cn", "Asia/Shanghai");
-        let (outcome, effects) =
-            venue.check_in(at("2026-11-22T12:00:00Z"), &document("M1", date(2010, 3, 3)), Circumstances::default(), None, || 1);
+        let (outcome, effects) = venue.check_in(
+            at("2026-11-22T12:00:00Z"),
+            &document("M1", date(2010, 3, 3)),
+            Circumstances::default(),
+            AtTheDesk::default(),
+            || 1,
+        );
         assert_eq!(outcome, CheckInOutcome::Refused { reasons: vec!["under_age".into()], age: Some(16) });
         assert!(
             matches!(&effects[..], [Effect::Record(LogEntry::CheckIn(record))] if record.outcome == journal::CheckInOutcome::Refused && record.reasons == ["under_age"])
@@ -1268,7 +1383,7 @@ mod tests {
         // A Korean youth at 21:00 KST: allowed until 22:00 (13:00Z).
         let mut venue = venue("kr", "Asia/Seoul");
         let now = at("2026-11-22T12:00:00Z");
-        let (outcome, _) = venue.check_in(now, &document("Y1", date(2012, 6, 1)), Circumstances::default(), None, || 7);
+        let (outcome, _) = venue.check_in(now, &document("Y1", date(2012, 6, 1)), Circumstances::default(), AtTheDesk::default(), || 7);
         let ticket = ticket_of(&outcome);
         let effects = login(&mut venue, now, "st-3", &ticket);
         let end = at("2026-11-22T13:00:00Z");
@@ -1325,7 +1440,7 @@ mod tests {
         online(&mut venue, now, "st-1");
         online(&mut venue, now, "st-2");
         assert_eq!(state(&venue, "st-1").as_deref(), Some("free"));
-        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 12345);
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 12345);
         let CheckInOutcome::Admitted { ticket, .. } = outcome else { panic!("{outcome:?}") };
         assert!(venue.open_for(now, &st("st-1"), &ticket, "li").is_some_and(|opened| opened.is_ok()));
         assert_eq!(state(&venue, "st-1").as_deref(), Some("in_session"));
@@ -1510,7 +1625,7 @@ mod tests {
     fn more_people_than_admitted_is_overcrowding() {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
-        venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
+        venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 1);
         // One customer plus one staff: two people are fine, three are not.
         assert!(
             venue.on_message(now, &st("st-1"), &reading("door-count", SensorKind::PeopleCounter, Reading::Persons { value: 2 })).is_empty()
@@ -1583,11 +1698,14 @@ mod tests {
         for station in ["st-1", "st-2", "st-3", "st-4"] {
             online(&mut before, now, station);
         }
-        let (first, effects) = before.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 11);
+        let (first, effects) =
+            before.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 11);
         record(&mut store, now, &effects);
-        let (second, effects) = before.check_in(now, &document("B2", date(1991, 2, 2)), Circumstances::default(), None, || 22);
+        let (second, effects) =
+            before.check_in(now, &document("B2", date(1991, 2, 2)), Circumstances::default(), AtTheDesk::default(), || 22);
         record(&mut store, now, &effects);
-        let (gone, effects) = before.check_in(now, &document("C3", date(1992, 3, 3)), Circumstances::default(), None, || 33);
+        let (gone, effects) =
+            before.check_in(now, &document("C3", date(1992, 3, 3)), Circumstances::default(), AtTheDesk::default(), || 33);
         record(&mut store, now, &effects);
         let (first, second) = (ticket_of(&first), ticket_of(&second));
         record(&mut store, now, &login(&mut before, now, "st-1", &first));
@@ -1615,7 +1733,7 @@ mod tests {
         assert_eq!((incident.kind, incident.acknowledged.as_ref().map(|(by, _)| by.as_str())), (IncidentKind::Fire, Some("li")));
         assert!(after.incident(&overcrowded).is_some_and(|incident| incident.resolved.is_some()), "the day's history");
         // The same card is not admitted twice; the other customer checks out.
-        let (again, _) = after.check_in(later, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 44);
+        let (again, _) = after.check_in(later, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 44);
         assert!(matches!(again, CheckInOutcome::Refused { ref reasons, .. } if reasons == &["already_checked_in"]));
         assert!(after.check_out(later, &second).is_some());
         // The ticket in use stays in use at its station.
@@ -1646,7 +1764,7 @@ mod tests {
         let (dir, mut store) = scratch_store(name);
         let mut before = venue(preset, zone);
         online(&mut before, now, "st-1");
-        let (outcome, effects) = before.check_in(now, &document("Y1", birth), Circumstances::default(), None, || 7);
+        let (outcome, effects) = before.check_in(now, &document("Y1", birth), Circumstances::default(), AtTheDesk::default(), || 7);
         record(&mut store, now, &effects);
         record(&mut store, now, &login(&mut before, now, "st-1", &ticket_of(&outcome)));
         (dir, store)
@@ -1676,7 +1794,8 @@ mod tests {
             let mut venue = venue("cn", "Asia/Shanghai");
             online(&mut venue, now, "st-1");
             if let Some(confirmed) = confirmed {
-                let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 5);
+                let (outcome, _) =
+                    venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 5);
                 login(&mut venue, now, "st-1", &ticket_of(&outcome));
                 if confirmed {
                     let id = venue.station(&st("st-1")).unwrap().session.as_ref().unwrap().id.clone();
@@ -1751,7 +1870,7 @@ mod tests {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
         online(&mut venue, now, "st-1");
-        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 5);
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 5);
         let ticket = ticket_of(&outcome);
         let first = login(&mut venue, now, "st-1", &ticket);
         let Effect::Command { action: Action::Unlock { session_id, .. }, .. } = &first[0] else { panic!("{first:?}") };
@@ -1797,7 +1916,8 @@ mod tests {
         // st-4: unregistered use, then a registered customer (the hold ends);
         // the incident stays open.
         record(&mut store, monday, &before.on_message(monday, &st("st-4"), &activity));
-        let (outcome, effects) = before.check_in(monday, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 9);
+        let (outcome, effects) =
+            before.check_in(monday, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 9);
         record(&mut store, monday, &effects);
         record(&mut store, monday, &login(&mut before, monday, "st-4", &ticket_of(&outcome)));
         record(&mut store, monday, &before.check_out(monday, &ticket_of(&outcome)).unwrap());
@@ -1843,8 +1963,8 @@ mod tests {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
         online(&mut venue, now, "st-1");
-        let (left, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
-        let (playing, _) = venue.check_in(now, &document("B2", date(1990, 1, 1)), Circumstances::default(), None, || 2);
+        let (left, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 1);
+        let (playing, _) = venue.check_in(now, &document("B2", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 2);
         login(&mut venue, now, "st-1", &ticket_of(&playing));
         let limit = now + SignedDuration::from_hours(12);
         assert_eq!(venue.next_deadline(), Some(now + SignedDuration::from_hours(3)), "the station's silence first");
@@ -1854,7 +1974,7 @@ mod tests {
             matches!(&expired[..], [Effect::Record(LogEntry::CheckOut(out))] if out.ticket == ticket_of(&left) && out.reason == Some(CheckOutCause::Expired)),
             "{expired:?}"
         );
-        let (again, _) = venue.check_in(limit, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 3);
+        let (again, _) = venue.check_in(limit, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 3);
         assert!(matches!(again, CheckInOutcome::Admitted { .. }), "{again:?}");
         // st-1 goes away with its customer's session and never comes back.
         let status =
@@ -1873,7 +1993,7 @@ mod tests {
         let mut venue = venue("cn", "Asia/Shanghai");
         let now = at("2026-11-22T12:00:00Z");
         online(&mut venue, now, "st-1");
-        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), None, || 1);
+        let (outcome, _) = venue.check_in(now, &document("A1", date(1990, 1, 1)), Circumstances::default(), AtTheDesk::default(), || 1);
         login(&mut venue, now, "st-1", &ticket_of(&outcome));
         let later = now + SignedDuration::from_mins(3);
         venue.on_message(later, &st("st-1"), &report(LockState::Locked, None));
