@@ -10,6 +10,7 @@ mod e2e {
     mod collector;
     mod console;
     mod deploy;
+    mod law;
     mod lockscreen;
     #[cfg(unix)]
     mod regulator;

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -174,8 +174,11 @@ impl Api {
             .route("/api/v1/occupancy", get(desk::occupancy))
             .route("/api/v1/stations/{id}/open", post(desk::open))
             .route("/api/v1/records", get(records::records))
-            .route("/", get(|| async { console::page("index.html") }))
-            .route("/console/{file}", get(|Path(file): Path<String>| async move { console::page(&file) }))
+            .route("/", get(|State(api): State<Api>| async move { console::page("index.html", api.language) }))
+            .route(
+                "/console/{file}",
+                get(|State(api): State<Api>, Path(file): Path<String>| async move { console::page(&file, api.language) }),
+            )
             .layer(axum::middleware::from_fn_with_state(self.clone(), auth::csrf_guard))
             .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self)

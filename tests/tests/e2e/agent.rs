@@ -620,6 +620,10 @@ fn kill_9_during_a_burst_of_check_ins_loses_no_acknowledged_one() {
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
 
+/// 게임산업진흥법 시행령 제16조 제2호 가목: a youth's session ends at 22:00,
+/// warned before. The youth is 18 in full years (born 2008-01-15) but not
+/// yet 19 by calendar year in 2026 (제2조 제10호 → 청소년 보호법 제2조 제1호),
+/// typed as the first seven digits the desk may take.
 #[test]
 fn a_curfew_warns_and_ends_a_youths_session_on_time() {
     let mut venue = Venue::korean("curfew");
@@ -628,7 +632,7 @@ fn a_curfew_warns_and_ends_a_youths_session_on_time() {
     // enough to check in and log in, even on a busy machine.
     venue.start_at(Some("2026-11-22T21:59:45+09:00"));
     let token = venue.sign_in("kim", "cashier");
-    let youth = serde_json::json!({"document_type": "kr_rrn", "number": "120601-3000004"});
+    let youth = serde_json::json!({"document_type": "kr_rrn", "number": "080115-3"});
     let (status, body) = netbar_tests::http(venue.http, "POST", "/api/v1/checkins", Some(&token), Some(&youth));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["result"]["until"], "2026-11-22T13:00:00Z", "admitted until 22:00 KST");

@@ -84,9 +84,69 @@ fn korean_numbers_from_stdin_with_curfew() {
     assert_eq!(lines[0]["until"], "2026-11-23T00:00:00Z");
     assert_eq!(lines[1]["allowed"], true);
     assert_eq!(lines[2]["error"], "length");
+    // 개인정보 보호법 제24조의2: what is said of a number is no more than the
+    // registration log keeps, YYMMDD-G, for a valid one and a broken one.
+    assert_eq!((lines[0]["input"].as_str(), lines[0]["number"].as_str()), (Some("120601-3"), Some("120601-3")));
+    assert_eq!((lines[2]["input"].as_str(), lines[2]["number"].as_str()), (Some("900101-1"), None));
+    let output = check_id(&["--jurisdiction", "kr", "--at", "2026-11-22T23:00:00+09:00", "-"], input);
+    for tail in ["3000004", "1234568", "-12345"] {
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(tail), "{tail} in {}", String::from_utf8_lossy(&output.stdout));
+    }
 
     let guarded = self::lines(&check_id(&["--jurisdiction", "kr", "--guardian", "--at", "2026-11-22T23:00:00+09:00", "-"], input));
     assert_eq!(guarded[0]["allowed"], true);
+}
+
+/// Foreign permanent resident ID cards: the 2023 edition (9, province,
+/// ISO 3166-1 numeric nationality, birth date, sequence, MOD 11-2) and the
+/// 2017 one (alpha-3 nationality, province and city, YYMMDD, check digit),
+/// read with the nationality and province they carry; a broken one refused.
+#[test]
+fn permanent_residence_cards_at_the_command_line() {
+    let at = ["--at", "2026-12-07T12:00:00+08:00"];
+    let output = check_id(&[&at[..], &["932682198501010017", "KAZ110090123105", "932682198501010018", "931586201001010022"]].concat(), "");
+    let lines = lines(&output);
+    assert_eq!((lines[0]["kind"].as_str(), lines[0]["allowed"].as_bool()), (Some("cn_permanent_residence"), Some(true)), "{}", lines[0]);
+    assert_eq!(
+        lines[0]["permanent_residence"],
+        serde_json::json!({"edition": "2023", "nationality": "SAU", "nationality_name": "Saudi Arabia", "province": 32, "province_name": "江苏省"})
+    );
+    assert_eq!((lines[0]["sex"].as_str(), lines[0]["birth_date"].as_str()), (Some("male"), Some("1985-01-01")));
+    assert_eq!(lines[1]["permanent_residence"]["edition"], "2017");
+    assert_eq!((lines[1]["birth_date"].as_str(), lines[1]["check_digit_matches"].as_bool()), (Some("1990-12-31"), Some(true)));
+    assert_eq!((lines[2]["valid"].as_bool(), lines[2]["error"].as_str()), (Some(false), Some("check_character")));
+    // A holder of 16 is a minor like any other: 第二十一条.
+    assert_eq!((lines[3]["valid"].as_bool(), lines[3]["reasons"].clone()), (Some(true), serde_json::json!(["under_age"])), "{}", lines[3]);
+}
+
+/// Students as policy data: under the Game Industry Act as it read until
+/// 2023 (kr-until-2023.toml) a presumed student of 18 is refused at night
+/// and `--student no` admits them; under today's kr it changes nothing.
+#[test]
+fn the_student_rule_is_policy_data_at_the_command_line() {
+    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/../protocol/policies/kr-until-2023.toml");
+    let night = ["--jurisdiction", "kr", "--at", "2027-01-15T23:00:00+09:00"];
+    let decide = |extra: &[&str]| lines(&check_id(&[&night[..], extra, &["080615-3"]].concat(), ""))[0].clone();
+    let presumed = decide(&["--policy", old]);
+    assert_eq!(
+        (presumed["allowed"].as_bool(), presumed["youth"].as_str(), presumed["ask_student"].as_bool()),
+        (Some(false), Some("presumed_student"), Some(true)),
+        "{presumed}"
+    );
+    let left_school = decide(&["--policy", old, "--student", "no"]);
+    assert_eq!((left_school["allowed"].as_bool(), left_school["youth"].as_str()), (Some(true), None), "{left_school}");
+    let today = decide(&["--student", "yes"]);
+    assert_eq!(
+        (today["allowed"].as_bool(), today["ask_student"].as_bool()),
+        (Some(true), Some(false)),
+        "born 2008: not a youth since 1 January 2027: {today}"
+    );
+    let output = check_id(&[&night[..], &["--student", "maybe", "080615-3"]].concat(), "");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("\"maybe\" is neither yes nor no"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

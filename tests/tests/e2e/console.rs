@@ -52,10 +52,14 @@ fn shows_venue_time(browser: &Browser, selector: &str) -> jiff::Timestamp {
 /// the customer logs in at it, acknowledges a smoke alarm, switches to
 /// Chinese and signs out. Every time is the venue's (Asia/Shanghai), not
 /// the browser's (America/Los_Angeles), and axe-core finds nothing on any
-/// view: signed out, the floor, an alarm, the records, in both languages.
+/// view: signed out, the floor, an alarm, the records, in English, Chinese
+/// and Korean. The venue's configuration sets English over its policy's
+/// Chinese; a foreign permanent resident card says whose it is.
 #[test]
 fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     let mut venue = Venue::new("console");
+    let text = std::fs::read_to_string(&venue.config).unwrap().replace("# language = \"ko\"", "language = \"en\"");
+    std::fs::write(&venue.config, text).unwrap();
     let (station, smoke, source) = smoke_station(&venue);
     venue.add_user("zhao", "cashier", "correct horse battery");
     venue.add_user("li", "manager", "correct horse battery");
@@ -107,6 +111,19 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     browser.click("#checkin-submit");
     browser.wait_text("#checkin-result", "Refused", WAIT);
     browser.wait_text("[data-reason='under_age']", "minors may not be admitted", WAIT);
+    // No guardian admits a minor in China: the desk is not asked.
+    assert_eq!(browser.run("return document.getElementById('guardian-row').hidden;", json!([])), json!(true));
+
+    // A foreign permanent resident ID card of 2023: the holder's
+    // nationality and accepting province, read from the number.
+    browser.select("#checkin-type", "cn_prc");
+    browser.fill("#checkin-number", "932682198501010017");
+    browser.wait_text("#checkin-card", "(SAU)", WAIT);
+    assert!(browser.text("#checkin-card").contains("Jiangsu"), "{}", browser.text("#checkin-card"));
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "Admitted", WAIT);
+    // The form is back to the usual document.
+    assert_eq!(browser.run("return document.getElementById('checkin-type').value;", json!([])), json!("cn_id"));
 
     // The customer types the ticket at the station: the tile turns blue.
     let login = Run::new(binary("netbar-collector"))
@@ -162,17 +179,109 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
     assert!(export.contains("\"kind\":\"personal_data_access\"") && export.contains("\"by\":\"li\""), "{export}");
 
-    // 中文, then sign out.
-    browser.click("#app-view .lang-switch");
+    // Every phrase in every language.
+    let missing = browser.run(
+        "return Object.keys(TEXT.en).filter((key) => !(key in TEXT.zh) || !(key in TEXT.ko)).concat(Object.keys(TEXT.zh).concat(Object.keys(TEXT.ko)).filter((key) => !(key in TEXT.en)));",
+        json!([]),
+    );
+    assert_eq!(missing, json!([]), "phrases missing from a language");
+
+    // 中文, then 한국어, then sign out.
+    browser.select("#app-view .lang-switch", "zh");
     browser.wait_text("#checkin-submit", "登记", WAIT);
     browser.wait_text("#venue-zone", &format!("时间均为 {VENUE_ZONE} 时区"), WAIT);
     screenshot(&browser, "console-chinese");
     browser.assert_accessible("the floor and the records in Chinese");
+    browser.select("#app-view .lang-switch", "ko");
+    browser.wait_text("#checkin-submit", "등록", WAIT);
+    browser.wait_text("#venue-zone", &format!("시간대: {VENUE_ZONE}"), WAIT);
+    assert_eq!(browser.run("return document.documentElement.lang;", json!([])), json!("ko"));
+    browser.assert_accessible("the floor and the records in Korean");
     browser.click("#logout");
+    browser.wait_text("#login-submit", "로그인", WAIT);
+    browser.assert_accessible("the signed-out page in Korean");
+    browser.select("#login-view .lang-switch", "zh");
     browser.wait_text("#login-submit", "登录", WAIT);
     browser.assert_accessible("the signed-out page in Chinese");
     let (status, _) = netbar_tests::http(venue.http, "GET", "/api/v1/me", None, None);
     assert_eq!(status, 401);
+}
+
+/// A Korean venue's desk, in Korean from its policy: the first seven digits
+/// of a resident registration number are all it takes (개인정보 보호법
+/// 제24조의2), no name is asked, a guardian is asked of a youth at night
+/// only, and the youth's calendar-year age refuses an 18-year-old born in
+/// 2008 at 23:00 in 2026. Under the Game Industry Act as it read until 2023
+/// (kr-until-2023.toml) the desk is asked whether a presumed student is
+/// enrolled, and "no" admits them. axe-core finds nothing in Korean.
+#[test]
+fn a_korean_desk_in_korean_takes_seven_digits_and_asks_only_what_changes_the_decision() {
+    let mut venue = Venue::korean("console-kr");
+    venue.add_user("park", "cashier", "correct horse battery");
+    venue.start_at(Some("2026-12-15T23:00:00+09:00"));
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{}/", venue.http));
+    browser.wait_text("#login-submit", "로그인", WAIT);
+    browser.assert_accessible("the signed-out page of a Korean venue");
+    sign_in(&browser, "park", "correct horse battery");
+    browser.wait_text("#checkin-submit", "등록", WAIT);
+    let offered =
+        browser.run("return [...document.getElementById('checkin-type').options].filter((o) => !o.hidden).map((o) => o.value);", json!([]));
+    assert_eq!(offered, json!(["kr_rrn", "other"]));
+    assert_eq!(browser.run("return document.getElementById('name-row').hidden;", json!([])), json!(true), "no name is asked");
+    let answered = |birth: &str| {
+        browser.wait_until(
+            "the desk's questions",
+            "return questions !== null && questions.birth_date === arguments[0];",
+            json!([birth]),
+            WAIT,
+        )
+    };
+    let hidden = |id: &str| browser.run("return document.getElementById(arguments[0]).hidden;", json!([id])) == json!(true);
+
+    // A youth at 23:00: refused, and the guardian is asked.
+    browser.fill("#checkin-number", "080115-3");
+    answered("2008-01-15");
+    assert!(!hidden("guardian-row") && hidden("student-row"));
+    browser.assert_accessible("the desk of a Korean venue with a question");
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "입장 불가", WAIT);
+    browser.wait_text("[data-reason='youth_hours']", "보호자 없이", WAIT);
+    browser.click("#checkin-guardian");
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "입장 허용", WAIT);
+    // An adult: nothing asked; a whole number typed is taken, and cut.
+    browser.fill("#checkin-number", "900101-1234568");
+    answered("1990-01-01");
+    assert!(hidden("guardian-row") && hidden("student-row"));
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "입장 허용", WAIT);
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    assert!(export.contains("\"number\":\"900101-1\"") && !export.contains("1234568"), "{export}");
+
+    // The text of 2023: born 2008, on 15 January 2027 at 23:00, presumed
+    // still at school.
+    venue.agent = None;
+    let old = concat!(env!("CARGO_MANIFEST_DIR"), "/../protocol/policies/kr-until-2023.toml");
+    let text = std::fs::read_to_string(&venue.config).unwrap().replace("policy = \"kr\"", &format!("policy = \"{old}\""));
+    std::fs::write(&venue.config, text).unwrap();
+    venue.start_at(Some("2027-01-15T23:00:00+09:00"));
+    browser.open(&format!("http://127.0.0.1:{}/", venue.http));
+    browser.wait_text("#login-submit", "로그인", WAIT);
+    sign_in(&browser, "park", "correct horse battery");
+    browser.wait_text("#checkin-submit", "등록", WAIT);
+    browser.fill("#checkin-number", "080615-3");
+    answered("2008-06-15");
+    assert!(!hidden("student-row"), "asked whether enrolled");
+    browser.wait_text("#student-hint", "재학 중으로 봅니다", WAIT);
+    browser.assert_accessible("the school question in Korean");
+    browser.click("#checkin-submit");
+    browser.wait_text("[data-reason='youth_hours']", "보호자 없이", WAIT);
+    browser.click("#checkin-student-no");
+    browser.click("#checkin-submit");
+    browser.wait_text("#checkin-result", "입장 허용", WAIT);
+    let export = String::from_utf8(venue.records("export").stdout).unwrap();
+    assert!(export.contains("\"student\":false"), "what the desk said is recorded: {export}");
 }
 
 /// The cookie alone does not let another page change anything: without

@@ -4,7 +4,7 @@
 
 const TEXT = {
   en: {
-    "lang.other": "中文",
+    "lang.label": "Language",
     "login.title": "Front desk", "login.name": "User", "login.password": "Password", "login.submit": "Sign in",
     "login.bad": "Unknown user or wrong password.",
     "login.locked": "Too many wrong passwords. Try again in a few minutes, or ask a manager.",
@@ -15,7 +15,13 @@ const TEXT = {
     "store.failing": "The registration log cannot be written: {error}. Check-ins are refused until it can; call the venue's IT support.",
     "checkin.title": "Check in", "checkin.type": "Document", "checkin.number": "Number", "checkin.name": "Name",
     "checkin.birth_date": "Birth date (from the document)", "checkin.guardian": "With a guardian", "checkin.submit": "Check in",
-    "doc.cn_id": "Resident ID card", "doc.kr_rrn": "Korean RRN", "doc.other": "Other document",
+    "doc.cn_id": "Resident ID card", "doc.cn_prc": "Foreign permanent resident ID card",
+    "doc.kr_rrn": "Resident registration number, first 7 digits", "doc.other": "Other document",
+    "checkin.kr_placeholder": "YYMMDD-G",
+    "checkin.card": "Nationality {nationality} · accepted in {province} · {edition} edition",
+    "checkin.student": "Enrolled in a high school?", "checkin.student_yes": "Yes", "checkin.student_no": "No",
+    "checkin.student_presumed_yes": "Unless the customer says otherwise, presumed enrolled by birth year.",
+    "checkin.student_presumed_no": "Presumed no longer enrolled by birth year; ask if unsure.",
     "checkin.admitted": "Admitted", "checkin.ticket": "Ticket", "checkin.station": "Free station", "checkin.no_station": "No free station right now",
     "checkin.open_it": "Open it", "checkin.until": "Must leave by", "checkin.refused": "Refused",
     "checkout.title": "Check out", "checkout.ticket": "Ticket", "checkout.submit": "Check out", "checkout.done": "Checked out: {ticket}",
@@ -44,11 +50,13 @@ const TEXT = {
     "reason.unknown_ticket": "This ticket is not valid.",
     "error.invalid_document": "The document number is not valid: check it and type it again.",
     "error.birth_date_required": "Enter the birth date shown on the document.",
+    "error.document_type": "This venue does not take that document.",
+    "records.redaction": "entries {entries} cut to what policy {policy} keeps (by {by})",
     "error.not_recorded": "NOT recorded: the registration log cannot be written. Call the manager.",
     "error.network": "The agent does not answer. Check that it is running.",
   },
   zh: {
-    "lang.other": "English",
+    "lang.label": "语言",
     "login.title": "前台", "login.name": "用户名", "login.password": "密码", "login.submit": "登录",
     "login.bad": "用户名或密码错误。",
     "login.locked": "密码错误次数过多，请几分钟后再试，或联系店长。",
@@ -59,7 +67,13 @@ const TEXT = {
     "store.failing": "登记记录无法写入：{error}。在恢复之前将拒绝登记，请联系网吧的技术支持。",
     "checkin.title": "登记上网", "checkin.type": "证件类型", "checkin.number": "证件号码", "checkin.name": "姓名",
     "checkin.birth_date": "出生日期（按证件填写）", "checkin.guardian": "有监护人陪同", "checkin.submit": "登记",
-    "doc.cn_id": "居民身份证", "doc.kr_rrn": "韩国居民登录号", "doc.other": "其他证件",
+    "doc.cn_id": "居民身份证", "doc.cn_prc": "外国人永久居留身份证",
+    "doc.kr_rrn": "韩国居民登录号（前7位）", "doc.other": "其他证件",
+    "checkin.kr_placeholder": "YYMMDD-G",
+    "checkin.card": "国籍 {nationality} · 受理地 {province} · {edition} 版",
+    "checkin.student": "是否为高中在校生？", "checkin.student_yes": "是", "checkin.student_no": "否",
+    "checkin.student_presumed_yes": "顾客未说明时，按出生年份推定为在校生。",
+    "checkin.student_presumed_no": "按出生年份推定已毕业；不确定时请询问。",
     "checkin.admitted": "准许上网", "checkin.ticket": "上机码", "checkin.station": "空闲机位", "checkin.no_station": "暂无空闲机位",
     "checkin.open_it": "开机", "checkin.until": "须在此时间前离场", "checkin.refused": "拒绝登记",
     "checkout.title": "下机结账", "checkout.ticket": "上机码", "checkout.submit": "下机", "checkout.done": "已下机：{ticket}",
@@ -88,12 +102,70 @@ const TEXT = {
     "reason.unknown_ticket": "上机码无效。",
     "error.invalid_document": "证件号码无效，请核对后重新输入。",
     "error.birth_date_required": "请输入证件上的出生日期。",
+    "error.document_type": "本店不接受此类证件。",
+    "records.redaction": "第 {entries} 条已按政策 {policy} 删减（{by}）",
     "error.not_recorded": "未能记录：登记日志无法写入。请联系店长。",
     "error.network": "服务无响应，请检查程序是否在运行。",
   },
+  ko: {
+    "lang.label": "언어",
+    "login.title": "카운터", "login.name": "사용자", "login.password": "비밀번호", "login.submit": "로그인",
+    "login.bad": "사용자가 없거나 비밀번호가 틀렸습니다.",
+    "login.locked": "비밀번호를 여러 번 잘못 입력했습니다. 몇 분 뒤에 다시 시도하거나 관리자에게 문의하세요.",
+    "logout": "로그아웃", "zone": "시간대: {zone}",
+    "counts.customers": "손님", "counts.sessions": "이용 중", "counts.online": "접속", "counts.sensors": "정상 센서",
+    "uplink.none": "감독기관 전송 없음", "uplink.ok": "감독기관: 연결됨", "uplink.down": "감독기관: 연결 안 됨",
+    "uplink.backlog": "대기", "uplink.warning": "감독기관 전송 대기열에 메시지 {backlog}건이 있습니다(한도 {max}의 절반부터 알림). 감독기관과의 인터넷 연결을 확인하세요. 버려지는 것은 없습니다: 입장 등록은 계속되며, 디스크가 가득 찰 때만 거부됩니다.",
+    "store.failing": "등록 기록을 저장할 수 없습니다: {error}. 저장될 때까지 입장 등록이 거부됩니다. 매장 IT 담당자에게 연락하세요.",
+    "checkin.title": "입장 등록", "checkin.type": "신분증", "checkin.number": "번호", "checkin.name": "이름",
+    "checkin.birth_date": "생년월일(신분증 기준)", "checkin.guardian": "보호자 동반", "checkin.submit": "등록",
+    "doc.cn_id": "중국 주민신분증", "doc.cn_prc": "중국 외국인 영구거류 신분증",
+    "doc.kr_rrn": "주민등록번호 앞 7자리", "doc.other": "기타 신분증",
+    "checkin.kr_placeholder": "YYMMDD-G",
+    "checkin.card": "국적 {nationality} · 접수지 {province} · {edition}년판",
+    "checkin.student": "고등학교 재학 중입니까?", "checkin.student_yes": "예", "checkin.student_no": "아니요",
+    "checkin.student_presumed_yes": "손님이 달리 말하지 않으면 출생 연도에 따라 재학 중으로 봅니다.",
+    "checkin.student_presumed_no": "출생 연도로는 졸업한 것으로 봅니다. 확실하지 않으면 물어보세요.",
+    "checkin.admitted": "입장 허용", "checkin.ticket": "이용권", "checkin.station": "빈 좌석", "checkin.no_station": "지금은 빈 좌석이 없습니다",
+    "checkin.open_it": "좌석 열기", "checkin.until": "퇴장 시각", "checkin.refused": "입장 불가",
+    "checkout.title": "퇴장", "checkout.ticket": "이용권", "checkout.submit": "퇴장 처리", "checkout.done": "퇴장 처리됨: {ticket}",
+    "floor.title": "좌석 현황", "state.free": "빈 좌석", "state.in_session": "이용 중", "state.locked": "잠김", "state.offline": "꺼짐", "state.alarm": "경보",
+    "held.unregistered": "등록 없이 사용", "held.staff": "직원이 잠금", "held.policy": "이용 시간 종료",
+    "clock.off": "시계 {n}초 차이",
+    "station.title": "좌석", "station.ticket": "이용권", "station.open": "이용권으로 열기", "station.lock": "잠그기",
+    "station.message": "손님에게 보낼 메시지", "station.send": "보내기", "station.opened": "열었습니다.", "station.locked": "잠갔습니다.", "station.sent": "보냈습니다.",
+    "minutes": "{n}분",
+    "occupancy.title": "오늘의 이용 현황", "occupancy.customers": "손님", "occupancy.sessions": "이용", "occupancy.capacity": "수용 인원",
+    "incidents.title": "사건", "incidents.none": "처리 중인 사건이 없습니다.", "incidents.history": "처리된 사건 보기",
+    "incident.acknowledge": "확인", "incident.resolve": "처리 완료", "incident.note": "조치 내용",
+    "incident.opened": "발생", "incident.acknowledged": "{by} 확인", "incident.resolved": "{by} 처리: {note}",
+    "severity.critical": "긴급", "severity.warning": "경고", "severity.notice": "알림",
+    "kind.fire": "연기 또는 화재", "kind.carbon_monoxide": "일산화탄소", "kind.exit_blocked": "비상구 막힘",
+    "kind.overcrowded": "정원 초과", "kind.unregistered_use": "미등록 사용", "kind.minor_present": "청소년 있음",
+    "kind.sensor_fault": "센서 또는 좌석 이상",
+    "alarm.prefix": "경보",
+    "records.title": "등록 기록", "records.from": "시작", "records.to": "끝", "records.search": "조회", "records.csv": "CSV 내보내기",
+    "records.logged": "조회와 내보내기는 모두 기록에 남습니다.", "records.none": "이 기간에는 기록이 없습니다.",
+    "records.seq": "번호", "records.at": "시각", "records.kind": "종류", "records.what": "내용",
+    "reason.under_age": "최저 연령 미만: 청소년은 입장할 수 없습니다.",
+    "reason.youth_hours": "청소년이 보호자 없이 입장할 수 있는 시간(오전 9시~오후 10시)이 아닙니다.",
+    "reason.closed": "지금은 영업 시간이 아닙니다.",
+    "reason.already_checked_in": "이미 등록된 신분증입니다. 먼저 퇴장 처리하세요.",
+    "reason.unknown_ticket": "유효하지 않은 이용권입니다.",
+    "error.invalid_document": "신분증 번호가 올바르지 않습니다. 확인하고 다시 입력하세요.",
+    "error.birth_date_required": "신분증에 적힌 생년월일을 입력하세요.",
+    "error.document_type": "이 매장에서는 받지 않는 신분증입니다.",
+    "records.redaction": "{entries}번 기록을 정책 {policy}에 따라 삭제 처리({by})",
+    "error.not_recorded": "기록되지 않았습니다: 등록 기록을 저장할 수 없습니다. 관리자에게 연락하세요.",
+    "error.network": "에이전트가 응답하지 않습니다. 실행 중인지 확인하세요.",
+  },
 };
 
-let lang = localStorage.getItem("netbar.lang") || (navigator.language.startsWith("zh") ? "zh" : "en");
+// The cashier's own pick, else the venue's (its configuration or policy,
+// written into the page), else the browser's.
+const LANGUAGES = { zh: "zh-CN", en: "en", ko: "ko" };
+const browserLanguage = () => Object.keys(LANGUAGES).find((code) => navigator.language.startsWith(code)) || "en";
+let lang = [localStorage.getItem("netbar.lang"), document.documentElement.dataset.language].find((code) => code in LANGUAGES) || browserLanguage();
 let csrf = "";
 let me = null;
 let floor = null;
@@ -103,6 +175,8 @@ let events = null;
 let beeper = null;
 let showHistory = false;
 let records = null;
+// What the desk should ask of the document typed, as the agent answered.
+let questions = null;
 
 const $ = (id) => document.getElementById(id);
 const t = (key, values = {}) => (TEXT[lang][key] || TEXT.en[key] || key).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
@@ -153,11 +227,13 @@ function timeView(iso, full = false) {
 }
 
 function translatePage() {
-  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  document.documentElement.lang = LANGUAGES[lang];
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
   for (const node of document.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
-  for (const node of document.querySelectorAll(".lang-switch")) node.textContent = t("lang.other");
+  for (const node of document.querySelectorAll(".lang-switch")) node.value = lang;
+  $("checkin-number").placeholder = $("checkin-type").value === "kr_rrn" ? t("checkin.kr_placeholder") : "";
+  if (questions) showQuestions(questions);
   $("venue-zone").textContent = t("zone", { zone: venueZone });
   if (floor) render(floor);
   if (records) renderRecords(records);
@@ -213,6 +289,7 @@ function start(session) {
   useZone(session.zone || "UTC");
   $("venue-zone").textContent = t("zone", { zone: venueZone });
   document.body.classList.toggle("cashier", session.role !== "manager");
+  useDesk(session.desk);
   $("who").textContent = `${session.user} (${session.role})`;
   $("login-view").hidden = true;
   $("app-view").hidden = false;
@@ -317,10 +394,13 @@ function freeStation() {
 async function checkIn(event) {
   event.preventDefault();
   const type = $("checkin-type").value;
-  const body = { document_type: type, number: $("checkin-number").value.trim(), guardian: $("checkin-guardian").checked };
+  const body = typedDocument();
   const name = $("checkin-name").value.trim();
-  if (name) body.name = name;
-  if (type === "other" && $("checkin-birth-date").value) body.birth_date = $("checkin-birth-date").value;
+  if (name && !$("name-row").hidden) body.name = name;
+  if (!$("student-row").hidden) {
+    if ($("checkin-student-yes").checked) body.student = true;
+    if ($("checkin-student-no").checked) body.student = false;
+  }
   $("checkin-submit").disabled = true;
   const answer = await api("POST", "/api/v1/checkins", body);
   $("checkin-submit").disabled = false;
@@ -344,7 +424,8 @@ async function checkIn(event) {
       box.append(el("div", {}, t("checkin.no_station")));
     }
     $("checkin-form").reset();
-    $("birth-date-row").hidden = true;
+    $("checkin-type").value = deskDocuments[0];
+    documentTypeChanged();
   } else if (answer.status === 200) {
     box.className = "result refused";
     box.append(el("div", {}, el("b", {}, t("checkin.refused"))));
@@ -354,6 +435,62 @@ async function checkIn(event) {
     box.append(el("div", {}, errorText(answer.body)));
   }
   $("checkin-number").focus();
+}
+
+// The documents this venue's policy takes, the usual one first.
+let deskDocuments = ["cn_id", "cn_prc", "kr_rrn", "other"];
+
+function useDesk(desk) {
+  if (!desk) return;
+  deskDocuments = desk.documents;
+  for (const option of $("checkin-type").options) option.hidden = !deskDocuments.includes(option.value);
+  if (!deskDocuments.includes($("checkin-type").value)) $("checkin-type").value = deskDocuments[0];
+  // A venue that keeps no names (Korea's) does not ask for one.
+  $("name-row").hidden = !desk.keeps_names;
+  documentTypeChanged();
+}
+
+function typedDocument() {
+  const type = $("checkin-type").value;
+  const body = { document_type: type, number: $("checkin-number").value.trim(), guardian: $("checkin-guardian").checked };
+  if (type === "other" && $("checkin-birth-date").value) body.birth_date = $("checkin-birth-date").value;
+  return body;
+}
+
+function documentTypeChanged() {
+  $("birth-date-row").hidden = $("checkin-type").value !== "other";
+  $("checkin-number").placeholder = $("checkin-type").value === "kr_rrn" ? t("checkin.kr_placeholder") : "";
+  askQuestions();
+}
+
+// What to ask of the document typed: the agent says whether a guardian
+// or school changes the decision now, and what a permanent-residence card
+// says of its holder. Asked again as the number is typed; a number not yet
+// valid asks nothing.
+let asking = 0;
+async function askQuestions() {
+  const asked = ++asking;
+  const body = typedDocument();
+  const answer = body.number ? await api("POST", "/api/v1/checkins/questions", body) : { status: 0 };
+  if (asked !== asking) return;
+  showQuestions(answer.status === 200 ? answer.body : null);
+}
+
+function showQuestions(answer) {
+  questions = answer;
+  $("guardian-row").hidden = !(answer && answer.guardian);
+  if ($("guardian-row").hidden) $("checkin-guardian").checked = false;
+  $("student-row").hidden = !(answer && answer.student);
+  if ($("student-row").hidden) for (const id of ["checkin-student-yes", "checkin-student-no"]) $(id).checked = false;
+  $("student-hint").textContent = answer && answer.student ? t(answer.youth === "presumed_student" ? "checkin.student_presumed_yes" : "checkin.student_presumed_no") : "";
+  const card = answer && answer.permanent_residence;
+  $("checkin-card").hidden = !card;
+  if (card) {
+    let nationality = card.nationality.name;
+    try { nationality = new Intl.DisplayNames([LANGUAGES[lang]], { type: "region" }).of(card.nationality.alpha2) || nationality; } catch (error) { /* the English name */ }
+    const province = lang === "zh" ? card.province.zh : card.province.en;
+    $("checkin-card").textContent = t("checkin.card", { nationality: `${nationality} (${card.nationality.alpha3})`, province, edition: card.edition });
+  }
 }
 
 async function checkOut(event) {
@@ -499,7 +636,9 @@ function renderRecords(entries) {
   records = entries;
   const rows = entries.map((entry) => {
     const body = entry.body || {};
-    const what = [body.outcome, body.name, body.number, body.ticket, body.station, body.by].filter(Boolean).join(" · ");
+    const what = entry.kind === "redaction"
+      ? t("records.redaction", { entries: (body.entries || []).join(", "), policy: body.policy, by: body.by })
+      : [body.outcome, body.document_kind, body.number, body.birth_date, body.name, body.ticket, body.station, body.by].filter(Boolean).join(" · ");
     return el("tr", {}, el("td", {}, String(entry.seq)), el("td", {}, timeView(entry.at, true)), el("td", {}, entry.kind), el("td", {}, what));
   });
   const head = el("thead", {}, el("tr", {}, ...["records.seq", "records.at", "records.kind", "records.what"].map((key) => el("th", { scope: "col" }, t(key)))));
@@ -511,13 +650,15 @@ function renderRecords(entries) {
 document.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
-  for (const node of document.querySelectorAll(".lang-switch")) node.addEventListener("click", () => {
-    lang = lang === "zh" ? "en" : "zh";
+  for (const node of document.querySelectorAll(".lang-switch")) node.addEventListener("change", () => {
+    lang = node.value in LANGUAGES ? node.value : "en";
     localStorage.setItem("netbar.lang", lang);
     translatePage();
-    loadOccupancy();
+    if (me) loadOccupancy();
   });
-  $("checkin-type").addEventListener("change", () => { $("birth-date-row").hidden = $("checkin-type").value !== "other"; });
+  $("checkin-type").addEventListener("change", documentTypeChanged);
+  for (const id of ["checkin-number", "checkin-birth-date"]) $(id).addEventListener("input", askQuestions);
+  $("checkin-guardian").addEventListener("change", askQuestions);
   $("checkin-form").addEventListener("submit", checkIn);
   $("checkout-form").addEventListener("submit", checkOut);
   $("open-form").addEventListener("submit", async (event) => {
