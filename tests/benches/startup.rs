@@ -56,10 +56,13 @@ fn field(log: &str, key: &str) -> Option<u64> {
     log[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// One start of the agent on `dir`: (seconds to /healthz, seconds to
-/// listening to the stations, milliseconds the agent reports for rebuilding
-/// the venue, entries replayed).
-fn start_once(config: &Path, dir: &Path, http_port: u16) -> (f64, f64, u64, u64) {
+/// One start of the agent: seconds to /healthz, seconds to listening to the
+/// stations, milliseconds the agent reports for rebuilding the venue,
+/// entries replayed.
+type Start = (f64, f64, u64, u64);
+
+/// One start of the agent on `dir`.
+fn start_once(config: &Path, dir: &Path, http_port: u16) -> Start {
     let started = Instant::now();
     let mut agent = Process::start_with(
         &binary("netbar-agent"),
@@ -88,7 +91,7 @@ fn start_once(config: &Path, dir: &Path, http_port: u16) -> (f64, f64, u64, u64)
 
 /// Starts the agent `runs` times on the database at `db`, under `policy`;
 /// the first start, and the median of all.
-fn measure(name: &str, db: Option<&Path>, policy: &str, runs: usize) -> ((f64, f64, u64, u64), (f64, f64, u64, u64)) {
+fn measure(name: &str, db: Option<&Path>, policy: &str, runs: usize) -> (Start, Start) {
     let dir = TempDir::new(name);
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data directory");
@@ -105,7 +108,7 @@ fn measure(name: &str, db: Option<&Path>, policy: &str, runs: usize) -> ((f64, f
         .replace("policy = \"cn\"", &format!("policy = \"{policy}\""));
     let config = dir.path().join("agent.toml");
     std::fs::write(&config, text).expect("agent config");
-    let mut results: Vec<(f64, f64, u64, u64)> = (0..runs).map(|_| start_once(&config, dir.path(), http_port)).collect();
+    let mut results: Vec<Start> = (0..runs).map(|_| start_once(&config, dir.path(), http_port)).collect();
     let first = results[0];
     results.sort_by(|a, b| a.0.total_cmp(&b.0));
     (first, results[runs / 2])
