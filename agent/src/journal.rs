@@ -236,10 +236,9 @@ pub(crate) struct DataAccess {
 pub(crate) struct Redaction {
     /// The entries cut.
     pub(crate) entries: Vec<u64>,
-    /// The first entry chained again (the first cut).
-    pub(crate) from: u64,
-    /// The last entry chained again: the log's head before this entry.
-    pub(crate) to: u64,
+    /// The entries chained again, when entries were cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rechained: Option<Rechained>,
     /// Messages waiting for the regulator that were cut the same way.
     pub(crate) outbox: u64,
     /// The policy whose registration rules were applied.
@@ -247,6 +246,33 @@ pub(crate) struct Redaction {
     /// Who ran it: a user, or the upgrade at start-up.
     pub(crate) by: String,
     pub(crate) at: Timestamp,
+}
+
+impl Redaction {
+    /// In words: "entries 1, 2 cut, entries 1 to 5 chained again, 2
+    /// messages for the regulator cut".
+    pub(crate) fn described(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.entries.is_empty() {
+            let seqs: Vec<String> = self.entries.iter().map(u64::to_string).collect();
+            parts.push(format!("entries {} cut", seqs.join(", ")));
+        }
+        if let Some(Rechained { from, to }) = self.rechained {
+            parts.push(format!("entries {from} to {to} chained again"));
+        }
+        if self.outbox > 0 {
+            parts.push(format!("{} messages for the regulator cut", self.outbox));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The entries a redaction chained again: from the first it cut to the
+/// log's head before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rechained {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
 }
 
 /// Why an entry read back is not one of ours.

@@ -772,6 +772,11 @@ pub enum IncidentKind {
     /// A station's lock screen was killed or hung: someone tried to use the
     /// station without it.
     LockScreenTampered,
+    /// What the venue may not keep (resident registration numbers, where
+    /// the policy keeps none: other numbers and names) was cut out of its
+    /// registration log, and the log chained again from the first entry
+    /// cut: the regulator's heads of those entries no longer match.
+    RecordsRedacted,
 }
 
 impl IncidentKind {

@@ -150,7 +150,8 @@ impl CohortDay {
 /// What the registration log keeps of a person: the whole document (the
 /// default, what China's 第二十三条 asks), or only what shows that a document
 /// was checked (Korea, where 개인정보 보호법 제24조의2 forbids keeping resident
-/// registration numbers).
+/// registration numbers). A Korean resident registration number is kept to
+/// its first seven digits under every policy: no venue has a basis for more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
@@ -180,7 +181,7 @@ impl Default for Registration {
 impl Registration {
     /// The document as the log may keep it.
     pub fn kept(&self, document: &crate::identity::Document) -> crate::identity::Document {
-        if self.keep_number { document.clone() } else { document.keeping_birth_date_only() }
+        if self.keep_number { document.keeping_no_resident_number() } else { document.keeping_birth_date_only() }
     }
 }
 
@@ -868,6 +869,14 @@ mod tests {
         assert_eq!(until(&kr_until_2023(), eighteen, Some(true), days[3], "22:00:00"), Some(seoul_at(date(2027, 3, 2), "09:00:00")));
         // Not enrolled, 18: nothing ahead changes it.
         assert_eq!(until(&kr_until_2023(), eighteen, Some(false), days[0], "22:00:00"), None);
+        // In a leap year the school year ends on 29 February too: born 2009,
+        // presumed enrolled at 23:00 on 29 February 2028, not from 1 March.
+        let born_2009 = date(2009, 6, 15);
+        for (day, time, youth) in [(date(2028, 2, 29), "23:00:00", true), (date(2028, 3, 1), "00:00:00", false)] {
+            let decision = evaluate(&kr_until_2023(), born_2009, seoul_at(day, time), &seoul(), ALONE);
+            assert_eq!(decision.minor, youth, "{day} {time}: {decision:?}");
+        }
+        assert_eq!(until(&kr_until_2023(), born_2009, None, date(2028, 2, 29), "23:00:00"), Some(seoul_at(date(2028, 3, 1), "00:00:00")));
         // Presumed enrolled and under 18: until the later of the two, 1 March 2027 00:00, not the birthday.
         let born_late = date(2008, 12, 31);
         assert_eq!(
@@ -928,10 +937,16 @@ mod tests {
         let kr = kr().registration;
         assert_eq!((kr.keep_number, kr.keep_name, kr.one_check_in_per_document), (false, false, false));
         assert_eq!(kr.kept(&document).number, "080315-3");
-        // 第二十三条: the cn preset keeps the whole document.
+        // 第二十三条: the cn preset keeps the whole document, but never a
+        // Korean resident registration number (제24조의2 binds whoever keeps
+        // one), nor does a policy that says nothing of registration.
         let cn = cn().registration;
         assert_eq!((cn.keep_number, cn.keep_name, cn.one_check_in_per_document), (true, true, true));
-        assert_eq!(cn.kept(&document).number, number);
+        assert_eq!(cn.kept(&document).number, "080315-3");
+        assert_eq!(Registration::default().kept(&document).number, "080315-3");
+        let chinese = crate::identity::validate_cn("11010519491231002X", today).unwrap();
+        assert_eq!(cn.kept(&chinese).number, "11010519491231002X");
+        assert_eq!(kr.kept(&chinese).number, "");
         // A policy written before the section keeps everything, as before.
         let older = Policy::from_toml("name = \"x\"\nadult_age = 18\nretention_days = 60\n[minors]\naccess = \"forbidden\"").unwrap();
         assert_eq!(older.registration, Registration::default());

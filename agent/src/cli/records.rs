@@ -153,17 +153,9 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(database.is_file(), "{} does not exist", database.display());
             let mut store =
                 Store::open(&database, loaded.policy.retention_days).with_context(|| format!("cannot open {}", database.display()))?;
-            match crate::daemon::redact(&mut store, &loaded, Timestamp::now(), "records redact")? {
+            match crate::daemon::redact(&mut store, &loaded, crate::clock::Clock::from_env()?, "records redact")? {
                 Some((seq, redaction)) => {
-                    println!(
-                        "{} entries cut to what policy {} keeps ({}), entries {} to {} chained again, {} messages for the regulator cut; recorded as entry {seq}",
-                        redaction.entries.len(),
-                        redaction.policy,
-                        entries(&redaction.entries),
-                        redaction.from,
-                        redaction.to,
-                        redaction.outbox
-                    );
+                    println!("cut to what policy {} keeps: {}; recorded as entry {seq}", redaction.policy, redaction.described());
                     println!("backups made before this still hold what was cut: destroy them");
                 }
                 None => println!("nothing to cut: the log keeps nothing policy {} may not keep", loaded.policy.name),
@@ -221,18 +213,12 @@ fn verify_heads(db: &std::path::Path, heads: &std::path::Path, venue: Option<&st
         println!("NOT AS RECEIVED: {finding}");
     }
     println!(
-        "heads the regulator received: {} match the log, {} purged after their retention period, {} chained again by a redaction the log records, {} do not match",
+        "heads the regulator received: {} match the log, {} purged after their retention period, {} do not match",
         checked.matched,
         checked.purged,
-        checked.rechained,
         checked.findings.len()
     );
     Ok(if checked.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// Entry numbers, as "1, 2, 3".
-fn entries(seqs: &[u64]) -> String {
-    seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// Verifies the chain of `db`: success, or 1 naming the first bad entry.
@@ -246,13 +232,11 @@ fn verify(db: &std::path::Path) -> anyhow::Result<ExitCode> {
             );
             for (seq, redaction) in &verified.redactions {
                 println!(
-                    "redacted at entry {seq} ({}, by {}, policy {}): entries {} cut, entries {} to {} chained again",
+                    "redacted at entry {seq} ({}, by {}, policy {}): {}",
                     redaction.at,
                     redaction.by,
                     redaction.policy,
-                    entries(&redaction.entries),
-                    redaction.from,
-                    redaction.to
+                    redaction.described()
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use jiff::Timestamp;
+use netbar_protocol::messages::{IncidentKind, IncidentTransition, Severity};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::{mpsc, watch};
 
@@ -22,6 +23,7 @@ use crate::config::{AGENT, BrokerMode, Loaded};
 use crate::feed::sender::{LinkView, Uplink};
 use crate::feed::{Feed, Period, Tally};
 use crate::http::Api;
+use crate::journal::{IncidentEntry, LogEntry, Redaction};
 use crate::refusals::Refusals;
 use crate::store::Store;
 use crate::store::thread::{Enrolled, StoreHandle};
@@ -96,12 +98,10 @@ impl Parts {
         // (a Korean venue's resident registration numbers) is cut out now.
         // A log that cannot be cut (one that does not verify) is kept as it
         // is and the agent runs on: the venue must keep working.
-        match redact(&mut store, &loaded, clock.now(), "netbar-agent at start") {
+        match redact(&mut store, &loaded, clock, "netbar-agent at start") {
             Ok(Some((seq, redaction))) => tracing::warn!(
                 entry = seq,
-                cut = redaction.entries.len(),
-                rechained_from = redaction.from,
-                outbox = redaction.outbox,
+                what = %redaction.described(),
                 "document numbers or names the policy may not keep were cut out of the registration log (개인정보 보호법 제24조의2); backups made before still hold them"
             ),
             Ok(None) => {}
@@ -120,17 +120,52 @@ impl Parts {
 /// where an earlier release (or an earlier policy) kept it: at every start
 /// (which reads only entries not yet checked) and by `records redact`.
 /// Pending records for the regulator are cut too, their pseudonyms made
-/// again with the venue's key where it has one.
-pub(crate) fn redact(
-    store: &mut Store,
-    loaded: &Loaded,
-    now: Timestamp,
-    by: &str,
-) -> anyhow::Result<Option<(u64, crate::journal::Redaction)>> {
+/// again with the venue's key where it has one; the regulator is told by a
+/// `records_redacted` incident, opened and resolved in the same transaction.
+pub(crate) fn redact(store: &mut Store, loaded: &Loaded, clock: Clock, by: &str) -> anyhow::Result<Option<(u64, Redaction)>> {
     let key_path = loaded.config.data.dir.join("pseudonym.key");
     let key = if key_path.exists() { Some(Feed::pseudonym_key(&key_path)?) } else { None };
+    let feed = feed_of(loaded, clock)?;
+    let now = clock.now();
     let mut cut = |pending: crate::store::Pending<'_>| crate::feed::cut_queued(pending, key.as_ref());
-    Ok(store.redact(now, loaded.policy.registration, (&loaded.policy.name, by), &mut cut)?)
+    let announce = |redaction: &Redaction| {
+        let incident = format!("i-{}-redaction", now.as_second());
+        let detail = format!(
+            "what policy {} may not keep was cut out of the registration log (개인정보 보호법 제24조의2): {}",
+            redaction.policy,
+            redaction.described()
+        );
+        let opened = IncidentTransition::Opened {
+            incident_kind: IncidentKind::RecordsRedacted,
+            severity: Severity::Notice,
+            station: None,
+            sensor: None,
+            detail,
+        };
+        let resolved = IncidentTransition::Resolved { by: redaction.by.clone(), note: "done by netbar".to_owned() };
+        [opened, resolved]
+            .into_iter()
+            .map(|transition| {
+                let entry = LogEntry::Incident(IncidentEntry { incident: incident.clone(), transition });
+                let message = feed.as_ref().and_then(|feed| feed.outbound(&entry, now));
+                (entry, message)
+            })
+            .collect()
+    };
+    Ok(store.redact(now, loaded.policy.registration, (&loaded.policy.name, by), &mut cut, &announce)?)
+}
+
+/// What the feed needs to build the venue's messages, when it has a feed.
+fn feed_of(loaded: &Loaded, clock: Clock) -> anyhow::Result<Option<Feed>> {
+    let Some(uplink) = &loaded.uplink else { return Ok(None) };
+    Ok(Some(Feed {
+        venue: loaded.config.venue.id.clone(),
+        clock,
+        disclosure: uplink.records,
+        pseudonym_key: Feed::pseudonym_key(&loaded.config.data.dir.join("pseudonym.key"))?,
+        outbox_max: uplink.outbox_max,
+        ga_code: uplink.ga_code.clone(),
+    }))
 }
 
 /// Runs the agent on `parts` until `shutdown` resolves: the store's thread,
@@ -255,20 +290,7 @@ pub(crate) async fn run(parts: Parts, shutdown: impl std::future::Future<Output 
             tracing::error!(%error, "the HTTP API stopped");
         }
     });
-    let reporter = match &loaded.uplink {
-        None => None,
-        Some(uplink) => Some((
-            Feed {
-                venue: loaded.config.venue.id.clone(),
-                clock,
-                disclosure: uplink.records,
-                pseudonym_key: Feed::pseudonym_key(&loaded.config.data.dir.join("pseudonym.key"))?,
-                outbox_max: uplink.outbox_max,
-                ga_code: uplink.ga_code.clone(),
-            },
-            period,
-        )),
-    };
+    let reporter = feed_of(&loaded, clock)?.map(|feed| (feed, period));
     if let Some(settings) = loaded.uplink.clone() {
         tokio::spawn(Uplink { settings, store: store.clone(), view: uplink_view, clock }.run());
     }

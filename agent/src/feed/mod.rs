@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::AGENT;
 use crate::config::Disclosure;
 use crate::journal::{CheckIn, CheckInOutcome, IncidentEntry, LogEntry};
-use crate::store::{Head, Outbound, Pending};
+use crate::store::{self, Head, Outbound, Pending};
 
 pub(crate) mod sender;
 pub(crate) mod window;
@@ -138,33 +138,46 @@ fn pseudonym(key: &[u8; 32], number: &str) -> String {
 }
 
 /// A message waiting in the outbox, cut as a redaction cut the log (see
-/// `store::redact`): a record of an entry chained again carries the entry's
-/// new hashes and the person as the entry now keeps them (a pseudonym made
-/// again from the number as cut, with `pseudonym_key`); a summary whose
-/// head was chained again, the new hash. `None` when nothing changes.
+/// `store::redact`): a record carries the hashes of its entry as chained
+/// again, its number cut as the log's would be, no name where the policy
+/// keeps none, and a pseudonym made again from its entry's number as cut
+/// (with `pseudonym_key`); where its entry was purged and the policy keeps
+/// no numbers, no pseudonym at all (it may be of a whole number). A summary
+/// whose head was chained again carries the new hash. `None` when nothing
+/// changes.
 pub(crate) fn cut_queued(pending: Pending<'_>, pseudonym_key: Option<&[u8; 32]>) -> Option<Vec<u8>> {
     let mut envelope = netbar_protocol::decode(pending.payload).ok()?;
+    let before = envelope.message.clone();
+    let registration = pending.registration;
     match &mut envelope.message {
         Message::Record(record) => {
-            let (prev_hash, hash, cut) = (pending.rechained)(record.index)?;
-            (record.prev_hash, record.hash) = (prev_hash, hash);
-            match (&mut record.person, cut) {
-                (Person::Full { number, name, .. }, Some(cut)) => {
-                    *number = cut.number;
-                    *name = cut.name.unwrap_or_default();
-                }
-                (Person::Pseudonymised { person_hash, .. }, Some(cut)) => {
-                    if let Some(key) = pseudonym_key {
-                        *person_hash = pseudonym(key, &cut.number);
-                    }
-                }
-                _ => {}
+            if let Some((prev_hash, hash)) = (pending.rechained)(record.index) {
+                (record.prev_hash, record.hash) = (prev_hash, hash);
+            }
+            let entry = (pending.check_in)(record.index);
+            record.person = match std::mem::replace(&mut record.person, Person::None) {
+                Person::Full { document_kind, number, name, birth_date } => Person::Full {
+                    number: store::kept_number(&document_kind, &number, registration),
+                    name: if registration.keep_name { name } else { String::new() },
+                    document_kind,
+                    birth_date,
+                },
+                Person::Pseudonymised { person_hash, birth_year } => match (entry, pseudonym_key) {
+                    (Some(check_in), Some(key)) => Person::Pseudonymised { person_hash: pseudonym(key, &check_in.number), birth_year },
+                    (None, _) if !registration.keep_number => Person::None,
+                    _ => Person::Pseudonymised { person_hash, birth_year },
+                },
+                Person::None => Person::None,
+            };
+        }
+        Message::Summary(summary) => {
+            if let Some((_, hash)) = (pending.rechained)(summary.log_head.index) {
+                summary.log_head.hash = hash;
             }
         }
-        Message::Summary(summary) => summary.log_head.hash = (pending.rechained)(summary.log_head.index)?.1,
         _ => return None,
     }
-    Some(netbar_protocol::encode(&envelope).into_bytes())
+    (envelope.message != before).then(|| netbar_protocol::encode(&envelope).into_bytes())
 }
 
 /// The summary period under way: since when, and what happened in it.
@@ -352,6 +365,62 @@ mod tests {
         let Message::Record(record) = full.message else { panic!("not a record") };
         assert_eq!((record.allowed, record.reasons.as_slice()), (false, ["under_age".to_owned()].as_slice()));
         assert!(matches!(record.person, Person::Full { ref number, .. } if number == "11010519491231002X"));
+    }
+
+    /// The record of a Korean check-in as an earlier release queued it.
+    fn queued_korean(feed: &Feed, index: u64) -> Vec<u8> {
+        let mut entry = check_in(CheckInOutcome::Admitted, &[]);
+        if let LogEntry::CheckIn(check_in) = &mut entry {
+            (check_in.document_kind, check_in.number, check_in.name) =
+                ("kr_resident_registration".into(), "900101-1234568".into(), Some("김철수".into()));
+        }
+        let build = feed.outbound(&entry, "2026-11-25T10:00:00Z".parse().unwrap()).unwrap();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        build(7, Head { index, hash: &b, prev_hash: &a }).unwrap().1
+    }
+
+    /// 개인정보 보호법 제24조의2: records waiting in the outbox are cut as the
+    /// log is: the new hashes of their entries, the number cut, no name
+    /// under a policy that keeps none, the pseudonym made again from the
+    /// number as cut; a pseudonym of an entry purged long ago is dropped.
+    #[test]
+    fn queued_records_are_cut_as_their_entries_were() {
+        let kr = netbar_protocol::policy::Registration { keep_number: false, keep_name: false, one_check_in_per_document: false };
+        let cut_entry = {
+            let LogEntry::CheckIn(mut check_in) = check_in(CheckInOutcome::Admitted, &[]) else { unreachable!() };
+            (check_in.document_kind, check_in.number) = ("kr_resident_registration".into(), "900101-1".into());
+            check_in
+        };
+        let rechained = |index: u64| (index == 3).then(|| ("c".repeat(64), "d".repeat(64)));
+        let present = |index: u64| (index == 3).then(|| cut_entry.clone());
+        let cut = |payload: &[u8], check_in: &dyn Fn(u64) -> Option<CheckIn>| {
+            let pending = Pending { payload, rechained: &rechained, check_in, registration: kr };
+            cut_queued(pending, Some(&[7; 32])).map(|bytes| netbar_protocol::decode(&bytes).unwrap().message)
+        };
+        // In full: cut, no name, the new hashes.
+        let full = cut(&queued_korean(&feed(Disclosure::Full), 3), &present);
+        let Some(Message::Record(record)) = full else { panic!("{full:?}") };
+        assert_eq!((record.prev_hash, record.hash), ("c".repeat(64), "d".repeat(64)));
+        assert!(
+            matches!(record.person, Person::Full { ref number, ref name, .. } if number == "900101-1" && name.is_empty()),
+            "{:?}",
+            record.person
+        );
+        // Pseudonymised: the pseudonym of the number as cut.
+        let Some(Message::Record(record)) = cut(&queued_korean(&feed(Disclosure::Pseudonymised), 3), &present) else { panic!() };
+        assert!(matches!(record.person, Person::Pseudonymised { ref person_hash, .. } if *person_hash == pseudonym(&[7; 32], "900101-1")));
+        // Its entry purged: no pseudonym at all.
+        let Some(Message::Record(record)) = cut(&queued_korean(&feed(Disclosure::Pseudonymised), 9), &|_| None) else { panic!() };
+        assert_eq!(record.person, Person::None);
+        // A record already as it may be, of an entry not chained again, stays as it is.
+        let mut chinese = Vec::new();
+        if let Some(build) =
+            feed(Disclosure::Full).outbound(&check_in(CheckInOutcome::Admitted, &[]), "2026-11-25T10:00:00Z".parse().unwrap())
+        {
+            chinese = build(8, Head { index: 5, hash: &"b".repeat(64), prev_hash: &"a".repeat(64) }).unwrap().1;
+        }
+        let cn = netbar_protocol::policy::Registration::default();
+        assert!(cut_queued(Pending { payload: &chinese, rechained: &rechained, check_in: &|_| None, registration: cn }, None).is_none());
     }
 
     #[test]

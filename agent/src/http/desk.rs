@@ -24,7 +24,9 @@ use crate::venue::{AtTheDesk, CheckInOutcome};
 pub(super) struct CheckInRequest {
     /// "cn_id", "cn_prc", "kr_rrn" or "other", among those the policy takes.
     document_type: String,
-    number: Zeroizing<String>,
+    /// Absent only for another document at a venue that keeps no numbers.
+    #[serde(default)]
+    number: Option<TypedNumber>,
     /// For "other" documents: the birth date as typed from the document.
     #[serde(default)]
     birth_date: Option<jiff::civil::Date>,
@@ -39,6 +41,42 @@ pub(super) struct CheckInRequest {
     /// presumption holds.
     #[serde(default)]
     student: Option<bool>,
+}
+
+/// A document number as typed: text only, wiped from memory when dropped.
+/// Anything else is refused without repeating it (serde's own message
+/// would quote the value: `invalid type: integer 9001011234568`).
+#[derive(Debug)]
+pub(super) struct TypedNumber(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for TypedNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TypedNumber, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = TypedNumber;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("the document number as text")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<TypedNumber, E> {
+                Ok(TypedNumber(Zeroizing::new(text.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<TypedNumber, E> {
+                Ok(TypedNumber(Zeroizing::new(text)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<TypedNumber, E> {
+                Err(E::custom("the document number must be text, in quotes"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<TypedNumber, E> {
+                Err(E::custom("the document number must be text, in quotes"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<TypedNumber, E> {
+                Err(E::custom("the document number must be text, in quotes"))
+            }
+        }
+        // Any, not str: asked for a string, a deserializer words the error
+        // itself, quoting what it found.
+        deserializer.deserialize_any(Text)
+    }
 }
 
 /// What the cashier reads aloud for each refusal reason.
@@ -57,7 +95,7 @@ impl Api {
     /// registration keeps; the whole number is wiped.
     fn document(&self, typed: &CheckInRequest) -> Result<Document, ApiError> {
         let today = self.today();
-        let number = typed.number.as_str();
+        let number = typed.number.as_ref().map_or("", |number| number.0.as_str());
         let offered = || self.policy.documents.iter().map(|document| document.code()).collect::<Vec<_>>().join(", ");
         let document = DeskDocument::from_code(&typed.document_type).filter(|document| self.policy.documents.contains(document));
         let Some(document) = document else {
@@ -69,6 +107,9 @@ impl Api {
         };
         let validated = match (document.numbering(), typed.birth_date) {
             (Some(numbering), _) => identity::validate(numbering, number, today),
+            (None, Some(birth_date)) if number.trim().is_empty() && !self.policy.registration.keep_number => {
+                identity::unnumbered_document(birth_date, today)
+            }
             (None, Some(birth_date)) => identity::other_document(number, birth_date, today),
             (None, None) => {
                 return Err(ApiError::new(
@@ -233,5 +274,24 @@ pub(super) async fn open(
         Err(OpenFailure::UnknownStation(message)) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_station", message)),
         Err(OpenFailure::Refused(message)) => Err(ApiError::new(StatusCode::CONFLICT, "login_refused", message)),
         Err(OpenFailure::NotRecorded(message)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a number sent as a JSON number was refused by serde
+    /// with its digits in the message, which the API answers with.
+    #[test]
+    fn a_number_sent_as_a_number_is_refused_without_repeating_it() {
+        for body in
+            [r#"{"document_type":"kr_rrn","number":9001011234568}"#, r#"{"document_type":"kr_rrn","number":9001011234568123456789}"#]
+        {
+            let error = serde_json::from_str::<CheckInRequest>(body).unwrap_err().to_string();
+            assert!(error.contains("the document number must be text") && !error.contains("1234568"), "{error}");
+        }
+        let typed: CheckInRequest = serde_json::from_str(r#"{"document_type":"kr_rrn","number":"080315-3"}"#).unwrap();
+        assert_eq!(typed.number.map(|number| number.0.to_string()).as_deref(), Some("080315-3"));
     }
 }

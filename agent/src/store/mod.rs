@@ -32,7 +32,7 @@ mod redact;
 mod registry;
 pub(crate) mod thread;
 
-pub(crate) use redact::Pending;
+pub(crate) use redact::{Pending, kept_number};
 
 /// A certificate the venue CA issued (times in RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,9 +165,6 @@ pub(crate) struct HeadsChecked {
     pub(crate) matched: u64,
     /// Heads older than the checkpoint (purged after their retention period).
     pub(crate) purged: u64,
-    /// Heads of entries a redaction chained again (their old hashes were
-    /// a function of the numbers it cut): not comparable any more.
-    pub(crate) rechained: u64,
     /// Heads that do not match, each in words.
     pub(crate) findings: Vec<String>,
 }
@@ -661,6 +658,23 @@ impl Store {
         }
         let mut head = self.head.clone();
         let mut pending = self.pending;
+        let appended = Store::insert_entries(&transaction, &mut head, entries, limit, &mut pending)?;
+        transaction.commit()?;
+        self.head = head;
+        self.pending = pending;
+        Ok(appended)
+    }
+
+    /// Writes `entries` after `head` inside `transaction`, chained, with
+    /// the open matters they open and close and the messages they cause,
+    /// and moves the anchor to the last; `head` and `pending` follow.
+    fn insert_entries(
+        transaction: &rusqlite::Transaction<'_>,
+        head: &mut (u64, String),
+        entries: Vec<(NewEntry<'_>, Option<Outbound>)>,
+        limit: u64,
+        pending: &mut u64,
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut appended = Vec::with_capacity(entries.len());
         {
             let mut insert = transaction
@@ -681,10 +695,10 @@ impl Store {
                     open.execute(params![matter.key(), seq as i64])?;
                 }
                 if let Some(build) = uplink {
-                    Store::enqueue(&transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build, &mut pending)?;
+                    Store::enqueue(transaction, Head { index: seq, hash: &hash, prev_hash: &head.1 }, limit, at, build, pending)?;
                 }
-                appended.push(Entry { seq, at, entry: entry.clone(), prev_hash: head.1, hash: hash.clone() });
-                head = (seq, hash);
+                appended.push(Entry { seq, at, entry: entry.clone(), prev_hash: std::mem::take(&mut head.1), hash: hash.clone() });
+                *head = (seq, hash);
             }
         }
         if !appended.is_empty() {
@@ -694,9 +708,6 @@ impl Store {
                 )?
                 .execute(params![head.0 as i64, head.1])?;
         }
-        transaction.commit()?;
-        self.head = head;
-        self.pending = pending;
         Ok(appended)
     }
 
@@ -847,12 +858,14 @@ impl Store {
         let checkpoint = Store::checkpoint_of(&self.connection)?;
         let end = log_end(&self.connection)?;
         // The ranges redactions chained again, by the entry that says so.
-        let mut rechained: Vec<(u64, u64, u64)> = Vec::new();
+        let mut rechained: Vec<(u64, u64, u64, crate::journal::Redaction)> = Vec::new();
         let mut redactions = self.connection.prepare("SELECT seq, body FROM log WHERE kind = 'redaction' ORDER BY seq")?;
         for row in redactions.query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?)))? {
             let (seq, body) = row?;
-            if let Ok(LogEntry::Redaction(redaction)) = LogEntry::from_parts("redaction", &body) {
-                rechained.push((redaction.from, redaction.to, seq));
+            if let Ok(LogEntry::Redaction(redaction)) = LogEntry::from_parts("redaction", &body)
+                && let Some(range) = redaction.rechained
+            {
+                rechained.push((range.from, range.to, seq, redaction));
             }
         }
         let mut checked = HeadsChecked::default();
@@ -870,10 +883,16 @@ impl Store {
             } else {
                 statement.query_row(params![*index as i64], |row| row.get(0)).optional()?
             };
-            let redaction = rechained.iter().find(|(from, to, _)| (*from..=*to).contains(index)).map(|(.., seq)| *seq);
+            let redaction = rechained.iter().find(|(from, to, ..)| (*from..=*to).contains(index));
             match (found, redaction) {
                 (Some(found), _) if found == *hash => checked.matched += 1,
-                (Some(_), Some(_)) => checked.rechained += 1,
+                // Not excused: a forged redaction entry must not explain a
+                // rewrite away. Said, for whoever compares it with the
+                // regulator's records_redacted incident.
+                (Some(found), Some((.., seq, redaction))) => checked.findings.push(format!(
+                    "entry {index} has hash {found}, but the regulator received {hash}: chained again by the redaction recorded at entry {seq} ({}, by {}); if the regulator has no records_redacted incident of it, the log was rewritten",
+                    redaction.at, redaction.by
+                )),
                 (Some(found), None) => checked
                     .findings
                     .push(format!("entry {index} has hash {found}, but the regulator received {hash}: the log was rewritten")),

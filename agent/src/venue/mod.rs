@@ -1312,10 +1312,11 @@ mod tests {
 
         let mut chinese = venue("cn", "Asia/Shanghai");
         let number = "11010519491231002X";
-        let (_, effects) = chinese.check_in(now, &document(number, date(1949, 12, 31)), Circumstances::default(), desk(), || 3);
+        let card = netbar_protocol::identity::validate_cn(number, date(2026, 11, 22)).unwrap();
+        let (_, effects) = chinese.check_in(now, &card, Circumstances::default(), desk(), || 3);
         let record = recorded_check_in(&effects);
         assert_eq!((record.number.as_str(), record.name.as_deref(), record.by.as_deref()), (number, Some("김철수"), Some("kim")));
-        let (again, _) = chinese.check_in(now, &document(number, date(1949, 12, 31)), Circumstances::default(), desk(), || 4);
+        let (again, _) = chinese.check_in(now, &card, Circumstances::default(), desk(), || 4);
         assert!(matches!(again, CheckInOutcome::Refused { ref reasons, .. } if reasons == &["already_checked_in"]));
     }
 

@@ -112,6 +112,7 @@ fn the_console_in_a_browser_from_sign_in_to_smoke_alarm() {
     browser.wait_text("#checkin-result", "Refused", WAIT);
     browser.wait_text("[data-reason='under_age']", "minors may not be admitted", WAIT);
     // No guardian admits a minor in China: the desk is not asked.
+    browser.wait_until("the desk's questions", "return questions !== null && questions.birth_date === '2010-01-15';", json!([]), WAIT);
     assert_eq!(browser.run("return document.getElementById('guardian-row').hidden;", json!([])), json!(true));
 
     // A foreign permanent resident ID card of 2023: the holder's
@@ -250,14 +251,29 @@ fn a_korean_desk_in_korean_takes_seven_digits_and_asks_only_what_changes_the_dec
     browser.click("#checkin-guardian");
     browser.click("#checkin-submit");
     browser.wait_text("#checkin-result", "입장 허용", WAIT);
-    // An adult: nothing asked; a whole number typed is taken, and cut.
+    // An adult: nothing asked; a whole number typed leaves the browser cut.
     browser.fill("#checkin-number", "900101-1234568");
     answered("1990-01-01");
     assert!(hidden("guardian-row") && hidden("student-row"));
     browser.click("#checkin-submit");
-    browser.wait_text("#checkin-result", "입장 허용", WAIT);
+    assert_eq!(browser.run("return document.getElementById('checkin-number').value;", json!([])), json!("900101-1"));
+    netbar_tests::wait_for("the adult's check-in in the log", WAIT, || {
+        String::from_utf8(venue.records("export").stdout).unwrap().contains("\"number\":\"900101-1\"")
+    });
     let export = String::from_utf8(venue.records("export").stdout).unwrap();
-    assert!(export.contains("\"number\":\"900101-1\"") && !export.contains("1234568"), "{export}");
+    assert!(!export.contains("1234568"), "{export}");
+    // Another document: its birth date, no number asked.
+    browser.select("#checkin-type", "other");
+    assert!(hidden("number-row"));
+    browser.run(
+        "const field = document.getElementById('checkin-birth-date'); field.value = '1985-06-30'; field.dispatchEvent(new Event('input'));",
+        json!([]),
+    );
+    answered("1985-06-30");
+    browser.click("#checkin-submit");
+    netbar_tests::wait_for("the other document's check-in in the log", WAIT, || {
+        String::from_utf8(venue.records("export").stdout).unwrap().contains("\"birth_date\":\"1985-06-30\"")
+    });
 
     // The text of 2023: born 2008, on 15 January 2027 at 23:00, presumed
     // still at school.

@@ -123,6 +123,16 @@ fn a_korean_venue_keeps_no_resident_number_in_its_folder_exports_or_feed() {
         assert!(status == 200 || expected == 422, "{body}: {status}");
         answers.push(answer);
     }
+    // A number sent as a JSON number is refused without being repeated.
+    let (status, refused) = netbar_tests::http_text(
+        venue.http,
+        "POST",
+        "/api/v1/checkins",
+        Some(&token),
+        Some(&json!({"document_type": "kr_rrn", "number": 9001011234568u64})),
+    );
+    assert_eq!(status, 422, "{refused}");
+    answers.push(refused);
     let (_, metrics) = netbar_tests::http_text(venue.http, "GET", "/metrics", None, None);
     let check_id = Run::new(binary("netbar-agent"))
         .args(["check-id", "--jurisdiction", "kr", "--at", "2026-12-15T23:00:00+09:00", adult, "900101-12345x8"])
@@ -130,7 +140,7 @@ fn a_korean_venue_keeps_no_resident_number_in_its_folder_exports_or_feed() {
         .unwrap();
     assert!(check_id.status.success(), "{}", String::from_utf8_lossy(&check_id.stderr));
     let feed = records(&regulator, 4);
-    let secrets = secrets(&[adult, "110505-3123452", born_2007], &["M12345678", "김철수", "John Smith"]);
+    let secrets = secrets(&[adult, "110505-3123452", born_2007], &["M12345678", "김철수", "John Smith", "12345x8"]);
 
     let running = folder_findings(venue.dir.path(), &secrets);
     assert!(running.is_empty(), "while the agent runs: {running:?}");
@@ -205,7 +215,7 @@ fn a_korean_database_of_the_previous_release_is_cleaned_and_its_chain_proves_it(
     let said = String::from_utf8_lossy(&redact.stdout);
     assert!(redact.status.success(), "{said}{}", String::from_utf8_lossy(&redact.stderr));
     assert!(
-        said.contains("4 entries cut to what policy kr keeps (1, 2, 3, 4), entries 1 to 5 chained again, 4 messages for the regulator cut"),
+        said.contains("cut to what policy kr keeps: entries 1, 2, 3, 4 cut, entries 1 to 5 chained again, 4 messages for the regulator cut; recorded as entry 6"),
         "{said}"
     );
     let findings = folder_findings(venue.dir.path(), &secrets);
@@ -214,7 +224,8 @@ fn a_korean_database_of_the_previous_release_is_cleaned_and_its_chain_proves_it(
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{said}");
     assert!(
-        said.contains("registration log intact: 6 entries")
+        // The redaction, then the incident that tells the regulator, opened and resolved.
+        said.contains("registration log intact: 8 entries")
             && said.contains("by records redact, policy kr): entries 1, 2, 3, 4 cut, entries 1 to 5 chained again"),
         "{said}"
     );
@@ -229,8 +240,31 @@ fn a_korean_database_of_the_previous_release_is_cleaned_and_its_chain_proves_it(
     let data = venue.dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::copy(PREVIOUS_RELEASE_KR, data.join("netbar.sqlite")).unwrap();
-    venue.start();
-    let feed = records(&regulator, 4);
+    // The agent's clock near the fixture's, so that nothing of it is past
+    // its retention whatever day the test runs.
+    venue.start_at(Some("2026-12-01T12:00:00+09:00"));
+    let mut told = None;
+    let mut received = std::collections::BTreeMap::new();
+    regulator.expect("the records and the redaction's incident", WAIT, |_, payload| {
+        let envelope = decode(payload).expect("the feed decodes");
+        match envelope.message {
+            Message::Record(record) => {
+                received.insert(envelope.seq, (record, payload.to_vec()));
+            }
+            Message::Incident(incident) => {
+                if let netbar_protocol::messages::IncidentTransition::Opened { incident_kind, detail, .. } = incident.transition
+                    && incident_kind == netbar_protocol::messages::IncidentKind::RecordsRedacted
+                {
+                    told = Some(detail);
+                }
+            }
+            _ => {}
+        }
+        (received.len() >= 4 && told.is_some()).then_some(())
+    });
+    let feed: Vec<_> = received.into_values().collect();
+    let told = told.unwrap();
+    assert!(told.contains("entries 1, 2, 3, 4 cut, entries 1 to 5 chained again"), "{told}");
     assert!(
         venue.log().contains("document numbers or names the policy may not keep were cut out of the registration log"),
         "{}",
@@ -253,6 +287,8 @@ fn a_korean_database_of_the_previous_release_is_cleaned_and_its_chain_proves_it(
     let verify = venue.records("verify");
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success() && said.contains("by netbar-agent at start, policy kr): entries 1, 2, 3, 4 cut"), "{said}");
+    // The log holds the incident too, for the console and an inspection.
+    assert!(export.contains("\"incident_kind\":\"records_redacted\""), "{export}");
 }
 
 /// Every test the rules table names (protocol/policies/rules.md, what

@@ -38,7 +38,8 @@ const TEXT = {
     "severity.critical": "CRITICAL", "severity.warning": "Warning", "severity.notice": "Notice",
     "kind.fire": "Smoke or fire", "kind.carbon_monoxide": "Carbon monoxide", "kind.exit_blocked": "Emergency exit blocked",
     "kind.overcrowded": "Overcrowded", "kind.unregistered_use": "Unregistered use", "kind.minor_present": "Minor present",
-    "kind.sensor_fault": "Sensor or station fault",
+    "kind.sensor_fault": "Sensor or station fault", "kind.forged_sender": "Forged sender", "kind.records_tampered": "Registration log tampered with",
+    "kind.lock_screen_tampered": "Lock screen tampered with", "kind.records_redacted": "Registration log redacted",
     "alarm.prefix": "ALARM",
     "records.title": "Registration records", "records.from": "From", "records.to": "To", "records.search": "Search", "records.csv": "Export CSV",
     "records.logged": "Every search and export is recorded in the log.", "records.none": "No records in this period.",
@@ -90,7 +91,8 @@ const TEXT = {
     "severity.critical": "紧急", "severity.warning": "警告", "severity.notice": "提示",
     "kind.fire": "烟雾或火情", "kind.carbon_monoxide": "一氧化碳", "kind.exit_blocked": "安全出口被锁",
     "kind.overcrowded": "超员", "kind.unregistered_use": "未登记上网", "kind.minor_present": "未成年人在场",
-    "kind.sensor_fault": "传感器或机位故障",
+    "kind.sensor_fault": "传感器或机位故障", "kind.forged_sender": "伪造的发送方", "kind.records_tampered": "登记记录被篡改",
+    "kind.lock_screen_tampered": "锁屏被破坏", "kind.records_redacted": "登记记录已删减",
     "alarm.prefix": "告警",
     "records.title": "上网登记记录", "records.from": "从", "records.to": "到", "records.search": "查询", "records.csv": "导出 CSV",
     "records.logged": "每次查询和导出都会记入日志。", "records.none": "此期间没有记录。",
@@ -142,7 +144,8 @@ const TEXT = {
     "severity.critical": "긴급", "severity.warning": "경고", "severity.notice": "알림",
     "kind.fire": "연기 또는 화재", "kind.carbon_monoxide": "일산화탄소", "kind.exit_blocked": "비상구 막힘",
     "kind.overcrowded": "정원 초과", "kind.unregistered_use": "미등록 사용", "kind.minor_present": "청소년 있음",
-    "kind.sensor_fault": "센서 또는 좌석 이상",
+    "kind.sensor_fault": "센서 또는 좌석 이상", "kind.forged_sender": "위조된 발신자", "kind.records_tampered": "등록 기록 변조",
+    "kind.lock_screen_tampered": "잠금 화면 훼손", "kind.records_redacted": "등록 기록 삭제 처리",
     "alarm.prefix": "경보",
     "records.title": "등록 기록", "records.from": "시작", "records.to": "끝", "records.search": "조회", "records.csv": "CSV 내보내기",
     "records.logged": "조회와 내보내기는 모두 기록에 남습니다.", "records.none": "이 기간에는 기록이 없습니다.",
@@ -397,10 +400,8 @@ async function checkIn(event) {
   const body = typedDocument();
   const name = $("checkin-name").value.trim();
   if (name && !$("name-row").hidden) body.name = name;
-  if (!$("student-row").hidden) {
-    if ($("checkin-student-yes").checked) body.student = true;
-    if ($("checkin-student-no").checked) body.student = false;
-  }
+  // What was not sent is not kept on screen either.
+  if (!keepsNumbers) $("checkin-number").value = body.number || "";
   $("checkin-submit").disabled = true;
   const answer = await api("POST", "/api/v1/checkins", body);
   $("checkin-submit").disabled = false;
@@ -437,12 +438,15 @@ async function checkIn(event) {
   $("checkin-number").focus();
 }
 
-// The documents this venue's policy takes, the usual one first.
+// The documents this venue's policy takes, the usual one first, and
+// whether it keeps document numbers (Korea's keeps none).
 let deskDocuments = ["cn_id", "cn_prc", "kr_rrn", "other"];
+let keepsNumbers = true;
 
 function useDesk(desk) {
   if (!desk) return;
   deskDocuments = desk.documents;
+  keepsNumbers = desk.keeps_numbers;
   for (const option of $("checkin-type").options) option.hidden = !deskDocuments.includes(option.value);
   if (!deskDocuments.includes($("checkin-type").value)) $("checkin-type").value = deskDocuments[0];
   // A venue that keeps no names (Korea's) does not ask for one.
@@ -450,16 +454,45 @@ function useDesk(desk) {
   documentTypeChanged();
 }
 
+// What of a typed number leaves the browser: where the venue keeps no
+// numbers, a resident registration number's first seven digits (YYMMDD-G,
+// all the decision needs) and nothing of another document's.
+function sentNumber(type) {
+  const typed = $("checkin-number").value.trim();
+  if (keepsNumbers) return typed;
+  if (type === "kr_rrn") return typed.slice(0, typed.charAt(6) === "-" ? 8 : 7);
+  return "";
+}
+
 function typedDocument() {
   const type = $("checkin-type").value;
-  const body = { document_type: type, number: $("checkin-number").value.trim(), guardian: $("checkin-guardian").checked };
+  const body = { document_type: type };
+  const number = sentNumber(type);
+  if (number || type !== "other") body.number = number;
   if (type === "other" && $("checkin-birth-date").value) body.birth_date = $("checkin-birth-date").value;
+  // An answer counts only where it was asked, for this document.
+  body.guardian = !$("guardian-row").hidden && $("checkin-guardian").checked;
+  if (!$("student-row").hidden) {
+    if ($("checkin-student-yes").checked) body.student = true;
+    if ($("checkin-student-no").checked) body.student = false;
+  }
   return body;
 }
 
 function documentTypeChanged() {
-  $("birth-date-row").hidden = $("checkin-type").value !== "other";
-  $("checkin-number").placeholder = $("checkin-type").value === "kr_rrn" ? t("checkin.kr_placeholder") : "";
+  const type = $("checkin-type").value;
+  $("birth-date-row").hidden = type !== "other";
+  // Another document's number is not asked where no number is kept.
+  $("number-row").hidden = type === "other" && !keepsNumbers;
+  $("checkin-number").required = !$("number-row").hidden;
+  $("checkin-number").placeholder = type === "kr_rrn" ? t("checkin.kr_placeholder") : "";
+  documentChanged();
+}
+
+// Another document: the previous one's answers go, until the agent says
+// what to ask of this one.
+function documentChanged() {
+  showQuestions(null);
   askQuestions();
 }
 
@@ -471,7 +504,7 @@ let asking = 0;
 async function askQuestions() {
   const asked = ++asking;
   const body = typedDocument();
-  const answer = body.number ? await api("POST", "/api/v1/checkins/questions", body) : { status: 0 };
+  const answer = body.number || body.birth_date ? await api("POST", "/api/v1/checkins/questions", body) : { status: 0 };
   if (asked !== asking) return;
   showQuestions(answer.status === 200 ? answer.body : null);
 }
@@ -657,7 +690,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if (me) loadOccupancy();
   });
   $("checkin-type").addEventListener("change", documentTypeChanged);
-  for (const id of ["checkin-number", "checkin-birth-date"]) $(id).addEventListener("input", askQuestions);
+  for (const id of ["checkin-number", "checkin-birth-date"]) $(id).addEventListener("input", documentChanged);
   $("checkin-guardian").addEventListener("change", askQuestions);
   $("checkin-form").addEventListener("submit", checkIn);
   $("checkout-form").addEventListener("submit", checkOut);
