@@ -43,11 +43,17 @@ pub(super) struct CheckInRequest {
     student: Option<bool>,
 }
 
-/// A document number as typed: text only, wiped from memory when dropped.
-/// Anything else is refused without repeating it (serde's own message
-/// would quote the value: `invalid type: integer 9001011234568`).
-#[derive(Debug)]
+/// A document number as typed: text only, wiped from memory when dropped,
+/// never printed (not even by `{:?}`). Anything else is refused without
+/// repeating it (serde's own message would quote the value: `invalid type:
+/// integer 9001011234568`).
 pub(super) struct TypedNumber(Zeroizing<String>);
+
+impl std::fmt::Debug for TypedNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TypedNumber({} characters)", self.0.chars().count())
+    }
+}
 
 impl<'de> Deserialize<'de> for TypedNumber {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TypedNumber, D::Error> {
@@ -102,7 +108,7 @@ impl Api {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "document_type",
-                format!("This venue does not take document type {:?}: its policy takes {}.", typed.document_type, offered()),
+                format!("This venue does not take that document type: its policy takes {}.", offered()),
             ));
         };
         let validated = match (document.numbering(), typed.birth_date) {
@@ -291,6 +297,8 @@ mod tests {
             let error = serde_json::from_str::<CheckInRequest>(body).unwrap_err().to_string();
             assert!(error.contains("the document number must be text") && !error.contains("1234568"), "{error}");
         }
+        let typed: CheckInRequest = serde_json::from_str(r#"{"document_type":"kr_rrn","number":"080315-3123454"}"#).unwrap();
+        assert!(!format!("{typed:?}").contains("3123454"), "{typed:?}");
         let typed: CheckInRequest = serde_json::from_str(r#"{"document_type":"kr_rrn","number":"080315-3"}"#).unwrap();
         assert_eq!(typed.number.map(|number| number.0.to_string()).as_deref(), Some("080315-3"));
     }
