@@ -55,6 +55,9 @@ impl std::fmt::Debug for TypedNumber {
     }
 }
 
+/// Why a number that is not text is refused, without repeating it.
+const NOT_TEXT: &str = "the document number must be text, in quotes";
+
 impl<'de> Deserialize<'de> for TypedNumber {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TypedNumber, D::Error> {
         struct Text;
@@ -70,13 +73,13 @@ impl<'de> Deserialize<'de> for TypedNumber {
                 Ok(TypedNumber(Zeroizing::new(text)))
             }
             fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<TypedNumber, E> {
-                Err(E::custom("the document number must be text, in quotes"))
+                Err(E::custom(NOT_TEXT))
             }
             fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<TypedNumber, E> {
-                Err(E::custom("the document number must be text, in quotes"))
+                Err(E::custom(NOT_TEXT))
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<TypedNumber, E> {
-                Err(E::custom("the document number must be text, in quotes"))
+                Err(E::custom(NOT_TEXT))
             }
         }
         // Any, not str: asked for a string, a deserializer words the error

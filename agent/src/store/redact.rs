@@ -213,23 +213,24 @@ impl Store {
                 .prepare("SELECT seq, payload FROM outbox WHERE seq > ?1 ORDER BY seq")?
                 .query_map(params![outbox_since], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()?;
-            let mut read = transaction.prepare("SELECT body FROM log WHERE seq = ?1 AND kind = 'check_in'")?;
             let mut update = transaction.prepare("UPDATE outbox SET payload = ?2 WHERE seq = ?1")?;
             let lookup = |index: u64| rechained.get(&index).cloned();
             let check_in = |index: u64| {
                 cuts.get(&index).cloned().or_else(|| {
-                    let body: Option<String> = read.query_row(params![index as i64], |row| row.get(0)).optional().ok().flatten();
+                    let body: Option<String> = transaction
+                        .query_row("SELECT body FROM log WHERE seq = ?1 AND kind = 'check_in'", params![index as i64], |row| row.get(0))
+                        .optional()
+                        .ok()
+                        .flatten();
                     match body.and_then(|body| LogEntry::from_parts("check_in", &body).ok()) {
                         Some(LogEntry::CheckIn(check_in)) => Some(check_in),
                         _ => None,
                     }
                 })
             };
-            let check_in = std::cell::RefCell::new(check_in);
-            let read_check_in = |index: u64| (check_in.borrow_mut())(index);
             for (seq, payload) in pending {
                 last_message = seq;
-                let pending = Pending { payload: &payload, rechained: &lookup, check_in: &read_check_in, registration };
+                let pending = Pending { payload: &payload, rechained: &lookup, check_in: &check_in, registration };
                 if let Some(cut) = cut_message(pending).filter(|cut| *cut != payload) {
                     update.execute(params![seq, cut])?;
                     outbox += 1;
